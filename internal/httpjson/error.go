@@ -1,0 +1,96 @@
+package httpjson
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Error is a client-facing error: an HTTP status, a stable snake_case code
+// that programs match on, and a human sentence.
+//
+// Two *Error values are the same error for errors.Is when their codes match,
+// so a sentinel such as locks.ErrFull still matches after the error was
+// serialised by the leader and rebuilt on the follower that forwarded the
+// write.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	// RetryAfter, when positive, is sent as a Retry-After header: the client
+	// may succeed if it tries again after that long (no leader, shutting down).
+	RetryAfter time.Duration
+	// Details are extra fields written beside code and message (for example
+	// the first index of a trimmed log).
+	Details map[string]any
+}
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// WithMessage returns a copy of e with a more specific message, keeping its
+// status and code (and so its identity for errors.Is).
+func (e *Error) WithMessage(format string, args ...any) *Error {
+	c := *e
+	c.Message = fmt.Sprintf(format, args...)
+	return &c
+}
+
+// WithDetail returns a copy of e carrying one more detail field.
+func (e *Error) WithDetail(key string, value any) *Error {
+	c := *e
+	c.Details = make(map[string]any, len(e.Details)+1)
+	for k, v := range e.Details {
+		c.Details[k] = v
+	}
+	c.Details[key] = value
+	return &c
+}
+
+// Common errors. Packages define their own sentinels with Errorf next to the
+// code that returns them; these are the ones shared by the whole API.
+var (
+	ErrNotFound        = Errorf(http.StatusNotFound, "not_found", "no such resource")
+	ErrMethod          = Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this resource")
+	ErrUnauthorized    = Errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+	ErrBodyTooLarge    = Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is too large")
+	ErrBadJSON         = Errorf(http.StatusBadRequest, "bad_json", "request body is not valid JSON")
+	ErrShuttingDown    = &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "this node is shutting down", RetryAfter: time.Second}
+	ErrRequestTimedOut = Errorf(http.StatusGatewayTimeout, "timeout", "the request did not complete in time")
+)
+
+// BadRequest returns a 400 error with the given code and message.
+func BadRequest(code, format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, code, format, args...)
+}
+
+// As converts any error into an *Error: an *Error anywhere in the chain is
+// returned as is; a body-size error becomes 413; a context deadline becomes
+// 504; anything else is an internal error whose message is kept generic so
+// internals do not leak (the caller logs the original).
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return ErrBodyTooLarge.WithMessage("request body is larger than the limit of %d bytes", tooLarge.Limit)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrRequestTimedOut
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+}

@@ -1,0 +1,146 @@
+package httpjson
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+)
+
+// HandlerFunc is an HTTP handler that returns its failure instead of
+// writing it; Handle turns it into an http.HandlerFunc.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handle adapts h: a returned error is written with WriteError. A handler
+// that already wrote a response must return nil.
+func Handle(h HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			WriteError(w, r, err)
+		}
+	}
+}
+
+// loggerKey is the context key of the logger WriteError reports internal
+// errors to; the API sets it per request so that per-node loggers are used.
+type loggerKey struct{}
+
+// WithLogger returns a request whose context carries logger, used by
+// WriteError to report internal errors.
+func WithLogger(r *http.Request, logger *slog.Logger) *http.Request {
+	return r.WithContext(contextWithLogger(r.Context(), logger))
+}
+
+// WriteError writes err in the JSON error shape with its status (see As).
+// Internal errors are logged with the request's logger, never sent.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	e := As(err)
+	if e.Status >= 500 && e.Code == "internal" {
+		loggerFrom(r.Context()).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.RetryAfter > 0 {
+		secs := int(e.RetryAfter.Seconds())
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	body := map[string]any{"code": e.Code, "message": e.Message}
+	for k, v := range e.Details {
+		body[k] = v
+	}
+	WriteJSON(w, e.Status, map[string]any{"error": body})
+}
+
+// WriteJSON writes v as a JSON response with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client is gone if this fails; nothing left to tell it
+}
+
+// DecodeJSON reads exactly one JSON value from the request body into v,
+// rejecting unknown fields and trailing data. Errors are *Error: 400
+// bad_json for malformed input, 413 for a body over the limit set by the
+// API's body-size middleware.
+func DecodeJSON(r *http.Request, v any) error {
+	return Decode(r.Body, v)
+}
+
+// Decode is DecodeJSON for any reader.
+func Decode(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if dec.More() {
+		return ErrBadJSON.WithMessage("request body has data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return As(err)
+		}
+		return ErrBadJSON.WithMessage("request body has data after the JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var tooLarge *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return As(err)
+	case errors.Is(err, io.EOF):
+		return ErrBadJSON.WithMessage("request body is empty; a JSON value is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrBadJSON.WithMessage("request body ends in the middle of a JSON value")
+	case errors.As(err, &syntax):
+		return ErrBadJSON.WithMessage("request body is not valid JSON at byte %d: %s", syntax.Offset, syntax.Error())
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			return ErrBadJSON.WithMessage("field %q must be of type %s", typeErr.Field, typeErr.Type)
+		}
+		return ErrBadJSON.WithMessage("request body must be a JSON %s", typeErr.Type)
+	default:
+		return ErrBadJSON.WithMessage("request body is not acceptable JSON: %s", err.Error())
+	}
+}
+
+// ReadError turns an error response body written by WriteError back into
+// an *Error with the given status. A body that is not in the error shape
+// yields a generic error naming the status.
+func ReadError(status int, body []byte) *Error {
+	var wire struct {
+		Error map[string]json.RawMessage `json:"error"`
+	}
+	e := &Error{Status: status, Code: "http_" + strconv.Itoa(status), Message: fmt.Sprintf("request failed with status %d", status)}
+	if json.Unmarshal(body, &wire) != nil || wire.Error == nil {
+		return e
+	}
+	for k, raw := range wire.Error {
+		switch k {
+		case "code":
+			_ = json.Unmarshal(raw, &e.Code)
+		case "message":
+			_ = json.Unmarshal(raw, &e.Message)
+		default:
+			var v any
+			if json.Unmarshal(raw, &v) == nil {
+				if e.Details == nil {
+					e.Details = map[string]any{}
+				}
+				e.Details[k] = v
+			}
+		}
+	}
+	return e
+}

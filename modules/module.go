@@ -1,0 +1,230 @@
+package modules
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+)
+
+// Module is what every module implements. The lifecycle is always, and
+// only, in this order: the factory in Info.New (no side effects), Provision
+// (wire hooks, validate config; no goroutines, no listeners), Start (may
+// start goroutines, owned by the module), Stop (stops and waits for every
+// goroutine the module started). Provision and Start are called once; Stop
+// is called once if and only if Start succeeded.
+type Module interface {
+	// ID returns the module's registered ID.
+	ID() string
+	// Provision gives the module its host handle. It must not block or
+	// start goroutines; it returns an error for invalid configuration.
+	Provision(host Host) error
+	// Start starts the module's background work. ctx is cancelled when the
+	// node stops; Start itself must return promptly.
+	Start(ctx context.Context) error
+	// Stop stops the module and waits for its goroutines, closing any
+	// long-lived connections it tracks (SSE streams, websockets):
+	// http.Server.Shutdown does not close hijacked or streaming responses.
+	Stop(ctx context.Context) error
+}
+
+// Config is a module's configuration, created by Info.NewConfig with its
+// defaults and filled from flags or by tests.
+type Config interface {
+	// Validate reports the first invalid setting.
+	Validate() error
+}
+
+// FlagBinder is implemented by a Config that can be set from the agent's
+// command line. Flags must be prefixed with the module ID
+// ("--log-max-entries") so modules never collide; each flag is also read
+// from the environment as SHOAL_<FLAG>.
+type FlagBinder interface {
+	BindFlags(fs FlagSet)
+}
+
+// FlagSet is the part of *flag.FlagSet a FlagBinder uses.
+type FlagSet interface {
+	IntVar(p *int, name string, value int, usage string)
+	Int64Var(p *int64, name string, value int64, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+	StringVar(p *string, name string, value string, usage string)
+	BoolVar(p *bool, name string, value bool, usage string)
+}
+
+// Host is a module's handle on its node. All methods are safe for
+// concurrent use.
+type Host interface {
+	// NodeName is this node's unique name in the cluster.
+	NodeName() string
+	// Logger is the module's logger (already carrying module=<id>).
+	Logger() *slog.Logger
+	// Registerer is this node's Prometheus registry. Metric names follow
+	// shoal_<module>_<thing>_<unit>.
+	Registerer() prometheus.Registerer
+	// DataDir is a directory private to this module on this node, created
+	// before Provision. It survives restarts.
+	DataDir() string
+	// Config is the module's configuration as made by Info.NewConfig
+	// (possibly filled from flags), already validated; nil if the module
+	// has no configuration.
+	Config() Config
+	// Raft is the shared, replicated log. Commands submitted through it
+	// come back to the module's RaftHandler on every node.
+	Raft() Raft
+	// Gossip is the shared gossip channel, namespaced to the module.
+	Gossip() Gossip
+}
+
+// Applied is the outcome of a committed command.
+type Applied struct {
+	// Index is the Raft log index the command was committed at.
+	Index uint64
+	// Result is what the module's ApplyCommand returned on the leader.
+	Result []byte
+}
+
+// Raft is a module's view of the shared Raft log.
+type Raft interface {
+	// Apply submits a command of the calling module and blocks until it is
+	// committed by a majority and applied, then returns the leader's
+	// ApplyCommand result. On a follower the command is forwarded to the
+	// leader; Apply then also waits (bounded by ctx) until this node has
+	// applied it, so a client that writes and then reads on the same node
+	// sees its write. An error returned by ApplyCommand is returned as is
+	// (an *httpjson.Error keeps its code across forwarding).
+	// consensus.ErrNoLeader (503) means the command was not submitted;
+	// consensus.ErrLeadershipLost means its outcome is unknown.
+	Apply(ctx context.Context, op byte, payload []byte) (Applied, error)
+	// ReadIndex blocks until this node has applied every command that was
+	// committed before the call (a linearizable read barrier). It contacts
+	// the leader, so it fails with ErrNoLeader when there is none.
+	ReadIndex(ctx context.Context) error
+	// AppliedIndex is the index of the last command this node has applied.
+	AppliedIndex() uint64
+	// IsLeader reports whether this node is the Raft leader right now.
+	IsLeader() bool
+}
+
+// Gossip is a module's view of the shared gossip channel. Messages a module
+// sends are delivered only to the same module on other nodes.
+type Gossip interface {
+	// Broadcast queues msg to be piggybacked to every member. If key is not
+	// empty, a queued broadcast of this module with the same key is
+	// replaced. It never blocks; msg must not be modified afterwards.
+	Broadcast(key string, msg []byte)
+	// SendTo sends msg reliably (over TCP) to one member by name.
+	SendTo(ctx context.Context, node string, msg []byte) error
+	// Members lists the members currently alive or suspect, this node included.
+	Members() []Member
+}
+
+// Member is one cluster member as a module sees it.
+type Member struct {
+	Name     string
+	HTTPAddr string
+	Modules  []string
+	Local    bool
+}
+
+// Router is implemented by a module that serves HTTP. Routes is called once,
+// after Provision, with the /v1 router; the module mounts its own
+// sub-routes there (for example r.Route("/logs", ...)). Handlers run
+// concurrently.
+type Router interface {
+	Routes(r chi.Router)
+}
+
+// Command is one committed Raft command of a module.
+type Command struct {
+	// Index is the command's Raft log index, unique and increasing.
+	Index uint64
+	// Time is when the leader appended the command. It is the same on every
+	// node, so a module uses it (never time.Now) for deterministic
+	// timestamps and expiry decisions in its state machine.
+	Time time.Time
+	// Op and Payload are what the module passed to Raft.Apply.
+	Op      byte
+	Payload []byte
+}
+
+// RaftHandler is implemented by a module that keeps state in the Raft FSM.
+// ApplyCommand, Snapshot and Restore are called from the FSM goroutine, one
+// at a time, never concurrently with each other; on every node they see the
+// same commands in the same order, so they must be deterministic (no clocks,
+// no randomness, no map-order dependence).
+type RaftHandler interface {
+	// Tag is the module's command tag (see tags.go).
+	Tag() Tag
+	// ApplyCommand applies one committed command and returns a result for
+	// the caller of Raft.Apply. A returned error is a deterministic outcome
+	// of the command (for example "semaphore full"), not a failure of the
+	// node: the state must be identical on every node either way. It must
+	// not block on I/O beyond its own state.
+	ApplyCommand(cmd Command) ([]byte, error)
+	// Snapshot captures the module's state at this point of the log. It must
+	// be quick (copy or freeze state); the slow part goes in Persist, which
+	// runs on another goroutine while commands keep being applied.
+	Snapshot() (Snapshot, error)
+	// Restore replaces the module's entire state with what a Persist wrote.
+	// An empty reader means "empty state" (the snapshot was taken before the
+	// module was enabled).
+	Restore(r io.Reader) error
+}
+
+// Snapshot is a point-in-time copy of a module's Raft state.
+type Snapshot interface {
+	// Persist writes the state to w. It may run concurrently with
+	// ApplyCommand, so it must only read what Snapshot captured.
+	Persist(w io.Writer) error
+	// Release is called when the snapshot is no longer needed.
+	Release()
+}
+
+// GossipHandler is implemented by a module that receives gossip messages.
+type GossipHandler interface {
+	// Tag is the module's message tag (see tags.go).
+	Tag() Tag
+	// NotifyMsg is called with a message another node's module sent via
+	// Broadcast or SendTo. It must not block; msg is only valid during the
+	// call (copy what you keep).
+	NotifyMsg(msg []byte)
+}
+
+// StateExchanger is implemented by a gossip module that takes part in
+// memberlist's periodic push/pull state exchange (and the full exchange when
+// a node joins).
+type StateExchanger interface {
+	GossipHandler
+	// LocalState returns the state to send to a peer; join is true during a
+	// join. It must not block for long.
+	LocalState(join bool) []byte
+	// MergeRemoteState merges a peer's LocalState. buf is only valid during
+	// the call.
+	MergeRemoteState(buf []byte, join bool)
+}
+
+// StatusReporter is implemented by a module that adds its own section to
+// GET /v1/status, under its ID. The value must marshal to JSON.
+type StatusReporter interface {
+	Status() any
+}
+
+// ReadinessChecker is implemented by a module that can be not ready; a
+// non-nil error makes /v1/health/ready fail with it as the reason.
+type ReadinessChecker interface {
+	Ready() error
+}
+
+// LeaderObserver is implemented by a module that does work only on the
+// leader (expiring leases, say). LeadershipChanged is called from one
+// goroutine, in order: with true after this node became leader and applied
+// every entry of earlier terms, with false when it stops being leader. It
+// must not block for long.
+type LeaderObserver interface {
+	LeadershipChanged(isLeader bool)
+}
