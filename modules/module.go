@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-
 )
 
 // Module is what every module implements. The lifecycle is always, and
@@ -115,8 +114,10 @@ type Raft interface {
 type Gossip interface {
 	// Broadcast queues msg to be piggybacked to every member. If key is not
 	// empty, a queued broadcast of this module with the same key is
-	// replaced. It never blocks; msg must not be modified afterwards.
-	Broadcast(key string, msg []byte)
+	// replaced. It never blocks; msg must not be modified afterwards. A
+	// message too large to piggyback on a gossip packet is refused with an
+	// error (send large state with SendTo or the push/pull exchange).
+	Broadcast(key string, msg []byte) error
 	// SendTo sends msg reliably (over TCP) to one member by name.
 	SendTo(ctx context.Context, node string, msg []byte) error
 	// Members lists the members currently alive or suspect, this node included.
