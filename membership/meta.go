@@ -1,0 +1,104 @@
+package membership
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a node advertises to the others in memberlist's node
+// metadata. Encoded, it must fit memberlist.MetaMaxSize (512 bytes).
+type Meta struct {
+	// HTTPAddr is the host:port of the node's HTTP API as others reach it.
+	HTTPAddr string
+	// RaftAddr is the host:port of the node's Raft transport.
+	RaftAddr string
+	// Modules are the IDs of the node's enabled modules.
+	Modules []string
+	// Version is the node's shoal version.
+	Version string
+	// BootstrapExpect is the node's --bootstrap-expect (0 = none).
+	BootstrapExpect int
+	// HasRaftState reports that the node already has Raft state (it is or
+	// was in a cluster).
+	HasRaftState bool
+}
+
+// Clone returns a copy of m that shares no memory with it.
+func (m Meta) Clone() Meta {
+	m.Modules = slices.Clone(m.Modules)
+	return m
+}
+
+// Equal reports whether m and o hold the same values.
+func (m Meta) Equal(o Meta) bool {
+	return m.HTTPAddr == o.HTTPAddr && m.RaftAddr == o.RaftAddr &&
+		slices.Equal(m.Modules, o.Modules) && m.Version == o.Version &&
+		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState
+}
+
+// wireMeta is Meta on the wire: short keys keep it well below 512 bytes.
+// Leaving is internal: a node sets it just before a graceful leave, so the
+// others can tell "left" from "dead" (memberlist does not expose which one
+// it saw).
+type wireMeta struct {
+	HTTPAddr        string   `json:"h,omitempty"`
+	RaftAddr        string   `json:"r,omitempty"`
+	Modules         []string `json:"m,omitempty"`
+	Version         string   `json:"v,omitempty"`
+	BootstrapExpect int      `json:"b,omitempty"`
+	HasRaftState    bool     `json:"s,omitempty"`
+	Leaving         bool     `json:"l,omitempty"`
+}
+
+// encodeMeta encodes m for memberlist. It fails if m is too large even
+// without the leave flag set, so that Leave can always set it.
+func encodeMeta(m Meta, leaving bool) ([]byte, error) {
+	w := wireMeta{
+		HTTPAddr:        m.HTTPAddr,
+		RaftAddr:        m.RaftAddr,
+		Modules:         m.Modules,
+		Version:         m.Version,
+		BootstrapExpect: m.BootstrapExpect,
+		HasRaftState:    m.HasRaftState,
+		Leaving:         true,
+	}
+	withFlag, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("encode meta: %w", err)
+	}
+	if len(withFlag) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("encode meta: %d bytes: %w", len(withFlag), ErrMetaTooLarge)
+	}
+	if leaving {
+		return withFlag, nil
+	}
+	w.Leaving = false
+	buf, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("encode meta: %w", err)
+	}
+	return buf, nil
+}
+
+// decodeMeta decodes what encodeMeta produced. Empty input is an empty
+// Meta (a node that advertises nothing).
+func decodeMeta(buf []byte) (meta Meta, leaving bool, err error) {
+	if len(buf) == 0 {
+		return Meta{}, false, nil
+	}
+	var w wireMeta
+	if err := json.Unmarshal(buf, &w); err != nil {
+		return Meta{}, false, fmt.Errorf("decode meta: %w", err)
+	}
+	return Meta{
+		HTTPAddr:        w.HTTPAddr,
+		RaftAddr:        w.RaftAddr,
+		Modules:         w.Modules,
+		Version:         w.Version,
+		BootstrapExpect: w.BootstrapExpect,
+		HasRaftState:    w.HasRaftState,
+	}, w.Leaving, nil
+}
