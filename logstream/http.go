@@ -1,0 +1,291 @@
+package logstream
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"shoal/internal/httpjson"
+)
+
+// Query limits of GET /v1/logs/{name}.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// HeaderAppliedIndex is set on reads to the Raft index this node had
+// applied when it served them: the state read includes at least that index.
+const HeaderAppliedIndex = "X-Shoal-Applied-Index"
+
+// Routes mounts the module's routes on the /v1 router. Handlers run
+// concurrently with each other and with the state machine.
+func (l *Log) Routes(r chi.Router) {
+	l.init()
+	r.Route("/logs", func(r chi.Router) {
+		r.Get("/", httpjson.Handle(l.handleList))
+		r.Post("/{name}", httpjson.Handle(l.handlePublish))
+		r.Get("/{name}", httpjson.Handle(l.handleRead))
+		r.Get("/{name}/stream", httpjson.Handle(l.handleStream))
+	})
+}
+
+// publishRequest is the body of POST /v1/logs/{name}: either one entry
+// (id, data) or a batch (entries).
+type publishRequest struct {
+	ID      *string         `json:"id"`
+	Data    json.RawMessage `json:"data"`
+	Entries *[]publishEntry `json:"entries"`
+}
+
+type publishEntry struct {
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
+}
+
+// decodePublish reads and validates a publish body. batch reports whether
+// the body used the "entries" form. Data is returned compacted. An empty or
+// missing id means "no deduplication": the entry is stored with an empty id.
+// Errors are *httpjson.Error values.
+func decodePublish(body io.Reader) (entries []newEntry, batch bool, err error) {
+	var req publishRequest
+	if err := httpjson.Decode(body, &req); err != nil {
+		return nil, false, err
+	}
+	var in []publishEntry
+	if req.Entries != nil {
+		if req.ID != nil || req.Data != nil {
+			return nil, false, ErrInvalidBatch.WithMessage("a body has either \"entries\" or a single \"id\" and \"data\", not both")
+		}
+		in, batch = *req.Entries, true
+		if len(in) == 0 || len(in) > maxBatch {
+			return nil, false, ErrInvalidBatch.WithMessage("a batch holds 1 to %d entries, got %d", maxBatch, len(in))
+		}
+	} else {
+		one := publishEntry{Data: req.Data}
+		if req.ID != nil {
+			one.ID = *req.ID
+		}
+		in = []publishEntry{one}
+	}
+	entries = make([]newEntry, len(in))
+	for i, e := range in {
+		where := "the entry"
+		if batch {
+			where = fmt.Sprintf("entry %d", i)
+		}
+		if len(e.Data) == 0 {
+			return nil, false, ErrMissingData.WithMessage("%s has no \"data\" member", where)
+		}
+		if len(e.ID) > maxIDLen {
+			return nil, false, ErrInvalidID.WithMessage("the id of %s is %d bytes; the limit is %d", where, len(e.ID), maxIDLen)
+		}
+		var data bytes.Buffer
+		if err := json.Compact(&data, e.Data); err != nil {
+			// The decoder validated the body, so this is unreachable.
+			return nil, false, httpjson.ErrBadJSON.WithMessage("the data of %s is not valid JSON", where)
+		}
+		entries[i] = newEntry{id: e.ID, data: data.Bytes()}
+	}
+	return entries, batch, nil
+}
+
+// publishResponse is the answer to a single-entry publish.
+type publishResponse struct {
+	Index     uint64 `json:"index"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// batchResponse is the answer to a batch publish.
+type batchResponse struct {
+	Indexes    []uint64 `json:"indexes"`
+	Duplicates []bool   `json:"duplicates"`
+}
+
+// handlePublish serves POST /v1/logs/{name}. It answers only after the
+// command was committed and applied: 201 if an entry was created, 200 if
+// every entry was a duplicate of a remembered id.
+func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
+	name, err := logName(r)
+	if err != nil {
+		return err
+	}
+	entries, batch, err := decodePublish(r.Body)
+	if err != nil {
+		return err
+	}
+	payload := encodeAppend(appendCmd{
+		log:         name,
+		maxEntries:  uint64(l.cfg.MaxEntries),
+		dedupWindow: l.cfg.DedupWindow,
+		entries:     entries,
+	})
+	applied, err := l.host.Raft().Apply(r.Context(), opAppend, payload)
+	if err != nil {
+		return fmt.Errorf("publish to log %s: %w", name, err)
+	}
+	res, err := decodeResult(applied.Result)
+	if err == nil && len(res.indexes) != len(entries) {
+		err = fmt.Errorf("%d results for %d entries: %w", len(res.indexes), len(entries), ErrMalformedCommand)
+	}
+	if err != nil {
+		return fmt.Errorf("publish to log %s at raft index %d: %w", name, applied.Index, err)
+	}
+	status := http.StatusOK
+	for i, dup := range res.duplicates {
+		if dup {
+			l.m.publishDuplicate.Inc()
+			continue
+		}
+		status = http.StatusCreated
+		l.m.publishCreated.Inc()
+		l.m.publishBytes.Observe(float64(len(entries[i].data)))
+	}
+	if batch {
+		httpjson.WriteJSON(w, status, batchResponse{Indexes: res.indexes, Duplicates: res.duplicates})
+		return nil
+	}
+	httpjson.WriteJSON(w, status, publishResponse{Index: res.indexes[0], Duplicate: res.duplicates[0]})
+	return nil
+}
+
+// logName returns the validated {name} URL parameter.
+func logName(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "name")
+	if !validName(name) {
+		return "", ErrInvalidLogName.WithMessage("invalid log name %q: a log name is 1 to %d bytes of letters, digits, '.', '_' and '-'", name, maxNameLen)
+	}
+	return name, nil
+}
+
+// entryJSON is an entry as the API shows it.
+type entryJSON struct {
+	Index uint64          `json:"index"`
+	ID    string          `json:"id"`
+	Data  json.RawMessage `json:"data"`
+	Time  string          `json:"time"`
+}
+
+func (p page) json() []entryJSON {
+	out := make([]entryJSON, len(p.entries))
+	for i, e := range p.entries {
+		out[i] = entryJSON{Index: p.from + uint64(i), ID: e.id, Data: e.data, Time: formatTime(e.time)}
+	}
+	return out
+}
+
+// readResponse is the answer to GET /v1/logs/{name}.
+type readResponse struct {
+	Entries []entryJSON `json:"entries"`
+	// Next is the index to ask for next.
+	Next uint64 `json:"next"`
+}
+
+// handleRead serves GET /v1/logs/{name}?from=N&limit=M&consistent=true
+// from this node's state.
+func (l *Log) handleRead(w http.ResponseWriter, r *http.Request) error {
+	name, err := logName(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	from, hasFrom, err := indexParam(q.Get("from"), "from", 1)
+	if err != nil {
+		return err
+	}
+	limit := uint64(defaultLimit)
+	if s := q.Get("limit"); s != "" {
+		limit, err = strconv.ParseUint(s, 10, 64)
+		if err != nil || limit < 1 || limit > maxLimit {
+			return badParam("limit", "limit must be an integer from 1 to %d, got %q", maxLimit, s)
+		}
+	}
+	if err := l.barrier(w, r); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	ls := l.st.logs[name]
+	var p page
+	first := uint64(0)
+	if ls != nil {
+		first = ls.first
+		if !hasFrom {
+			from = first
+		}
+		if from >= first {
+			p = ls.read(from, int(limit))
+		}
+	}
+	l.mu.RUnlock()
+	switch {
+	case ls == nil:
+		return ErrLogNotFound.WithMessage("log %q does not exist", name)
+	case from < first:
+		return trimmedError(name, from, first)
+	}
+	httpjson.WriteJSON(w, http.StatusOK, readResponse{Entries: p.json(), Next: p.from + uint64(len(p.entries))})
+	return nil
+}
+
+// listResponse is the answer to GET /v1/logs.
+type listResponse struct {
+	Logs []logInfo `json:"logs"`
+}
+
+// handleList serves GET /v1/logs from this node's state, sorted by name.
+func (l *Log) handleList(w http.ResponseWriter, r *http.Request) error {
+	if err := l.barrier(w, r); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	infos := l.st.list()
+	l.mu.RUnlock()
+	httpjson.WriteJSON(w, http.StatusOK, listResponse{Logs: infos})
+	return nil
+}
+
+// barrier runs the read barrier if ?consistent=true, then sets the
+// applied-index header. The header is read before the state, so the state
+// served includes at least that index.
+func (l *Log) barrier(w http.ResponseWriter, r *http.Request) error {
+	if s := r.URL.Query().Get("consistent"); s != "" {
+		consistent, err := strconv.ParseBool(s)
+		if err != nil {
+			return badParam("consistent", "consistent must be true or false, got %q", s)
+		}
+		if consistent {
+			if err := l.host.Raft().ReadIndex(r.Context()); err != nil {
+				return fmt.Errorf("consistent log read: %w", err)
+			}
+		}
+	}
+	w.Header().Set(HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
+	return nil
+}
+
+// indexParam parses a log index parameter; empty means absent. Indexes
+// start at lowest.
+func indexParam(s, param string, lowest uint64) (index uint64, ok bool, err error) {
+	if s == "" {
+		return 0, false, nil
+	}
+	index, err = strconv.ParseUint(s, 10, 64)
+	if err != nil || index < lowest {
+		return 0, false, badParam(param, "%s must be an integer of at least %d, got %q", param, lowest, s)
+	}
+	return index, true, nil
+}
+
+func badParam(param, format string, args ...any) error {
+	return ErrInvalidParameter.WithMessage(format, args...).WithDetail("parameter", param)
+}
+
+// trimmedError is ErrLogTrimmed for a read at from below first.
+func trimmedError(name string, from, first uint64) error {
+	return ErrLogTrimmed.WithMessage("log %q has trimmed index %d; its first index is %d", name, from, first).WithDetail("first_index", first)
+}
