@@ -8,7 +8,7 @@ import (
 )
 
 // HostFactory makes the host handle of one module; the agent implements it.
-type HostFactory func(info Info, cfg Config) (Host, error)
+type HostFactory func(info Info, mod Module, cfg Config) (Host, error)
 
 // Manager owns the enabled module instances of one node and runs them
 // through their lifecycle in order. It is not safe for concurrent
@@ -82,7 +82,7 @@ func NewManager(infos []Info, cfgs map[string]Config, newHost HostFactory) (*Man
 			}
 			tags[tag] = info.ID
 		}
-		host, err := newHost(info, cfg)
+		host, err := newHost(info, mod, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("module %s: %w", info.ID, err)
 		}

@@ -68,9 +68,9 @@ type Host interface {
 	// DataDir is a directory private to this module on this node, created
 	// before Provision. It survives restarts.
 	DataDir() string
-	// Config is the module's configuration as made by Info.NewConfig
-	// (possibly filled from flags), already validated; nil if the module
-	// has no configuration.
+	// Config is the module's configuration: exactly the value Info.NewConfig
+	// returned (possibly filled from flags) or the one a caller supplied in
+	// its place, already validated; nil if the module has no configuration.
 	Config() Config
 	// Raft is the shared, replicated log. Commands submitted through it
 	// come back to the module's RaftHandler on every node.
@@ -146,9 +146,12 @@ type Command struct {
 	Index uint64
 	// Time is when the leader appended the command. It is the same on every
 	// node, so a module uses it (never time.Now) for deterministic
-	// timestamps and expiry decisions in its state machine.
+	// timestamps and expiry decisions in its state machine. It comes from
+	// the leader's clock, so it can go backwards after a leader change: a
+	// module comparing times must not assume they only grow.
 	Time time.Time
-	// Op and Payload are what the module passed to Raft.Apply.
+	// Op and Payload are what the module passed to Raft.Apply. Payload is
+	// only valid during ApplyCommand: copy what you keep.
 	Op      byte
 	Payload []byte
 }
@@ -157,7 +160,9 @@ type Command struct {
 // ApplyCommand, Snapshot and Restore are called from the FSM goroutine, one
 // at a time, never concurrently with each other; on every node they see the
 // same commands in the same order, so they must be deterministic (no clocks,
-// no randomness, no map-order dependence).
+// no randomness, no map-order dependence). They may be called as soon as
+// Provision has returned, before Start: Raft restores its snapshot and
+// replays its log while the node starts.
 type RaftHandler interface {
 	// Tag is the module's command tag (see tags.go).
 	Tag() Tag

@@ -7,8 +7,9 @@ package modules
 // removed.
 type Tag byte
 
-// The tags of shoal's modules. Zero is reserved as "no tag" (a module that
-// uses neither Raft nor gossip).
+// The tags of shoal's modules. Zero is the core's own (consensus commits a
+// marker command under it when a leader starts its term); a module that uses
+// neither Raft nor gossip reports TagNone.
 const (
 	TagNone        Tag = 0
 	TagLog         Tag = 1
@@ -16,4 +17,7 @@ const (
 	TagLocks       Tag = 3
 	TagObjectSync  Tag = 4
 	TagReplication Tag = 5
+
+	// TagTest is for modules that tests register; no shipped module uses it.
+	TagTest Tag = 255
 )

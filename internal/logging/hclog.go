@@ -2,6 +2,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -36,6 +37,13 @@ func toSlog(l hclog.Level) slog.Level {
 }
 
 func (h *hcAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
 	h.logger.Log(context.Background(), toSlog(level), msg, args...)
 }
 func (h *hcAdapter) Trace(msg string, args ...interface{}) { h.Log(hclog.Trace, msg, args...) }

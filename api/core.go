@@ -1,0 +1,271 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/hashicorp/raft"
+
+	"shoal/consensus"
+	"shoal/internal/httpjson"
+	"shoal/membership"
+	"shoal/modules"
+)
+
+var errNotReady = httpjson.Errorf(http.StatusServiceUnavailable, "not_ready", "this node is not ready")
+
+// live answers 200 while the process runs and Raft's loops are up; it never
+// needs a leader, so a lost quorum does not make an orchestrator restart
+// every node.
+func (s *server) live(w http.ResponseWriter, r *http.Request) error {
+	if st := s.Raft.Stats(); st.State == "shutdown" {
+		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "not_live", Message: "raft is shut down"}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"status": "live"})
+	return nil
+}
+
+// ready answers 200 only when the node is in a cluster with a known leader,
+// has applied everything it knows to be committed, is not stopping, and
+// every module is ready; otherwise 503 with each failing check.
+func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
+	checks := map[string]string{}
+	if s.Stopping() {
+		checks["node"] = "shutting down"
+	}
+	if id, _ := s.Raft.Leader(); id == "" {
+		checks["leader"] = "no raft leader is known"
+	}
+	if !s.Raft.CaughtUp() {
+		checks["applied"] = "still applying committed entries"
+	}
+	for _, mod := range s.Modules.Modules() {
+		if rc, ok := mod.(modules.ReadinessChecker); ok {
+			if err := rc.Ready(); err != nil {
+				checks["module:"+mod.ID()] = err.Error()
+			}
+		}
+	}
+	if len(checks) > 0 {
+		e := errNotReady.WithDetail("checks", checks)
+		e.RetryAfter = time.Second
+		return e
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	return nil
+}
+
+type raftStatus struct {
+	State        string   `json:"state"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastIndex    uint64   `json:"last_index"`
+	Voters       []string `json:"voters"`
+	NonVoters    []string `json:"non_voters"`
+}
+
+func (s *server) status(w http.ResponseWriter, r *http.Request) error {
+	st := s.Raft.Stats()
+	rs := raftStatus{State: st.State, Term: st.Term, CommitIndex: st.CommitIndex,
+		AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Voters: []string{}, NonVoters: []string{}}
+	if cfg, err := s.Raft.Configuration(); err == nil {
+		for _, srv := range cfg.Servers {
+			if srv.Suffrage == raft.Voter {
+				rs.Voters = append(rs.Voters, string(srv.ID))
+			} else {
+				rs.NonVoters = append(rs.NonVoters, string(srv.ID))
+			}
+		}
+		sort.Strings(rs.Voters)
+		sort.Strings(rs.NonVoters)
+	}
+	leader, _ := s.Raft.Leader()
+	alive := 0
+	for _, m := range s.Members.Members() {
+		if m.Status == membership.StatusAlive || m.Status == membership.StatusSuspect {
+			alive++
+		}
+	}
+	out := map[string]any{
+		"node":    s.NodeName,
+		"leader":  leader,
+		"raft":    rs,
+		"members": alive,
+		"modules": s.Modules.IDs(),
+		"version": s.Version,
+	}
+	for _, mod := range s.Modules.Modules() {
+		if sr, ok := mod.(modules.StatusReporter); ok {
+			out[mod.ID()] = sr.Status()
+		}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type memberJSON struct {
+	Name         string   `json:"name"`
+	Addr         string   `json:"addr"`
+	Status       string   `json:"status"`
+	HTTPAddr     string   `json:"http_addr"`
+	RaftAddr     string   `json:"raft_addr"`
+	RaftSuffrage string   `json:"raft_suffrage"`
+	Leader       bool     `json:"leader"`
+	Modules      []string `json:"modules"`
+	Version      string   `json:"version"`
+}
+
+func (s *server) membersList(w http.ResponseWriter, r *http.Request) error {
+	suffrage := map[string]string{}
+	if cfg, err := s.Raft.Configuration(); err == nil {
+		for _, srv := range cfg.Servers {
+			if srv.Suffrage == raft.Voter {
+				suffrage[string(srv.ID)] = "voter"
+			} else {
+				suffrage[string(srv.ID)] = "nonvoter"
+			}
+		}
+	}
+	leader, _ := s.Raft.Leader()
+	out := []memberJSON{}
+	for _, m := range s.Members.Members() {
+		mods := m.Meta.Modules
+		if mods == nil {
+			mods = []string{}
+		}
+		out = append(out, memberJSON{Name: m.Name, Addr: m.Addr, Status: string(m.Status), HTTPAddr: m.Meta.HTTPAddr,
+			RaftAddr: m.Meta.RaftAddr, RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader, Modules: mods, Version: m.Meta.Version})
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"members": out})
+	return nil
+}
+
+func (s *server) join(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Addrs []string `json:"addrs"`
+	}
+	if err := httpjson.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	if len(req.Addrs) == 0 || len(req.Addrs) > 64 {
+		return httpjson.BadRequest("invalid_addrs", "addrs must list 1 to 64 gossip addresses (host:port)")
+	}
+	n, err := s.Members.Join(req.Addrs)
+	if n == 0 {
+		msg := "no address answered"
+		if err != nil {
+			msg = err.Error()
+		}
+		return &httpjson.Error{Status: http.StatusBadGateway, Code: "join_failed", Message: "join failed: " + msg}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"joined": n})
+	return nil
+}
+
+func (s *server) leave(w http.ResponseWriter, r *http.Request) error {
+	httpjson.WriteJSON(w, http.StatusAccepted, map[string]any{"status": "leaving"})
+	s.Leave()
+	return nil
+}
+
+type peerJSON struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+func (s *server) raftPeers(w http.ResponseWriter, r *http.Request) error {
+	cfg, err := s.Raft.Configuration()
+	if err != nil {
+		return err
+	}
+	leader, _ := s.Raft.Leader()
+	peers := []peerJSON{}
+	for _, srv := range cfg.Servers {
+		suffrage := "voter"
+		if srv.Suffrage != raft.Voter {
+			suffrage = "nonvoter"
+		}
+		peers = append(peers, peerJSON{ID: string(srv.ID), Address: string(srv.Address), Suffrage: suffrage, Leader: string(srv.ID) == leader})
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"peers": peers})
+	return nil
+}
+
+var errPeerNotFound = httpjson.Errorf(http.StatusNotFound, "peer_not_found", "no such raft peer")
+
+func (s *server) removePeer(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "name")
+	cfg, err := s.Raft.Configuration()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, srv := range cfg.Servers {
+		found = found || string(srv.ID) == name
+	}
+	if !found {
+		return errPeerNotFound.WithMessage("%q is not in the raft configuration", name)
+	}
+	if name == s.NodeName {
+		return httpjson.Errorf(http.StatusConflict, "cannot_remove_leader", "the leader cannot remove itself; transfer leadership first or use leave")
+	}
+	if err := s.Raft.RemoveServer(name); err != nil {
+		return err
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"removed": name})
+	return nil
+}
+
+func (s *server) transferLeadership(w http.ResponseWriter, r *http.Request) error {
+	if err := s.Raft.TransferLeadership(); err != nil {
+		return httpjson.Errorf(http.StatusConflict, "transfer_failed", "leadership transfer failed: %s", err.Error())
+	}
+	leader, _ := s.Raft.Leader()
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"previous": s.NodeName, "leader": leader})
+	return nil
+}
+
+func (s *server) internalApply(w http.ResponseWriter, r *http.Request) error {
+	cmd, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if _, _, _, err := consensus.DecodeCommand(cmd); err != nil {
+		return httpjson.BadRequest("bad_command", "%s", err.Error())
+	}
+	res, idx, err := s.Raft.Apply(r.Context(), cmd, r.Header.Get("X-Shoal-Forwarded") != "")
+	if idx > 0 {
+		w.Header().Set("X-Shoal-Index", strconv.FormatUint(idx, 10))
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res)
+	return nil
+}
+
+func (s *server) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	idx, err := s.Raft.LeaderReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"index": idx})
+	return nil
+}
+
+func (s *server) internalApplied(w http.ResponseWriter, r *http.Request) error {
+	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"applied_index": s.Raft.FSM().Applied()})
+	return nil
+}

@@ -1,0 +1,103 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"shoal/consensus"
+	"shoal/internal/httpjson"
+	"shoal/membership"
+	"shoal/modules"
+)
+
+// Deps is what the API serves from; the agent fills it.
+type Deps struct {
+	NodeName     string
+	Version      string
+	Raft         *consensus.Node
+	Members      *membership.Membership
+	Modules      *modules.Manager
+	Registry     *prometheus.Registry
+	Token        string
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+	// Stopping reports that the node is shutting down (ready goes false).
+	Stopping func() bool
+	// Leave starts a graceful leave and returns at once.
+	Leave func()
+	// LeaderHTTP returns the leader's HTTP address, if known.
+	LeaderHTTP func() (string, bool)
+	// Transport carries requests proxied to the leader.
+	Transport http.RoundTripper
+}
+
+type server struct {
+	Deps
+	metrics *httpMetrics
+}
+
+// New returns the node's HTTP handler.
+func New(d Deps) (http.Handler, error) {
+	m, err := newHTTPMetrics(d.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("register http metrics: %w", err)
+	}
+	s := &server{Deps: d, metrics: m}
+
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID)
+	r.Use(s.withLogger)
+	r.Use(s.recoverer)
+	r.Use(s.accessLog)
+	r.Use(s.instrument)
+	r.Use(s.limitBody)
+	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, r.URL.Path)
+	}))
+	r.MethodNotAllowed(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
+		return httpjson.ErrMethod.WithMessage("%s is not allowed on %s", r.Method, r.URL.Path)
+	}))
+
+	// Health checks stay open without a token: orchestrators probe them.
+	r.Get("/livez", httpjson.Handle(s.live))
+	r.Get("/readyz", httpjson.Handle(s.ready))
+	r.Get("/v1/health/live", httpjson.Handle(s.live))
+	r.Get("/v1/health/ready", httpjson.Handle(s.ready))
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Timeout: 10 * time.Second}))
+		r.Route("/v1", func(r chi.Router) {
+			s.routes(r)
+			for _, mod := range d.Modules.Modules() {
+				if rt, ok := mod.(modules.Router); ok {
+					rt.Routes(r)
+				}
+			}
+		})
+	})
+	return r, nil
+}
+
+// routes is the node's own route table.
+func (s *server) routes(r chi.Router) {
+	r.Get("/status", httpjson.Handle(s.status))
+	r.Get("/members", httpjson.Handle(s.membersList))
+	r.Post("/cluster/join", httpjson.Handle(s.join))
+	r.Post("/cluster/leave", httpjson.Handle(s.leave))
+	r.Get("/raft/peers", httpjson.Handle(s.raftPeers))
+	r.Delete("/raft/peers/{name}", httpjson.Handle(s.onLeader(s.removePeer)))
+	r.Post("/raft/transfer-leadership", httpjson.Handle(s.onLeader(s.transferLeadership)))
+
+	// Followers reach the leader through these; they are not a public API.
+	r.Post("/internal/apply", httpjson.Handle(s.internalApply))
+	r.Get("/internal/read-index", httpjson.Handle(s.internalReadIndex))
+	r.Get("/internal/applied", httpjson.Handle(s.internalApplied))
+}

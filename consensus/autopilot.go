@@ -1,0 +1,189 @@
+package consensus
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"shoal/membership"
+)
+
+// catchUpLag is how many entries a non-voter may trail the leader's commit
+// index and still count as caught up (writes keep arriving while we probe).
+const catchUpLag = 64
+
+// autopilot keeps the Raft configuration in line with gossip membership, the
+// way Consul's autopilot does. It runs only on the leader, from leadTerm's
+// goroutine, so its maps need no lock.
+type autopilot struct {
+	n *Node
+	// caughtUpSince is when a non-voter was first seen caught up.
+	caughtUpSince map[string]time.Time
+	// missingSince is when a configured server was first not found in
+	// gossip at all (its dead entry may have been reclaimed).
+	missingSince map[string]time.Time
+	termStart    time.Time
+}
+
+func newAutopilot(n *Node) *autopilot { return &autopilot{n: n} }
+
+func (a *autopilot) run(ctx context.Context) {
+	if a.n.cluster == nil {
+		<-ctx.Done()
+		return
+	}
+	a.caughtUpSince = map[string]time.Time{}
+	a.missingSince = map[string]time.Time{}
+	a.termStart = time.Now()
+	ticker := time.NewTicker(a.n.cfg.ReconcileInterval)
+	defer ticker.Stop()
+	for {
+		a.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (a *autopilot) reconcile(ctx context.Context) {
+	n := a.n
+	cfg, err := n.Configuration()
+	if err != nil {
+		return
+	}
+	servers := map[string]raft.Server{}
+	for _, s := range cfg.Servers {
+		servers[string(s.ID)] = s
+	}
+	members := map[string]membership.Member{}
+	for _, m := range n.cluster.Members() {
+		if m.Meta.RaftAddr != "" {
+			members[m.Name] = m
+		}
+	}
+	leaderCommit := n.raft.CommitIndex()
+
+	for name, m := range members {
+		if name == n.cfg.NodeID || m.Status != membership.StatusAlive {
+			continue
+		}
+		s, known := servers[name]
+		switch {
+		case !known:
+			a.change("add_nonvoter", name, n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
+			delete(a.caughtUpSince, name)
+		case string(s.Address) != m.Meta.RaftAddr:
+			// The node came back with a new address (a new container IP):
+			// re-adding the same ID updates the address, keeping suffrage.
+			if s.Suffrage == raft.Voter {
+				a.change("update_address", name, n.raft.AddVoter(s.ID, raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
+			} else {
+				a.change("update_address", name, n.raft.AddNonvoter(s.ID, raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
+			}
+		case s.Suffrage == raft.Nonvoter:
+			a.maybePromote(ctx, m, s, leaderCommit)
+		}
+	}
+
+	for name, s := range servers {
+		if name == n.cfg.NodeID {
+			continue
+		}
+		m, inGossip := members[name]
+		if inGossip {
+			delete(a.missingSince, name)
+		}
+		switch {
+		case inGossip && m.Status == membership.StatusLeft:
+			if a.change("remove_left", name, n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)) {
+				n.cluster.Forget(name)
+			}
+		case inGossip && m.Status == membership.StatusDead:
+			if a.deadLongEnough(m.Since) && a.quorumSafe(cfg, members, s) {
+				if a.change("reap_dead", name, n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)) {
+					n.cluster.Forget(name)
+				}
+			}
+		case !inGossip:
+			since, ok := a.missingSince[name]
+			if !ok {
+				a.missingSince[name] = time.Now()
+				continue
+			}
+			if a.deadLongEnough(since) && a.quorumSafe(cfg, members, s) {
+				a.change("reap_dead", name, n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout))
+			}
+		}
+	}
+}
+
+// deadLongEnough: dead for DeadNodeReap, counted at the earliest from the
+// start of this leader's term (a new leader does not trust old timestamps
+// it did not observe itself).
+func (a *autopilot) deadLongEnough(since time.Time) bool {
+	if since.Before(a.termStart) {
+		since = a.termStart
+	}
+	return time.Since(since) >= a.n.cfg.DeadNodeReap
+}
+
+// quorumSafe reports whether removing s leaves a configuration whose alive
+// voters are still a majority. Removing a non-voter is always safe.
+func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]membership.Member, s raft.Server) bool {
+	if s.Suffrage != raft.Voter {
+		return true
+	}
+	voters, alive := 0, 0
+	for _, srv := range cfg.Servers {
+		if srv.Suffrage != raft.Voter || srv.ID == s.ID {
+			continue
+		}
+		voters++
+		if string(srv.ID) == a.n.cfg.NodeID {
+			alive++
+		} else if m, ok := members[string(srv.ID)]; ok && m.Status == membership.StatusAlive {
+			alive++
+		}
+	}
+	return voters > 0 && alive >= voters/2+1
+}
+
+// maybePromote makes a non-voter a voter once its FSM has stayed within
+// catchUpLag of the leader's commit index for the stabilization time
+// (Kibitz calls this naturalization).
+func (a *autopilot) maybePromote(ctx context.Context, m membership.Member, s raft.Server, leaderCommit uint64) {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	applied, err := a.n.cluster.AppliedIndex(pctx, m)
+	cancel()
+	if err != nil || applied+catchUpLag < leaderCommit {
+		delete(a.caughtUpSince, m.Name)
+		return
+	}
+	since, ok := a.caughtUpSince[m.Name]
+	if !ok {
+		a.caughtUpSince[m.Name] = time.Now()
+		if a.n.cfg.Stabilization > 0 {
+			return
+		}
+	}
+	if time.Since(since) < a.n.cfg.Stabilization {
+		return
+	}
+	if a.change("promote", m.Name, a.n.raft.AddVoter(s.ID, s.Address, 0, a.n.cfg.ApplyTimeout)) {
+		delete(a.caughtUpSince, m.Name)
+	}
+}
+
+// change waits for a configuration change and logs and counts it.
+func (a *autopilot) change(action, name string, f raft.IndexFuture) bool {
+	if err := f.Error(); err != nil {
+		a.n.cfg.Logger.Warn("autopilot change failed", "action", action, "server", name, "err", err)
+		return false
+	}
+	a.n.cfg.Logger.Info("autopilot changed the raft configuration", "action", action, "server", name)
+	a.n.metrics.autopilotActions.WithLabelValues(action).Inc()
+	return true
+}

@@ -1,0 +1,130 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"shoal/internal/faultnet"
+)
+
+// Config configures a Node.
+type Config struct {
+	// NodeID is the node's Raft server ID: its unique node name.
+	NodeID string
+	// Dir holds raft.db (log and stable store) and snapshots/.
+	Dir string
+	// BindAddr is the host:port the Raft transport listens on.
+	BindAddr string
+	// AdvertiseAddr is the host:port other servers dial; empty means the
+	// bound address (which must then not be unspecified).
+	AdvertiseAddr string
+
+	// SnapshotThreshold is how many entries since the last snapshot trigger
+	// a new one.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks the threshold.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries are kept after a snapshot, so a
+	// slightly slow follower catches up from the log, not a snapshot.
+	TrailingLogs uint64
+
+	Timing Timing
+
+	// ApplyTimeout bounds how long a write waits for a leader and for
+	// commit before it fails with ErrNoLeader or ErrTimeout.
+	ApplyTimeout time.Duration
+
+	// DeadNodeReap is how long a server must be dead in gossip before the
+	// leader removes it from the Raft configuration (if quorum stays safe).
+	DeadNodeReap time.Duration
+	// Stabilization is how long a caught-up non-voter must stay caught up
+	// before it is promoted to voter.
+	Stabilization time.Duration
+	// ReconcileInterval is how often the leader's autopilot reconciles the
+	// Raft configuration with gossip membership.
+	ReconcileInterval time.Duration
+
+	// Gate, if set, injects network partitions (tests only).
+	Gate *faultnet.Gate
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Timing holds Raft's timeouts.
+type Timing struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultTiming is for real networks (raft's defaults).
+func DefaultTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+	}
+}
+
+// LocalTiming is for several nodes on one machine, in tests and --dev.
+// Elections use raft's default timeouts: shorter ones made leaders step down
+// on a loaded 2-core machine running several clusters under -race, where a
+// heartbeat goroutine can wait hundreds of milliseconds for a CPU. Only the
+// commit timeout is shorter, so an idle follower learns commits quickly.
+func LocalTiming() Timing {
+	t := DefaultTiming()
+	t.CommitTimeout = 5 * time.Millisecond
+	return t
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:          "0.0.0.0:7481",
+		SnapshotThreshold: 8192,
+		SnapshotInterval:  30 * time.Second,
+		TrailingLogs:      10240,
+		Timing:            DefaultTiming(),
+		ApplyTimeout:      10 * time.Second,
+		DeadNodeReap:      time.Hour,
+		Stabilization:     10 * time.Second,
+		ReconcileInterval: time.Second,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("node id is required")
+	case c.Dir == "":
+		return errors.New("raft directory is required")
+	case c.SnapshotThreshold == 0:
+		return errors.New("snapshot threshold must be at least 1")
+	case c.ApplyTimeout <= 0:
+		return errors.New("apply timeout must be positive")
+	case c.DeadNodeReap <= 0:
+		return errors.New("dead node reap must be positive")
+	case c.ReconcileInterval <= 0:
+		return errors.New("reconcile interval must be positive")
+	case c.Timing.HeartbeatTimeout <= 0 || c.Timing.ElectionTimeout <= 0 || c.Timing.LeaderLeaseTimeout <= 0:
+		return errors.New("raft timeouts must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("raft bind address %q: %w", c.BindAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("raft advertise address %q: %w", c.AdvertiseAddr, err)
+		}
+	}
+	return nil
+}

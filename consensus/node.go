@@ -1,0 +1,589 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"shoal/internal/faultnet"
+	"shoal/internal/logging"
+	"shoal/membership"
+	"shoal/modules"
+)
+
+// Forwarder carries requests to the leader when this node is a follower.
+// The agent implements it over the HTTP API.
+type Forwarder interface {
+	// ForwardApply submits cmd on the leader named leaderID. index is
+	// non-zero when the command was committed, also when err is the
+	// module's own (deterministic) error for it. An error wrapping
+	// ErrLeaderUnreachable means the command was not delivered.
+	ForwardApply(ctx context.Context, leaderID string, cmd []byte) (result []byte, index uint64, err error)
+	// ForwardReadIndex asks the leader for a read index (see LeaderReadIndex).
+	ForwardReadIndex(ctx context.Context, leaderID string) (uint64, error)
+}
+
+// Cluster is the gossip view autopilot and bootstrap-expect follow.
+type Cluster interface {
+	// Members lists every known member, dead and left ones included.
+	Members() []membership.Member
+	// AppliedIndex asks a member how far its FSM has applied.
+	AppliedIndex(ctx context.Context, m membership.Member) (uint64, error)
+	// Forget drops a member that was removed from Raft after leaving.
+	Forget(name string)
+}
+
+// ErrLeaderUnreachable: the leader is known but the request to it could not
+// be delivered. Retrying is safe.
+var ErrLeaderUnreachable = ErrNoLeader.WithMessage("the leader could not be reached; retry shortly")
+
+func init() { ErrLeaderUnreachable.Code = "leader_unreachable" }
+
+// Node is one node's Raft server. Its methods are safe for concurrent use.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	fsm       *FSM
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	advertise string
+	hadState  bool
+
+	forwarder    Forwarder
+	cluster      Cluster
+	onLeadership func(isLeader bool)
+
+	leaderReady atomic.Bool // leads, and its term-start marker is applied
+	stop        chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
+	metrics     *metrics
+	autopilot   *autopilot
+}
+
+// Deps are the parts of the node consensus calls back into.
+type Deps struct {
+	Forwarder Forwarder
+	Cluster   Cluster
+	// OnLeadership is called with true once this node leads and has
+	// applied every entry of earlier terms, with false when it stops
+	// leading. Calls are sequential and alternate.
+	OnLeadership func(isLeader bool)
+}
+
+// New opens the Raft stores and transport and creates the Raft server. It
+// does not bootstrap: see BootstrapSelf and RunBootstrapExpect.
+func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consensus config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create raft directory: %w", err)
+	}
+	n = &Node{cfg: cfg, fsm: fsm, forwarder: deps.Forwarder, cluster: deps.Cluster,
+		onLeadership: deps.OnLeadership, stop: make(chan struct{})}
+	if n.onLeadership == nil {
+		n.onLeadership = func(bool) {}
+	}
+	hclogger := logging.HCLogger(cfg.Logger)
+	closers := []func() error{}
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	closers = append(closers, n.store.Close)
+	logs, err := raft.NewLogCache(512, n.store)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.BindAddr, err)
+	}
+	closers = append(closers, ln.Close)
+	n.advertise, err = advertiseAddr(cfg.AdvertiseAddr, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return nil, err
+	}
+	adv, err := net.ResolveTCPAddr("tcp", n.advertise)
+	if err != nil {
+		return nil, fmt.Errorf("resolve raft advertise address %s: %w", n.advertise, err)
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  faultnet.NewRaftStreamLayer(ln, adv, cfg.Gate),
+		MaxPool: 5,
+		Timeout: 10 * time.Second,
+		Logger:  hclogger.Named("transport"),
+	})
+	closers = append(closers, n.transport.Close)
+
+	n.hadState, err = raft.HasExistingState(logs, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("check existing raft state: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hclogger
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.HeartbeatTimeout = cfg.Timing.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timing.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLeaseTimeout
+	if cfg.Timing.CommitTimeout > 0 {
+		rc.CommitTimeout = cfg.Timing.CommitTimeout
+	}
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true // group commit: many concurrent Applies share one disk write
+
+	n.raft, err = raft.NewRaft(rc, fsm, logs, n.store, snaps, n.transport)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.metrics, err = newMetrics(n, cfg.Registerer)
+	if err != nil {
+		_ = n.raft.Shutdown().Error()
+		return nil, err
+	}
+	n.autopilot = newAutopilot(n)
+	n.wg.Add(1)
+	go n.watchLeadership()
+	return n, nil
+}
+
+// advertiseAddr picks the address other servers dial: the configured one
+// (with the bound port if it says port 0 or none), else the bound address.
+func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
+	if configured == "" {
+		if bound.IP.IsUnspecified() {
+			return "", fmt.Errorf("raft is bound to %s: an advertise address is required", bound)
+		}
+		return bound.String(), nil
+	}
+	host, port, err := net.SplitHostPort(configured)
+	if err != nil {
+		return "", fmt.Errorf("raft advertise address %q: %w", configured, err)
+	}
+	if port == "" || port == "0" {
+		port = strconv.Itoa(bound.Port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Addr is the Raft address other servers use to reach this node.
+func (n *Node) Addr() string { return n.advertise }
+
+// HadState reports whether the node found Raft state on disk when it
+// started (it is or was part of a cluster and must never bootstrap).
+func (n *Node) HadState() bool { return n.hadState }
+
+// HasState reports whether the node has Raft state now.
+func (n *Node) HasState() bool {
+	return n.hadState || n.raft.LastIndex() > 0
+}
+
+// BootstrapSelf makes this node a one-voter cluster, unless it has state.
+func (n *Node) BootstrapSelf() error {
+	if n.HasState() {
+		return nil
+	}
+	return n.bootstrap([]raft.Server{{ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.advertise)}})
+}
+
+func (n *Node) bootstrap(servers []raft.Server) error {
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderReady reports whether this node leads and has applied every entry of
+// earlier terms, so that it can serve read indexes.
+func (n *Node) LeaderReady() bool { return n.leaderReady.Load() && n.IsLeader() }
+
+// Leader returns the current leader's ID and Raft address, empty if none is
+// known.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Apply submits cmd (an envelope from EncodeCommand) and returns the
+// module's result once the command is committed and applied. A follower
+// forwards it to the leader (unless forwarded is set: the command already
+// came from another node) and then waits until it has applied the command
+// itself. Only ErrNoLeader, ErrLeaderUnreachable and ErrTimeout guarantee
+// that the command was not committed.
+func (n *Node) Apply(ctx context.Context, cmd []byte, forwarded bool) ([]byte, uint64, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	var lastErr error = ErrNoLeader
+	for {
+		if n.IsLeader() {
+			res, idx, err, retry := n.applyLocal(ctx, cmd)
+			if !retry {
+				n.metrics.observeApply("local", start, err)
+				return res, idx, err
+			}
+			lastErr = err
+		} else if forwarded {
+			return nil, 0, ErrNotLeader
+		} else if leaderID, _ := n.Leader(); leaderID != "" && n.forwarder != nil {
+			res, idx, err := n.forwarder.ForwardApply(ctx, leaderID, cmd)
+			if idx > 0 {
+				// Committed: make this node's own state include it too,
+				// so a read here right after sees the write.
+				_ = n.fsm.WaitApplied(ctx.Done(), idx)
+				n.metrics.observeApply("forwarded", start, err)
+				return res, idx, err
+			}
+			if !retryable(err) {
+				n.metrics.observeApply("forwarded", start, err)
+				return nil, 0, err
+			}
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			n.metrics.observeApply("none", start, lastErr)
+			return nil, 0, lastErr
+		case <-n.stop:
+			return nil, 0, ErrShutdown
+		case <-time.After(backoff):
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrLeaderUnreachable)
+}
+
+// applyLocal applies on this node as leader; retry says the command was
+// certainly not submitted and leadership moved.
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) (res []byte, idx uint64, err error, retry bool) {
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, 0, ErrNotLeader, true
+		case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, 0, ErrNotLeader, true // refused before submission
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, 0, ErrLeadershipLost, false
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, 0, ErrShutdown, false
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, 0, ErrTimeout, false
+		default:
+			return nil, 0, fmt.Errorf("raft apply: %w", err), false
+		}
+	}
+	r, ok := f.Response().(*applyResult)
+	if !ok {
+		return nil, f.Index(), fmt.Errorf("raft apply: unexpected response %T", f.Response()), false
+	}
+	return r.data, f.Index(), r.err, false
+}
+
+// LeaderReadIndex returns an index such that every write committed before
+// the call is at or below it. Only the leader answers: it records its commit
+// index, then confirms with a quorum that it is still the leader (Raft's
+// read-index protocol).
+func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
+	if !n.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	if !n.leaderReady.Load() {
+		return 0, ErrNoLeader.WithMessage("the new leader has not finished taking over; retry shortly")
+	}
+	idx := n.raft.CommitIndex()
+	done := make(chan error, 1)
+	go func() { done <- n.raft.VerifyLeader().Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, ErrNotLeader
+		}
+		return idx, nil
+	case <-ctx.Done():
+		return 0, ErrTimeout
+	}
+}
+
+// ReadIndex blocks until this node has applied every write committed before
+// the call, asking the leader for the read index if this node is a
+// follower. It makes a following local read linearizable.
+func (n *Node) ReadIndex(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	var lastErr error = ErrNoLeader
+	for {
+		var idx uint64
+		var err error
+		if n.IsLeader() {
+			idx, err = n.LeaderReadIndex(ctx)
+		} else if leaderID, _ := n.Leader(); leaderID != "" && n.forwarder != nil {
+			idx, err = n.forwarder.ForwardReadIndex(ctx, leaderID)
+		} else {
+			err = ErrNoLeader
+		}
+		if err == nil {
+			if werr := n.fsm.WaitApplied(ctx.Done(), idx); werr != nil {
+				return ErrTimeout.WithMessage("this node did not catch up with the leader in time")
+			}
+			return nil
+		}
+		if !retryable(err) {
+			return err
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return lastErr
+		case <-n.stop:
+			return ErrShutdown
+		case <-time.After(backoff):
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+// watchLeadership runs one leadTerm per period of leadership, strictly one
+// after the other, so OnLeadership calls alternate.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(250 * time.Millisecond) // LeaderCh may coalesce signals
+	defer ticker.Stop()
+	type term struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var cur *term
+	stopTerm := func() {
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
+		}
+	}
+	defer stopTerm()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.raft.LeaderCh():
+		case <-ticker.C:
+		}
+		leading := n.IsLeader()
+		switch {
+		case leading && cur == nil:
+			ctx, cancel := context.WithCancel(context.Background())
+			cur = &term{cancel: cancel, done: make(chan struct{})}
+			go func(done chan struct{}) {
+				defer close(done)
+				n.leadTerm(ctx)
+			}(cur.done)
+		case !leading && cur != nil:
+			stopTerm()
+		}
+	}
+}
+
+// leadTerm is the leader's work for one term: commit the term-start marker,
+// tell the modules, then run autopilot until leadership ends.
+func (n *Node) leadTerm(ctx context.Context) {
+	marker := EncodeCommand(modules.TagNone, opTermStart, nil)
+	for {
+		err := n.raft.Apply(marker, n.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		n.cfg.Logger.Warn("commit term-start marker", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n.leaderReady.Store(true)
+	n.cfg.Logger.Info("leading", "term", n.raft.CurrentTerm())
+	n.onLeadership(true)
+	defer func() {
+		n.leaderReady.Store(false)
+		n.onLeadership(false)
+		n.cfg.Logger.Info("no longer leading")
+	}()
+	n.autopilot.run(ctx)
+}
+
+// Configuration returns the current Raft configuration.
+func (n *Node) Configuration() (raft.Configuration, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, fmt.Errorf("get raft configuration: %w", err)
+	}
+	return f.Configuration(), nil
+}
+
+// Stats is a point-in-time summary of the node's Raft state.
+type Stats struct {
+	State        string
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastIndex    uint64
+	LastContact  time.Time
+}
+
+// Stats returns the node's Raft state.
+func (n *Node) Stats() Stats {
+	return Stats{
+		State:        stateName(n.raft.State()),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.Applied(),
+		LastIndex:    n.raft.LastIndex(),
+		LastContact:  n.raft.LastContact(),
+	}
+}
+
+// CaughtUp reports whether the FSM has applied everything this node knows
+// to be committed.
+func (n *Node) CaughtUp() bool {
+	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Follower:
+		return "follower"
+	default:
+		return "shutdown"
+	}
+}
+
+// RemoveServer removes a server from the configuration; leader only.
+func (n *Node) RemoveServer(id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		return fmt.Errorf("remove raft server %s: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to another voter and waits for it.
+func (n *Node) TransferLeadership() error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	return nil
+}
+
+// StepDown hands leadership to another voter if this node leads and there
+// is one; it is a no-op otherwise.
+func (n *Node) StepDown() error {
+	if !n.IsLeader() || n.otherVoters() == 0 {
+		return nil
+	}
+	return n.TransferLeadership()
+}
+
+// Shutdown stops Raft cleanly: a leader first hands leadership to another
+// voter so the cluster does not wait for an election timeout. It does not
+// remove the node from the configuration (a restart must not shrink the
+// voter set). The stores are closed afterwards.
+func (n *Node) Shutdown() error {
+	if err := n.StepDown(); err != nil {
+		n.cfg.Logger.Warn("leadership transfer before shutdown failed", "err", err)
+	}
+	return n.Close()
+}
+
+// Close stops Raft at once, without handing leadership over (a crash, as
+// far as the other nodes can tell), and closes the stores. Every entry
+// acknowledged before was already fsynced.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		err = errors.Join(
+			n.raft.Shutdown().Error(),
+			n.transport.Close(),
+			n.store.Close(),
+		)
+		n.metrics.unregister()
+	})
+	return err
+}
+
+func (n *Node) otherVoters() int {
+	cfg, err := n.Configuration()
+	if err != nil {
+		return 0
+	}
+	count := 0
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			count++
+		}
+	}
+	return count
+}

@@ -1,0 +1,488 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"shoal/api"
+	"shoal/consensus"
+	"shoal/membership"
+	"shoal/modules"
+)
+
+// Agent is one running shoal node.
+type Agent struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+
+	mods    *modules.Manager
+	node    *consensus.Node
+	members *membership.Membership
+	// gossip is members, published for the consensus goroutines that may
+	// start asking for it (a restarted leader's autopilot) before it is set.
+	gossip atomic.Pointer[membership.Membership]
+	leader *leadershipRelay
+	peers  *peerClient
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	httpAddr, raftAddr, gossipAddr string // advertised, with real ports
+
+	stopping  atomic.Bool
+	killed    bool            // set under stopOnce: stop abruptly
+	ctx       context.Context // cancelled on Stop; owns background goroutines
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
+	done      chan struct{} // closed when Stop has finished
+	leaveOnce sync.Once
+}
+
+// New builds and starts a node: it listens on every address, opens Raft,
+// joins gossip, starts the modules and serves the API. If any step fails,
+// what was started is stopped again.
+func New(cfg Config) (a *Agent, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	a = &Agent{
+		cfg:      cfg,
+		logger:   cfg.Logger.With("node", cfg.NodeName),
+		registry: prometheus.NewRegistry(),
+		done:     make(chan struct{}),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			a.stopAll(context.Background())
+		}
+	}()
+
+	httpHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
+	adv, err := advertiseHost(cfg.Advertise, httpHost)
+	if err != nil {
+		return nil, err
+	}
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen for http on %s: %w", cfg.HTTPAddr, err)
+	}
+	a.httpAddr = net.JoinHostPort(adv, strconv.Itoa(a.httpLn.Addr().(*net.TCPAddr).Port))
+
+	a.peers = newPeerClient(a)
+	a.leader = newLeadershipRelay(a.logger)
+
+	infos, err := modules.Resolve(cfg.Modules)
+	if err != nil {
+		return nil, err
+	}
+	a.mods, err = modules.NewManager(infos, cfg.ModuleConfigs, a.newHost)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := a.startConsensus(adv); err != nil {
+		return nil, err
+	}
+	if err := a.startMembership(adv); err != nil {
+		return nil, err
+	}
+	if err := a.mods.Start(a.ctx); err != nil {
+		return nil, err
+	}
+	a.leader.attach(a.mods.Modules())
+
+	handler, err := api.New(api.Deps{
+		NodeName:     cfg.NodeName,
+		Version:      cfg.Version,
+		Raft:         a.node,
+		Members:      a.members,
+		Modules:      a.mods,
+		Registry:     a.registry,
+		Token:        cfg.Token,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Logger:       a.logger.With("component", "api"),
+		Stopping:     a.stopping.Load,
+		Leave:        a.leaveAsync,
+		LeaderHTTP:   a.leaderHTTPAddr,
+		Transport:    a.peers.transport,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          nil,
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("http server stopped", "err", err)
+		}
+	}()
+
+	a.startClustering()
+	role := "joining"
+	switch {
+	case cfg.BootstrapSelf:
+		role = "bootstrapped a one-node cluster"
+	case a.node.HadState():
+		role = "rejoining its cluster"
+	case cfg.BootstrapExpect > 0:
+		role = fmt.Sprintf("waiting for %d servers to bootstrap", cfg.BootstrapExpect)
+	}
+	a.logger.Info("http api listening", "addr", a.httpLn.Addr().String(), "advertise", a.httpAddr)
+	a.logger.Info("raft listening", "advertise", a.raftAddr)
+	a.logger.Info("gossip listening", "advertise", a.gossipAddr)
+	a.logger.Info("node started", "role", role, "modules", a.mods.IDs(), "version", cfg.Version)
+	return a, nil
+}
+
+func (a *Agent) startConsensus(advHost string) error {
+	ccfg := consensus.DefaultConfig()
+	ccfg.NodeID = a.cfg.NodeName
+	ccfg.Dir = filepath.Join(a.cfg.DataDir, "raft")
+	ccfg.BindAddr = a.cfg.RaftAddr
+	ccfg.AdvertiseAddr = net.JoinHostPort(advHost, portOf(a.cfg.RaftAddr))
+	ccfg.SnapshotThreshold = a.cfg.SnapshotThreshold
+	if a.cfg.SnapshotInterval > 0 {
+		ccfg.SnapshotInterval = a.cfg.SnapshotInterval
+	}
+	ccfg.DeadNodeReap = a.cfg.DeadNodeReap
+	if a.cfg.Local {
+		ccfg.Timing = consensus.LocalTiming()
+		ccfg.Stabilization = 500 * time.Millisecond
+		ccfg.ReconcileInterval = 200 * time.Millisecond
+		if a.cfg.SnapshotThreshold < ccfg.TrailingLogs {
+			ccfg.TrailingLogs = a.cfg.SnapshotThreshold
+		}
+	}
+	ccfg.Gate = a.cfg.Gate
+	ccfg.Logger = a.logger.With("component", "raft")
+	ccfg.Registerer = a.registry
+
+	var handlers []modules.RaftHandler
+	for _, m := range a.mods.Modules() {
+		if h, ok := m.(modules.RaftHandler); ok {
+			handlers = append(handlers, h)
+		}
+	}
+	fsm, err := consensus.NewFSM(handlers, ccfg.Logger, a.registry)
+	if err != nil {
+		return err
+	}
+	a.node, err = consensus.New(ccfg, fsm, consensus.Deps{
+		Forwarder:    a.peers,
+		Cluster:      clusterView{a},
+		OnLeadership: a.leader.set,
+	})
+	if err != nil {
+		return err
+	}
+	a.raftAddr = a.node.Addr()
+	if a.cfg.BootstrapSelf {
+		if err := a.node.BootstrapSelf(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Agent) startMembership(advHost string) error {
+	mcfg := membership.DefaultConfig()
+	mcfg.NodeName = a.cfg.NodeName
+	mcfg.BindAddr = a.cfg.GossipAddr
+	mcfg.AdvertiseAddr = net.JoinHostPort(advHost, portOf(a.cfg.GossipAddr))
+	mcfg.Meta = membership.Meta{
+		HTTPAddr:        a.httpAddr,
+		RaftAddr:        a.raftAddr,
+		Modules:         a.mods.IDs(),
+		Version:         a.cfg.Version,
+		BootstrapExpect: a.cfg.BootstrapExpect,
+		HasRaftState:    a.node.HasState(),
+	}
+	if a.cfg.Local {
+		mcfg.Timing = membership.LocalTiming()
+		mcfg.RetryJoinMin = 100 * time.Millisecond
+		mcfg.RetryJoinMax = time.Second
+	}
+	mcfg.Logger = a.logger.With("component", "gossip")
+	mcfg.Registerer = a.registry
+	if gate := a.cfg.Gate; gate != nil {
+		mcfg.WrapTransport = gateTransport(gate)
+	}
+	var err error
+	if a.members, err = membership.New(mcfg); err != nil {
+		return err
+	}
+	a.gossip.Store(a.members)
+	a.gossipAddr = a.members.LocalMember().Addr
+	for _, m := range a.mods.Modules() {
+		if h, ok := m.(modules.GossipHandler); ok {
+			a.members.Channel(byte(h.Tag())).SetHandler(h)
+		}
+	}
+	return nil
+}
+
+// startClustering starts the background work that puts the node in a
+// cluster: joining gossip seeds, bootstrap-expect, and keeping the node's
+// gossip meta in step with its Raft state.
+func (a *Agent) startClustering() {
+	if len(a.cfg.Join) > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.members.RetryJoin(a.ctx, a.cfg.Join); err == nil {
+				a.logger.Info("joined gossip", "seeds", a.cfg.Join)
+			}
+		}()
+	}
+	if a.cfg.BootstrapExpect > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.node.RunBootstrapExpect(a.ctx, a.cfg.BootstrapExpect)
+		}()
+	}
+	if !a.node.HasState() {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.announceRaftState()
+		}()
+	}
+}
+
+// announceRaftState flips HasRaftState in the gossip meta once the node has
+// joined a Raft cluster, so no other node bootstraps a second cluster.
+func (a *Agent) announceRaftState() {
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if a.node.HasState() {
+			if err := a.members.UpdateMeta(func(m *membership.Meta) { m.HasRaftState = true }); err != nil {
+				a.logger.Warn("announce raft state", "err", err)
+				continue
+			}
+			return
+		}
+	}
+}
+
+func portOf(hostport string) string {
+	_, port, _ := net.SplitHostPort(hostport)
+	return port
+}
+
+// NodeName is the node's name.
+func (a *Agent) NodeName() string { return a.cfg.NodeName }
+
+// HTTPAddr is the advertised host:port of the HTTP API.
+func (a *Agent) HTTPAddr() string { return a.httpAddr }
+
+// RaftAddr is the advertised host:port of the Raft transport.
+func (a *Agent) RaftAddr() string { return a.raftAddr }
+
+// GossipAddr is the advertised host:port of gossip.
+func (a *Agent) GossipAddr() string { return a.gossipAddr }
+
+// Raft exposes the node's consensus layer (tests inspect it).
+func (a *Agent) Raft() *consensus.Node { return a.node }
+
+// Members exposes the node's membership (tests inspect it).
+func (a *Agent) Members() *membership.Membership { return a.members }
+
+// Registry is the node's Prometheus registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.registry }
+
+// Module returns the enabled module with the given ID.
+func (a *Agent) Module(id string) (modules.Module, bool) {
+	for _, m := range a.mods.Modules() {
+		if m.ID() == id {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// Done is closed when the agent has stopped (after Stop or a leave).
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Stop is the restart-friendly stop: the node reports not ready, hands
+// leadership to another voter, stops serving, stops the modules, shuts Raft
+// down cleanly and closes its stores. It does not leave the cluster: the
+// node stays in the Raft configuration, so a rolling restart never shrinks
+// the voter set. Stop is idempotent.
+func (a *Agent) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		a.stopping.Store(true)
+		a.logger.Info("stopping")
+		if a.node != nil {
+			if err := a.node.StepDown(); err != nil {
+				a.logger.Warn("leadership transfer", "err", err)
+			}
+		}
+		a.stopErr = a.stopAll(ctx)
+		a.logger.Info("stopped")
+		close(a.done)
+	})
+	<-a.done
+	return a.stopErr
+}
+
+// Kill stops the node abruptly, as far as the rest of the cluster can tell:
+// no leadership transfer, no gossip leave, connections dropped. Tests use it
+// to model a crash in-process (acknowledged writes were fsynced already).
+func (a *Agent) Kill() error {
+	a.stopOnce.Do(func() {
+		a.stopping.Store(true)
+		a.killed = true
+		a.stopErr = a.stopAll(context.Background())
+		close(a.done)
+	})
+	<-a.done
+	return a.stopErr
+}
+
+// stopAll stops whatever was started, in reverse order.
+func (a *Agent) stopAll(ctx context.Context) error {
+	var errs []error
+	a.cancel()
+	var shutdownDone chan error
+	if a.httpSrv != nil && a.killed {
+		errs = append(errs, a.httpSrv.Close())
+	} else if a.httpSrv != nil {
+		shutdownDone = make(chan error, 1)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		go func() { shutdownDone <- a.httpSrv.Shutdown(sctx) }()
+	} else if a.httpLn != nil {
+		errs = append(errs, a.httpLn.Close())
+	}
+	if a.mods != nil {
+		a.leader.detach()
+		errs = append(errs, a.mods.Stop(ctx)) // ends streams so Shutdown can finish
+	}
+	if shutdownDone != nil {
+		if err := <-shutdownDone; err != nil {
+			errs = append(errs, a.httpSrv.Close())
+		}
+	}
+	if a.node != nil && a.killed {
+		errs = append(errs, a.node.Close())
+	} else if a.node != nil {
+		errs = append(errs, a.node.Shutdown())
+	}
+	if a.members != nil {
+		errs = append(errs, a.members.Shutdown())
+	}
+	a.wg.Wait()
+	if a.peers != nil {
+		a.peers.close()
+	}
+	return errors.Join(errs...)
+}
+
+// Leave removes the node from the cluster for good: it hands leadership
+// away, announces a gossip leave (the leader's autopilot then removes it
+// from Raft), waits until it is out of the Raft configuration, and stops.
+func (a *Agent) Leave(ctx context.Context) error {
+	var err error
+	a.leaveOnce.Do(func() {
+		a.stopping.Store(true)
+		a.logger.Info("leaving the cluster")
+		if terr := a.node.StepDown(); terr != nil {
+			a.logger.Warn("leadership transfer before leave", "err", terr)
+		}
+		if lerr := a.members.Leave(5 * time.Second); lerr != nil {
+			a.logger.Warn("gossip leave", "err", lerr)
+		}
+		a.waitRemoved(ctx)
+		err = a.Stop(ctx)
+	})
+	<-a.done
+	return err
+}
+
+// leaveAsync starts a leave from an API request, which must not wait for the
+// server that serves it to shut down.
+func (a *Agent) leaveAsync() {
+	go func() {
+		if err := a.Leave(context.Background()); err != nil {
+			a.logger.Error("leave", "err", err)
+		}
+	}()
+}
+
+// waitRemoved waits (bounded) until the Raft configuration no longer lists
+// this node, or it is the last server (nobody is left to remove it).
+func (a *Agent) waitRemoved(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		cfg, err := a.node.Configuration()
+		if err == nil {
+			present, others := false, 0
+			for _, s := range cfg.Servers {
+				if string(s.ID) == a.cfg.NodeName {
+					present = true
+				} else {
+					others++
+				}
+			}
+			if !present || others == 0 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			a.logger.Warn("still in the raft configuration after leaving; stopping anyway")
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// leaderHTTPAddr returns the HTTP address of the current Raft leader.
+func (a *Agent) leaderHTTPAddr() (string, bool) {
+	id, _ := a.node.Leader()
+	g := a.gossip.Load()
+	if id == "" || g == nil {
+		return "", false
+	}
+	m, ok := g.Member(id)
+	if !ok || m.Meta.HTTPAddr == "" {
+		return "", false
+	}
+	return m.Meta.HTTPAddr, true
+}

@@ -1,0 +1,136 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"shoal/consensus"
+	"shoal/internal/faultnet"
+	"shoal/modules"
+)
+
+// Config configures an Agent. Addresses are host:port; a port of 0 picks a
+// free one (tests), and the chosen ports are reported by the Agent.
+type Config struct {
+	NodeName   string
+	DataDir    string
+	HTTPAddr   string
+	RaftAddr   string
+	GossipAddr string
+	// Advertise is the host (no port) other nodes use to reach this one.
+	// Empty: the bind host if it is a specific address, else the first
+	// non-loopback address of the machine.
+	Advertise string
+	// Join lists gossip addresses of existing nodes; joining is retried with
+	// backoff until one answers.
+	Join []string
+	// BootstrapExpect: wait until this many servers see each other, then
+	// exactly one of them bootstraps Raft with all of them.
+	BootstrapExpect int
+	// BootstrapSelf makes a one-node cluster at once (--dev).
+	BootstrapSelf bool
+
+	// Modules lists the enabled module IDs; empty means all compiled in.
+	Modules []string
+	// ModuleConfigs overrides module configurations by ID.
+	ModuleConfigs map[string]modules.Config
+
+	// Token, when set, is required as a bearer token on every API request
+	// except health checks.
+	Token string
+	// MaxBodyBytes limits request bodies (413 beyond).
+	MaxBodyBytes int64
+
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	DeadNodeReap      time.Duration
+	// Local selects timings for nodes on one machine (tests, --dev): fast
+	// elections, fast failure detection, quick autopilot.
+	Local bool
+
+	Version string
+	Logger  *slog.Logger
+	// Gate injects network partitions (tests only).
+	Gate *faultnet.Gate
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName:          host,
+		HTTPAddr:          "0.0.0.0:7480",
+		RaftAddr:          "0.0.0.0:7481",
+		GossipAddr:        "0.0.0.0:7482",
+		MaxBodyBytes:      4 << 20,
+		SnapshotThreshold: consensus.DefaultConfig().SnapshotThreshold,
+		SnapshotInterval:  consensus.DefaultConfig().SnapshotInterval,
+		DeadNodeReap:      consensus.DefaultConfig().DeadNodeReap,
+		Version:           "dev",
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeName == "":
+		return errors.New("node name is required")
+	case len(c.NodeName) > 64:
+		return errors.New("node name must be at most 64 bytes")
+	case c.DataDir == "":
+		return errors.New("data directory is required (--data-dir)")
+	case c.BootstrapExpect < 0:
+		return errors.New("bootstrap-expect must not be negative")
+	case c.BootstrapExpect > 0 && c.BootstrapSelf:
+		return errors.New("bootstrap-expect and self-bootstrap exclude each other")
+	case c.MaxBodyBytes <= 0:
+		return errors.New("max body size must be positive")
+	case c.SnapshotThreshold == 0:
+		return errors.New("snapshot threshold must be at least 1")
+	case c.DeadNodeReap <= 0:
+		return errors.New("dead-node-reap must be positive")
+	}
+	for _, a := range []struct{ name, addr string }{{"http", c.HTTPAddr}, {"raft", c.RaftAddr}, {"gossip", c.GossipAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s address %q: %w", a.name, a.addr, err)
+		}
+	}
+	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
+		if _, _, err := net.SplitHostPort(c.Advertise); err == nil {
+			return fmt.Errorf("advertise %q must be a host without a port", c.Advertise)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return fmt.Errorf("join address %q: %w", j, err)
+		}
+	}
+	return nil
+}
+
+// advertiseHost picks the host other nodes use to reach this node.
+func advertiseHost(configured, bindHost string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if ip := net.ParseIP(bindHost); ip != nil && !ip.IsUnspecified() {
+		return bindHost, nil
+	}
+	if bindHost != "" && net.ParseIP(bindHost) == nil {
+		return bindHost, nil // a host name: others resolve it
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("list interface addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil && !ipn.IP.IsLinkLocalUnicast() {
+			return ipn.IP.String(), nil
+		}
+	}
+	return "", errors.New("no non-loopback address found; set --advertise")
+}

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"shoal/internal/agent"
+	"shoal/internal/logging"
+	"shoal/modules"
+)
+
+func init() {
+	RegisterCommand("agent", "run a shoal node", runAgent)
+}
+
+// agentOptions binds the agent's flags to a Config. Module flags come from
+// each compiled-in module's configuration (modules.FlagBinder).
+type agentOptions struct {
+	cfg        agent.Config
+	join       string
+	modules    string
+	dev        bool
+	logLevel   string
+	logFormat  string
+	moduleCfgs map[string]modules.Config
+}
+
+func newAgentOptions(fs *flag.FlagSet) *agentOptions {
+	f := &agentOptions{cfg: agent.DefaultConfig(), moduleCfgs: map[string]modules.Config{}}
+	c := &f.cfg
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "unique name of this node (default: the hostname)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for raft, snapshots and module data (required unless --dev)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "host:port of the HTTP API")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "host:port of the raft transport")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", c.GossipAddr, "host:port of gossip (TCP and UDP)")
+	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the bind host, or the first non-loopback address)")
+	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of existing nodes; retried with backoff until one answers")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers see each other")
+	fs.StringVar(&f.modules, "modules", "", "comma-separated modules to enable (default: all compiled in: "+strings.Join(modules.IDs(modules.Registered()), ",")+")")
+	fs.BoolVar(&f.dev, "dev", false, "one-node development mode: listeners on 127.0.0.1, data in a temporary directory removed on exit")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.Token, "token", "", "bearer token required on every API request except health checks")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body")
+	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
+		var v uint64
+		if _, err := fmt.Sscan(s, &v); err != nil || v == 0 {
+			return fmt.Errorf("want a positive integer")
+		}
+		c.SnapshotThreshold = v
+		return nil
+	})
+	fs.DurationVar(&c.DeadNodeReap, "dead-node-reap", c.DeadNodeReap, "remove a server from raft after it has been dead this long (if quorum stays safe)")
+	for _, info := range modules.Registered() {
+		if info.NewConfig == nil {
+			continue
+		}
+		mc := info.NewConfig()
+		if b, ok := mc.(modules.FlagBinder); ok {
+			b.BindFlags(fs)
+		}
+		f.moduleCfgs[info.ID] = mc
+	}
+	return f
+}
+
+// finish applies --dev and the list flags after parsing.
+func (f *agentOptions) finish(given map[string]bool) (func(), error) {
+	c := &f.cfg
+	c.Version = Version
+	c.ModuleConfigs = f.moduleCfgs
+	if f.join != "" {
+		for _, j := range strings.Split(f.join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				c.Join = append(c.Join, j)
+			}
+		}
+	}
+	if f.modules != "" {
+		c.Modules = strings.Split(f.modules, ",")
+	}
+	cleanup := func() {}
+	if f.dev {
+		if !given["http-addr"] {
+			c.HTTPAddr = "127.0.0.1:7480"
+		}
+		if !given["raft-addr"] {
+			c.RaftAddr = "127.0.0.1:7481"
+		}
+		if !given["gossip-addr"] {
+			c.GossipAddr = "127.0.0.1:7482"
+		}
+		if c.BootstrapExpect > 0 || len(c.Join) > 0 {
+			return nil, fmt.Errorf("--dev runs a single node: it cannot be combined with --bootstrap-expect or --join")
+		}
+		c.BootstrapSelf = true
+		c.Local = true
+		if c.DataDir == "" {
+			dir, err := os.MkdirTemp("", "shoal-dev-")
+			if err != nil {
+				return nil, fmt.Errorf("create dev data directory: %w", err)
+			}
+			c.DataDir = dir
+			cleanup = func() { os.RemoveAll(dir) }
+		}
+	}
+	return cleanup, nil
+}
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("shoal agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := newAgentOptions(fs)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "shoal agent: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := BindEnv(fs, envPrefix); err != nil {
+		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
+		return 2
+	}
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for _, name := range []string{"http-addr", "raft-addr", "gossip-addr"} {
+		if os.Getenv(EnvName(envPrefix, name)) != "" {
+			given[name] = true
+		}
+	}
+	cleanup, err := f.finish(given)
+	if err != nil {
+		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
+		return 2
+	}
+	defer cleanup()
+
+	logger, err := logging.New(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
+		return 2
+	}
+	f.cfg.Logger = logger
+
+	a, err := agent.New(f.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "shoal %s: node %s serving http://%s\n", Version, f.cfg.NodeName, a.HTTPAddr())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case sig := <-sigs:
+		logger.Info("signal received; stopping (the node stays a cluster member: use 'shoal leave' to leave for good)", "signal", sig.String())
+		stopped := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stopped <- a.Stop(ctx)
+		}()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				logger.Error("stop", "err", err)
+				return 1
+			}
+		case <-sigs:
+			logger.Warn("second signal: exiting without a clean stop")
+			return 1
+		}
+	case <-a.Done():
+		logger.Info("node left the cluster")
+	}
+	return 0
+}

@@ -1,0 +1,422 @@
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"shoal/internal/agent"
+	"shoal/internal/faultnet"
+	"shoal/internal/logging"
+	"shoal/modules"
+)
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t     testing.TB
+	opts  options
+	nodes []*Node
+	logw  *testWriter
+}
+
+// Node is one node of a Cluster. Agent is nil while the node is down.
+type Node struct {
+	Index int
+	Name  string
+	Gate  *faultnet.Gate
+	cfg   agent.Config
+
+	mu    sync.Mutex
+	agent *agent.Agent
+}
+
+// Agent returns the running agent, or nil if the node is down.
+func (n *Node) Agent() *agent.Agent {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.agent
+}
+
+// URL is the node's HTTP base URL.
+func (n *Node) URL() string { return "http://" + n.cfg.HTTPAddr }
+
+// Up reports whether the node is running.
+func (n *Node) Up() bool { return n.Agent() != nil }
+
+// Option changes how a cluster is built.
+type Option func(*options)
+
+type options struct {
+	modules     []string
+	moduleCfgs  map[string]modules.Config
+	snapshot    uint64
+	token       string
+	bootstrap   bool
+	configure   func(i int, cfg *agent.Config)
+	logLevel    string
+	waitForVote bool
+}
+
+// WithModules enables only the given modules (default: all registered).
+func WithModules(ids ...string) Option { return func(o *options) { o.modules = ids } }
+
+// WithModuleConfig sets one module's configuration on every node.
+func WithModuleConfig(id string, cfg modules.Config) Option {
+	return func(o *options) { o.moduleCfgs[id] = cfg }
+}
+
+// WithSnapshotThreshold sets Raft's snapshot threshold (tiny values force
+// snapshots and restores from them).
+func WithSnapshotThreshold(n uint64) Option { return func(o *options) { o.snapshot = n } }
+
+// WithToken requires a bearer token on every node.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithoutBootstrap starts nodes that join gossip but form no cluster; the
+// test bootstraps or adds them itself.
+func WithoutBootstrap() Option { return func(o *options) { o.bootstrap = false } }
+
+// WithConfig edits each node's agent configuration before it starts.
+func WithConfig(f func(i int, cfg *agent.Config)) Option { return func(o *options) { o.configure = f } }
+
+// New starts n nodes that form a cluster with --bootstrap-expect n, joined
+// through node 0's gossip address, and waits until they have a leader that
+// every node knows and all n are voters. The cluster is stopped in
+// t.Cleanup.
+func New(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	o := options{moduleCfgs: map[string]modules.Config{}, snapshot: 8192, bootstrap: true, waitForVote: true,
+		logLevel: envOr("SHOAL_TEST_LOG", "warn")}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Cluster{t: t, opts: o, logw: newTestWriter(t)}
+	// Registered first, so it runs last: nodes stop before logging does.
+	t.Cleanup(c.logw.close)
+	t.Cleanup(c.stopAll)
+	for i := 0; i < n; i++ {
+		c.addNode(n)
+	}
+	if o.bootstrap {
+		c.WaitVoters(n)
+	}
+	return c
+}
+
+// AddNode starts one more node that joins the cluster through gossip (it
+// does not bootstrap) and returns it; autopilot adds it as a non-voter and
+// promotes it once it has caught up.
+func (c *Cluster) AddNode() *Node {
+	c.t.Helper()
+	return c.addNode(0)
+}
+
+func (c *Cluster) addNode(expect int) *Node {
+	c.t.Helper()
+	i := len(c.nodes)
+	name := fmt.Sprintf("node%d", i)
+	logger, err := logging.New(c.logw, "text", c.opts.logLevel)
+	if err != nil {
+		c.t.Fatalf("test logger: %v", err)
+	}
+	cfg := agent.DefaultConfig()
+	cfg.NodeName = name
+	cfg.DataDir = c.t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.RaftAddr = "127.0.0.1:0"
+	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.Modules = c.opts.modules
+	cfg.ModuleConfigs = c.opts.moduleCfgs
+	cfg.SnapshotThreshold = c.opts.snapshot
+	cfg.SnapshotInterval = 200 * time.Millisecond
+	cfg.Token = c.opts.token
+	cfg.Local = true
+	cfg.Logger = logger
+	if c.opts.bootstrap {
+		cfg.BootstrapExpect = expect
+	}
+	if i > 0 {
+		cfg.Join = []string{c.nodes[0].cfg.GossipAddr}
+	}
+	if c.opts.configure != nil {
+		c.opts.configure(i, &cfg)
+	}
+	node := &Node{Index: i, Name: name, Gate: faultnet.NewGate()}
+	cfg.Gate = node.Gate
+	a, err := agent.New(cfg)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	// Restarts must come back on the same addresses: Raft's configuration
+	// names them.
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = a.HTTPAddr(), a.RaftAddr(), a.GossipAddr()
+	node.cfg = cfg
+	node.agent = a
+	c.nodes = append(c.nodes, node)
+	return node
+}
+
+// Nodes returns every node, up or down.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns node i.
+func (c *Cluster) Node(i int) *Node { return c.nodes[i] }
+
+// Up returns the nodes that are running.
+func (c *Cluster) Up() []*Node {
+	var up []*Node
+	for _, n := range c.nodes {
+		if n.Up() {
+			up = append(up, n)
+		}
+	}
+	return up
+}
+
+// Leader waits until the running nodes agree on one leader that is itself
+// running and leading, and returns it.
+func (c *Cluster) Leader() *Node {
+	c.t.Helper()
+	var leader *Node
+	Eventually(c.t, 20*time.Second, func() error {
+		var err error
+		leader, err = c.leader(c.Up())
+		return err
+	})
+	return leader
+}
+
+// LeaderOf is Leader among a subset of nodes (one side of a partition).
+func (c *Cluster) LeaderOf(nodes ...*Node) *Node {
+	c.t.Helper()
+	var leader *Node
+	Eventually(c.t, 20*time.Second, func() error {
+		var err error
+		leader, err = c.leader(nodes)
+		return err
+	})
+	return leader
+}
+
+func (c *Cluster) leader(nodes []*Node) (*Node, error) {
+	var leader *Node
+	for _, n := range nodes {
+		a := n.Agent()
+		if a == nil {
+			continue
+		}
+		if a.Raft().LeaderReady() {
+			if leader != nil {
+				return nil, fmt.Errorf("two nodes lead: %s and %s", leader.Name, n.Name)
+			}
+			leader = n
+		}
+	}
+	if leader == nil {
+		return nil, errors.New("no leader yet")
+	}
+	for _, n := range nodes {
+		if a := n.Agent(); a != nil {
+			if id, _ := a.Raft().Leader(); id != leader.Name {
+				return nil, fmt.Errorf("%s sees leader %q, not %s", n.Name, id, leader.Name)
+			}
+		}
+	}
+	return leader, nil
+}
+
+// Followers returns the running nodes other than the current leader.
+func (c *Cluster) Followers() []*Node {
+	leader := c.Leader()
+	var out []*Node
+	for _, n := range c.Up() {
+		if n != leader {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// WaitVoters waits until the leader's configuration has exactly n voters
+// and every running node knows the leader.
+func (c *Cluster) WaitVoters(n int) {
+	c.t.Helper()
+	Eventually(c.t, 30*time.Second, func() error {
+		leader, err := c.leader(c.Up())
+		if err != nil {
+			return err
+		}
+		cfg, err := leader.Agent().Raft().Configuration()
+		if err != nil {
+			return err
+		}
+		voters := 0
+		for _, s := range cfg.Servers {
+			if s.Suffrage == 0 { // raft.Voter
+				voters++
+			}
+		}
+		if voters != n {
+			return fmt.Errorf("%d voters, want %d", voters, n)
+		}
+		return nil
+	})
+}
+
+// Stop stops node i the restart-friendly way (like SIGTERM).
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	n := c.nodes[i]
+	n.mu.Lock()
+	a := n.agent
+	n.agent = nil
+	n.mu.Unlock()
+	if a == nil {
+		return
+	}
+	if err := a.Stop(context.Background()); err != nil {
+		c.t.Logf("stop %s: %v", n.Name, err)
+	}
+}
+
+// Kill stops node i abruptly: no leadership transfer, no leave. Every write
+// it acknowledged was fsynced, so this loses what a kill -9 would lose.
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	n := c.nodes[i]
+	n.mu.Lock()
+	a := n.agent
+	n.agent = nil
+	n.mu.Unlock()
+	if a == nil {
+		return
+	}
+	if err := a.Kill(); err != nil {
+		c.t.Logf("kill %s: %v", n.Name, err)
+	}
+}
+
+// Restart starts node i again on its addresses and data directory. It
+// rejoins through the other nodes' gossip addresses.
+func (c *Cluster) Restart(i int) *Node {
+	c.t.Helper()
+	n := c.nodes[i]
+	if n.Up() {
+		c.t.Fatalf("restart %s: it is running", n.Name)
+	}
+	cfg := n.cfg
+	cfg.BootstrapExpect = 0
+	cfg.Join = nil
+	for _, other := range c.nodes {
+		if other != n {
+			cfg.Join = append(cfg.Join, other.cfg.GossipAddr)
+		}
+	}
+	var a *agent.Agent
+	Eventually(c.t, 10*time.Second, func() error { // the OS may hold a port briefly
+		var err error
+		a, err = agent.New(cfg)
+		return err
+	})
+	n.mu.Lock()
+	n.agent = a
+	n.mu.Unlock()
+	return n
+}
+
+// Partition cuts the given nodes off from all others, both ways: gossip,
+// Raft and node-to-node HTTP (forwarding). Clients can still reach every
+// node's API.
+func (c *Cluster) Partition(idx ...int) {
+	inside := map[int]bool{}
+	for _, i := range idx {
+		inside[i] = true
+	}
+	for i, a := range c.nodes {
+		for j, b := range c.nodes {
+			if inside[i] != inside[j] {
+				a.Gate.Block(b.cfg.HTTPAddr, b.cfg.RaftAddr, b.cfg.GossipAddr)
+			}
+		}
+	}
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() {
+	for _, n := range c.nodes {
+		n.Gate.Heal()
+	}
+}
+
+func (c *Cluster) stopAll() {
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c.Stop(i)
+		}(i)
+	}
+	wg.Wait()
+}
+
+// Eventually polls f until it returns nil, failing the test with f's last
+// error when the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(wait) // polling interval, not a wait for an event
+		if wait < 100*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// testWriter sends log lines to t.Log until the test's cleanup closes it;
+// memberlist may still log from goroutines it does not wait for.
+type testWriter struct {
+	mu     sync.Mutex
+	t      testing.TB
+	closed bool
+}
+
+func newTestWriter(t testing.TB) *testWriter { return &testWriter{t: t} }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+var _ io.Writer = (*testWriter)(nil)
