@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"shoal/consensus"
+	"shoal/internal/agent"
 	"shoal/internal/testcluster"
 )
 
@@ -366,4 +367,28 @@ func TestCluster_NoLeaderGivesErrNoLeader(t *testing.T) {
 	if !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrLeaderUnreachable) {
 		t.Fatalf("got %v, want no_leader", err)
 	}
+}
+
+func TestCluster_ReapsALongDeadServerKeepsAStoppedOneUntilThen(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.WithModules("register"),
+		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.DeadNodeReap = 3 * time.Second }))
+	f := c.Followers()[0]
+	c.Kill(f.Index)
+	start := time.Now()
+	testcluster.Eventually(t, 30*time.Second, func() error {
+		cfg, err := c.Leader().Agent().Raft().Configuration()
+		if err != nil {
+			return err
+		}
+		for _, s := range cfg.Servers {
+			if string(s.ID) == f.Name {
+				return fmt.Errorf("%s is still in the configuration", f.Name)
+			}
+		}
+		return nil
+	})
+	if waited := time.Since(start); waited < 3*time.Second {
+		t.Fatalf("reaped after %v, before the 3s dead-node-reap", waited)
+	}
+	mustApply(t, c.Leader(), "after-reap")
 }
