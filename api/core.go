@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -233,24 +232,22 @@ func (s *server) transferLeadership(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
+// internalApply applies a batch of commands a follower forwarded. It never
+// forwards again: a node that is not the leader answers not_leader for
+// each command and the follower retries with the leader it learns next.
 func (s *server) internalApply(w http.ResponseWriter, r *http.Request) error {
-	cmd, err := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return err
 	}
-	if _, _, _, err := consensus.DecodeCommand(cmd); err != nil {
+	cmds, err := consensus.DecodeBatch(body)
+	if err != nil {
 		return httpjson.BadRequest("bad_command", "%s", err.Error())
 	}
-	res, idx, err := s.Raft.Apply(r.Context(), cmd, r.Header.Get("X-Shoal-Forwarded") != "")
-	if idx > 0 {
-		w.Header().Set("X-Shoal-Index", strconv.FormatUint(idx, 10))
-	}
-	if err != nil {
-		return err
-	}
+	outs := s.Raft.ApplyBatch(r.Context(), cmds)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(res)
+	_, _ = w.Write(consensus.EncodeOutcomes(outs))
 	return nil
 }
 

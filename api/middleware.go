@@ -108,9 +108,10 @@ func (s *server) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// commandOverhead is the room a forwarded Raft command may take beyond the
-// body limit: a module wraps a client's body in its own framing.
-const commandOverhead = 64 << 10
+// commandOverhead is the room forwarded Raft commands may take beyond the
+// body limit: a module wraps a client's body in its own framing, and a
+// follower batches up to 1 MiB of small commands in one request.
+const commandOverhead = 2 << 20
 
 // limitBody caps request bodies; reading past the cap fails with a
 // *http.MaxBytesError, which httpjson reports as 413.
@@ -139,8 +140,9 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	}
 	want := []byte(s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		// The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 			httpjson.WriteError(w, r, httpjson.ErrUnauthorized)
 			return

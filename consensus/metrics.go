@@ -12,6 +12,7 @@ type metrics struct {
 	collectors       []prometheus.Collector
 	applySeconds     *prometheus.HistogramVec
 	autopilotActions *prometheus.CounterVec
+	forwardBatch     prometheus.Histogram
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -22,6 +23,11 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from submitting a command to its commit and apply, by path (local on the leader, forwarded from a follower) and result.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"path", "result"}),
+		forwardBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shoal_raft_forward_batch_size",
+			Help:    "Writes per batch a follower forwarded to the leader.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
 		autopilotActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_raft_autopilot_actions_total",
 			Help: "Raft configuration changes made by autopilot, by action.",
@@ -31,7 +37,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.applySeconds, m.autopilotActions,
+		m.applySeconds, m.autopilotActions, m.forwardBatch,
 		gauge("shoal_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),

@@ -24,11 +24,11 @@ import (
 // Forwarder carries requests to the leader when this node is a follower.
 // The agent implements it over the HTTP API.
 type Forwarder interface {
-	// ForwardApply submits cmd on the leader named leaderID. index is
-	// non-zero when the command was committed, also when err is the
-	// module's own (deterministic) error for it. An error wrapping
-	// ErrLeaderUnreachable means the command was not delivered.
-	ForwardApply(ctx context.Context, leaderID string, cmd []byte) (result []byte, index uint64, err error)
+	// ForwardApply submits a batch of commands on the leader named
+	// leaderID and returns one outcome per command, in order (see
+	// Node.ApplyBatch). An error is the outcome of every command: one
+	// wrapping ErrLeaderUnreachable means the batch was not delivered.
+	ForwardApply(ctx context.Context, leaderID string, cmds [][]byte) ([]Outcome, error)
 	// ForwardReadIndex asks the leader for a read index (see LeaderReadIndex).
 	ForwardReadIndex(ctx context.Context, leaderID string) (uint64, error)
 }
@@ -64,6 +64,7 @@ type Node struct {
 	onLeadership func(isLeader bool)
 
 	leaderReady atomic.Bool // leads, and its term-start marker is applied
+	forwardQ    chan *forwardRequest
 	stop        chan struct{}
 	stopOnce    sync.Once
 	wg          sync.WaitGroup
@@ -91,7 +92,7 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
 	n = &Node{cfg: cfg, fsm: fsm, forwarder: deps.Forwarder, cluster: deps.Cluster,
-		onLeadership: deps.OnLeadership, stop: make(chan struct{})}
+		onLeadership: deps.OnLeadership, stop: make(chan struct{}), forwardQ: make(chan *forwardRequest, maxBatchCommands)}
 	if n.onLeadership == nil {
 		n.onLeadership = func(bool) {}
 	}
@@ -172,8 +173,9 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, err
 	}
 	n.autopilot = newAutopilot(n)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.runForwarder()
 	return n, nil
 }
 
@@ -264,19 +266,19 @@ func (n *Node) Apply(ctx context.Context, cmd []byte, forwarded bool) ([]byte, u
 		} else if forwarded {
 			return nil, 0, ErrNotLeader
 		} else if leaderID, _ := n.Leader(); leaderID != "" && n.forwarder != nil {
-			res, idx, err := n.forwarder.ForwardApply(ctx, leaderID, cmd)
-			if idx > 0 {
+			o := n.forward(ctx, cmd)
+			if o.Index > 0 {
 				// Committed: make this node's own state include it too,
 				// so a read here right after sees the write.
-				_ = n.fsm.WaitApplied(ctx.Done(), idx)
-				n.metrics.observeApply("forwarded", start, err)
-				return res, idx, err
+				_ = n.fsm.WaitApplied(ctx.Done(), o.Index)
+				n.metrics.observeApply("forwarded", start, o.Err)
+				return o.Result, o.Index, o.Err
 			}
-			if !retryable(err) {
-				n.metrics.observeApply("forwarded", start, err)
-				return nil, 0, err
+			if !retryable(o.Err) {
+				n.metrics.observeApply("forwarded", start, o.Err)
+				return nil, 0, o.Err
 			}
-			lastErr = err
+			lastErr = o.Err
 		}
 		select {
 		case <-ctx.Done():
@@ -303,7 +305,12 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (res []byte, idx uint
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := n.raft.Apply(cmd, timeout)
+	return n.outcome(n.raft.Apply(cmd, timeout))
+}
+
+// outcome waits for an apply future and maps raft's errors to ours; retry
+// says the command was certainly not submitted.
+func (n *Node) outcome(f raft.ApplyFuture) (res []byte, idx uint64, err error, retry bool) {
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):

@@ -442,27 +442,18 @@ func (a *Agent) leaveAsync() {
 	}()
 }
 
-// waitRemoved waits (bounded) until the Raft configuration no longer lists
-// this node, or it is the last server (nobody is left to remove it).
+// waitRemoved waits (bounded) until this node is out of the Raft
+// configuration, or is the last server (nobody is left to remove it). It
+// asks the leader: once removed, this node stops receiving the log, so its
+// own copy of the configuration may never show the removal.
 func (a *Agent) waitRemoved(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
 	for {
-		cfg, err := a.node.Configuration()
-		if err == nil {
-			present, others := false, 0
-			for _, s := range cfg.Servers {
-				if string(s.ID) == a.cfg.NodeName {
-					present = true
-				} else {
-					others++
-				}
-			}
-			if !present || others == 0 {
-				return
-			}
+		if removed, err := a.removedFromRaft(ctx); err == nil && removed {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -471,6 +462,42 @@ func (a *Agent) waitRemoved(ctx context.Context) {
 		case <-ticker.C:
 		}
 	}
+}
+
+func (a *Agent) removedFromRaft(ctx context.Context) (bool, error) {
+	cfg, err := a.node.Configuration()
+	if err != nil {
+		return false, err
+	}
+	present, others := false, 0
+	for _, s := range cfg.Servers {
+		if string(s.ID) == a.cfg.NodeName {
+			present = true
+		} else {
+			others++
+		}
+	}
+	if !present || others == 0 {
+		return true, nil
+	}
+	addr, ok := a.leaderHTTPAddr()
+	if !ok || a.node.IsLeader() {
+		return false, nil
+	}
+	var peers struct {
+		Peers []struct {
+			ID string `json:"id"`
+		} `json:"peers"`
+	}
+	if err := a.peers.getJSON(ctx, addr, "/v1/raft/peers", &peers); err != nil {
+		return false, err
+	}
+	for _, p := range peers.Peers {
+		if p.ID == a.cfg.NodeName {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // leaderHTTPAddr returns the HTTP address of the current Raft leader.

@@ -81,34 +81,40 @@ func notDelivered(err error) bool {
 }
 
 // ForwardApply implements consensus.Forwarder.
-func (p *peerClient) ForwardApply(ctx context.Context, leaderID string, cmd []byte) ([]byte, uint64, error) {
+func (p *peerClient) ForwardApply(ctx context.Context, leaderID string, cmds [][]byte) ([]consensus.Outcome, error) {
 	addr, err := p.httpAddrOf(leaderID)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	resp, err := p.do(ctx, http.MethodPost, addr, pathApply, cmd)
+	resp, err := p.do(ctx, http.MethodPost, addr, pathApply, consensus.EncodeBatch(cmds))
 	if err != nil {
 		if notDelivered(err) {
-			return nil, 0, consensus.ErrLeaderUnreachable
+			return nil, consensus.ErrLeaderUnreachable
 		}
 		if ctx.Err() != nil {
-			return nil, 0, consensus.ErrTimeout.WithMessage("the leader did not answer in time; the write's outcome is unknown")
+			return nil, consensus.ErrOutcomeUnknown
 		}
-		return nil, 0, consensus.ErrLeadershipLost.WithMessage("the connection to the leader failed mid-request; the write's outcome is unknown")
+		return nil, consensus.ErrOutcomeUnknown.WithMessage("the connection to the leader failed mid-request; the write's outcome is unknown")
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, 0, consensus.ErrLeadershipLost.WithMessage("reading the leader's answer failed; the write's outcome is unknown")
+		return nil, consensus.ErrOutcomeUnknown.WithMessage("reading the leader's answer failed; the write's outcome is unknown")
 	}
-	index, _ := strconv.ParseUint(resp.Header.Get("X-Shoal-Index"), 10, 64)
 	if resp.StatusCode != http.StatusOK {
-		return nil, index, httpjson.ReadError(resp.StatusCode, body)
+		// The whole batch was refused before any command was submitted.
+		return nil, readError(resp, body)
 	}
-	return body, index, nil
+	outs, err := consensus.DecodeOutcomes(body)
+	if err != nil {
+		return nil, consensus.ErrOutcomeUnknown.WithMessage("the leader's answer could not be read (%s); the write's outcome is unknown", err.Error())
+	}
+	return outs, nil
 }
 
-// ForwardReadIndex implements consensus.Forwarder.
+// ForwardReadIndex implements consensus.Forwarder. Asking for a read index
+// changes nothing, so any failure to get an answer is reported as
+// ErrLeaderUnreachable, which consensus retries.
 func (p *peerClient) ForwardReadIndex(ctx context.Context, leaderID string) (uint64, error) {
 	addr, err := p.httpAddrOf(leaderID)
 	if err != nil {
@@ -118,6 +124,10 @@ func (p *peerClient) ForwardReadIndex(ctx context.Context, leaderID string) (uin
 		Index uint64 `json:"index"`
 	}
 	if err := p.getJSON(ctx, addr, pathReadIndex, &out); err != nil {
+		var e *httpjson.Error
+		if !errors.As(err, &e) {
+			return 0, fmt.Errorf("%w: %w", consensus.ErrLeaderUnreachable, err)
+		}
 		return 0, err
 	}
 	return out.Index, nil
@@ -137,12 +147,22 @@ func (p *peerClient) getJSON(ctx context.Context, addr, path string, v any) erro
 		return fmt.Errorf("read %s from %s: %w", path, addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return httpjson.ReadError(resp.StatusCode, body)
+		return readError(resp, body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("decode %s from %s: %w", path, addr, err)
 	}
 	return nil
+}
+
+// readError rebuilds the peer's error, Retry-After included, so the client
+// of this node is told when to retry just as the leader said.
+func readError(resp *http.Response, body []byte) error {
+	e := httpjson.ReadError(resp.StatusCode, body)
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return e
 }
 
 // clusterView is the gossip view consensus follows (consensus.Cluster).

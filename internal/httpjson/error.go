@@ -69,6 +69,9 @@ var (
 	ErrBadJSON         = Errorf(http.StatusBadRequest, "bad_json", "request body is not valid JSON")
 	ErrShuttingDown    = &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "this node is shutting down", RetryAfter: time.Second}
 	ErrRequestTimedOut = Errorf(http.StatusGatewayTimeout, "timeout", "the request did not complete in time")
+	// ErrCanceled: the client went away (or the node is stopping) before
+	// the request completed. The client will rarely see it.
+	ErrCanceled = &Error{Status: http.StatusServiceUnavailable, Code: "canceled", Message: "the request was canceled before it completed", RetryAfter: time.Second}
 )
 
 // BadRequest returns a 400 error with the given code and message.
@@ -91,6 +94,9 @@ func As(err error) *Error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return ErrRequestTimedOut
+	}
+	if errors.Is(err, context.Canceled) {
+		return ErrCanceled
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 }

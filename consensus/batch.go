@@ -1,0 +1,323 @@
+package consensus
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"shoal/internal/httpjson"
+)
+
+// Writes that reach a follower travel to the leader in batches: every
+// command that arrives while a batch is in flight joins the next one, so a
+// busy follower pays one HTTP round trip for many writes, and the leader
+// enqueues them back to back, where raft commits them with one disk write.
+// Each command stays its own Raft entry: modules see the usual one index per
+// command.
+
+// Batch limits: how many commands, and roughly how many bytes, one
+// forwarded batch carries (a single larger command travels alone).
+const (
+	maxBatchCommands = 1024
+	maxBatchBytes    = 1 << 20
+	// forwardsInFlight is how many batches a follower may have in flight to
+	// the leader at once.
+	forwardsInFlight = 2
+)
+
+// Outcome is the result of one command of a batch.
+type Outcome struct {
+	// Index is the command's Raft index; non-zero when it was committed,
+	// also when Err is the module's (deterministic) error for it.
+	Index  uint64
+	Result []byte
+	Err    error
+}
+
+// EncodeBatch frames commands for ForwardApply: a uvarint count, then each
+// command as a uvarint length and its bytes.
+func EncodeBatch(cmds [][]byte) []byte {
+	size := binary.MaxVarintLen64
+	for _, c := range cmds {
+		size += binary.MaxVarintLen64 + len(c)
+	}
+	buf := make([]byte, 0, size)
+	buf = binary.AppendUvarint(buf, uint64(len(cmds)))
+	for _, c := range cmds {
+		buf = binary.AppendUvarint(buf, uint64(len(c)))
+		buf = append(buf, c...)
+	}
+	return buf
+}
+
+// DecodeBatch is the inverse of EncodeBatch. The commands alias data.
+func DecodeBatch(data []byte) ([][]byte, error) {
+	count, data, err := readUvarint(data, "command count")
+	if err != nil {
+		return nil, err
+	}
+	if count == 0 || count > maxBatchCommands {
+		return nil, fmt.Errorf("decode batch: %d commands; want 1 to %d", count, maxBatchCommands)
+	}
+	cmds := make([][]byte, 0, count)
+	for i := uint64(0); i < count; i++ {
+		var cmd []byte
+		if cmd, data, err = readBytes(data, "command"); err != nil {
+			return nil, err
+		}
+		if _, _, _, err := DecodeCommand(cmd); err != nil {
+			return nil, fmt.Errorf("decode batch: command %d: %w", i, err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	if len(data) != 0 {
+		return nil, fmt.Errorf("decode batch: %d bytes after the last command", len(data))
+	}
+	return cmds, nil
+}
+
+// wireError is how an outcome's error crosses the wire: the fields of an
+// *httpjson.Error, so the follower rebuilds the same status and code.
+type wireError struct {
+	Status       int            `json:"status"`
+	Code         string         `json:"code"`
+	Message      string         `json:"message"`
+	RetryAfterMS int64          `json:"retry_after_ms,omitempty"`
+	Details      map[string]any `json:"details,omitempty"`
+}
+
+// EncodeOutcomes frames the leader's answer: a uvarint count, then for each
+// command its index, a kind byte (0 result, 1 error) and a length-prefixed
+// result or JSON error.
+func EncodeOutcomes(outs []Outcome) []byte {
+	buf := binary.AppendUvarint(nil, uint64(len(outs)))
+	for _, o := range outs {
+		buf = binary.AppendUvarint(buf, o.Index)
+		payload := o.Result
+		kind := byte(0)
+		if o.Err != nil {
+			kind = 1
+			e := httpjson.As(o.Err)
+			payload, _ = json.Marshal(wireError{Status: e.Status, Code: e.Code, Message: e.Message,
+				RetryAfterMS: e.RetryAfter.Milliseconds(), Details: e.Details})
+		}
+		buf = append(buf, kind)
+		buf = binary.AppendUvarint(buf, uint64(len(payload)))
+		buf = append(buf, payload...)
+	}
+	return buf
+}
+
+// DecodeOutcomes is the inverse of EncodeOutcomes. Results alias data.
+func DecodeOutcomes(data []byte) ([]Outcome, error) {
+	count, data, err := readUvarint(data, "outcome count")
+	if err != nil {
+		return nil, err
+	}
+	if count > maxBatchCommands {
+		return nil, fmt.Errorf("decode outcomes: %d outcomes exceeds %d", count, maxBatchCommands)
+	}
+	outs := make([]Outcome, 0, count)
+	for i := uint64(0); i < count; i++ {
+		var o Outcome
+		if o.Index, data, err = readUvarint(data, "index"); err != nil {
+			return nil, err
+		}
+		if len(data) == 0 {
+			return nil, errors.New("decode outcomes: missing kind")
+		}
+		kind := data[0]
+		var payload []byte
+		if payload, data, err = readBytes(data[1:], "outcome"); err != nil {
+			return nil, err
+		}
+		switch kind {
+		case 0:
+			o.Result = payload
+		case 1:
+			var w wireError
+			if err := json.Unmarshal(payload, &w); err != nil {
+				return nil, fmt.Errorf("decode outcomes: error %d: %w", i, err)
+			}
+			if w.Status < 400 || w.Status > 599 || w.Code == "" {
+				return nil, fmt.Errorf("decode outcomes: error %d has status %d and code %q", i, w.Status, w.Code)
+			}
+			o.Err = &httpjson.Error{Status: w.Status, Code: w.Code, Message: w.Message,
+				RetryAfter: time.Duration(w.RetryAfterMS) * time.Millisecond, Details: w.Details}
+		default:
+			return nil, fmt.Errorf("decode outcomes: unknown kind %d", kind)
+		}
+		outs = append(outs, o)
+	}
+	if len(data) != 0 {
+		return nil, fmt.Errorf("decode outcomes: %d bytes after the last outcome", len(data))
+	}
+	return outs, nil
+}
+
+func readUvarint(data []byte, what string) (uint64, []byte, error) {
+	v, n := binary.Uvarint(data)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("decode %s: bad or missing varint", what)
+	}
+	return v, data[n:], nil
+}
+
+func readBytes(data []byte, what string) ([]byte, []byte, error) {
+	n, data, err := readUvarint(data, what+" length")
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > uint64(len(data)) {
+		return nil, nil, fmt.Errorf("decode %s: length %d exceeds the %d bytes left", what, n, len(data))
+	}
+	return data[:n], data[n:], nil
+}
+
+// ErrOutcomeUnknown: the caller stopped waiting (its context ended) after
+// the write was handed on; it may or may not be committed.
+var ErrOutcomeUnknown = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown",
+	Message: "the write was sent to the leader but no answer came in time; its outcome is unknown", RetryAfter: time.Second}
+
+// forwardRequest is one follower write waiting to join a batch.
+type forwardRequest struct {
+	cmd  []byte
+	done chan Outcome // buffered: the batcher never blocks on a caller
+}
+
+// runForwarder drains the forward queue into batches, with at most
+// forwardsInFlight batches on the wire. It is owned by the Node and stops
+// with it.
+func (n *Node) runForwarder() {
+	defer n.wg.Done()
+	slots := make(chan struct{}, forwardsInFlight)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		var first *forwardRequest
+		select {
+		case first = <-n.forwardQ:
+		case <-n.stop:
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-n.stop:
+			first.done <- Outcome{Err: ErrShutdown}
+			return
+		}
+		batch := []*forwardRequest{first}
+		size := len(first.cmd)
+	drain:
+		for len(batch) < maxBatchCommands && size < maxBatchBytes {
+			select {
+			case r := <-n.forwardQ:
+				batch = append(batch, r)
+				size += len(r.cmd)
+			default:
+				break drain
+			}
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-slots }()
+			n.sendBatch(batch)
+		}()
+	}
+}
+
+// sendBatch forwards one batch to the current leader and hands each caller
+// its outcome. A failure of the whole request is every caller's outcome.
+func (n *Node) sendBatch(batch []*forwardRequest) {
+	n.metrics.forwardBatch.Observe(float64(len(batch)))
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- Outcome{Err: err}
+		}
+	}
+	leaderID, _ := n.Leader()
+	if leaderID == "" || leaderID == n.cfg.NodeID {
+		fail(ErrNoLeader)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cmds := make([][]byte, len(batch))
+	for i, r := range batch {
+		cmds[i] = r.cmd
+	}
+	outs, err := n.forwarder.ForwardApply(ctx, leaderID, cmds)
+	if err == nil && len(outs) != len(batch) {
+		err = ErrOutcomeUnknown.WithMessage("the leader answered %d outcomes for %d writes", len(outs), len(batch))
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range batch {
+		r.done <- outs[i]
+	}
+}
+
+// forward hands cmd to the batcher and waits for its outcome.
+func (n *Node) forward(ctx context.Context, cmd []byte) Outcome {
+	r := &forwardRequest{cmd: cmd, done: make(chan Outcome, 1)}
+	select {
+	case n.forwardQ <- r:
+	case <-ctx.Done():
+		return Outcome{Err: ErrTimeout}
+	case <-n.stop:
+		return Outcome{Err: ErrShutdown}
+	}
+	select {
+	case o := <-r.done:
+		return o
+	case <-ctx.Done():
+		return Outcome{Err: ErrOutcomeUnknown}
+	case <-n.stop:
+		return Outcome{Err: ErrOutcomeUnknown.WithMessage("this node stopped while the write was with the leader; its outcome is unknown")}
+	}
+}
+
+// ApplyBatch applies commands forwarded by a follower; leader only. All
+// commands are handed to raft before any is waited for, so raft writes
+// them to its log together.
+func (n *Node) ApplyBatch(ctx context.Context, cmds [][]byte) []Outcome {
+	outs := make([]Outcome, len(cmds))
+	if !n.IsLeader() {
+		for i := range outs {
+			outs[i].Err = ErrNotLeader
+		}
+		return outs
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	start := time.Now()
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		futures[i] = n.raft.Apply(cmd, timeout)
+	}
+	for i, f := range futures {
+		res, idx, err, _ := n.outcome(f)
+		outs[i] = Outcome{Index: idx, Result: res, Err: err}
+		n.metrics.observeApply("batch", start, err)
+	}
+	return outs
+}
