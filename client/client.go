@@ -23,6 +23,8 @@ type Error = httpjson.Error
 // whatever its message.
 var (
 	ErrNotFound     = httpjson.ErrNotFound
+	ErrLogNotFound  = httpjson.Errorf(http.StatusNotFound, "log_not_found", "no such log")
+	ErrLogTrimmed   = httpjson.Errorf(http.StatusGone, "log_trimmed", "the entries asked for were trimmed by retention")
 	ErrUnauthorized = httpjson.ErrUnauthorized
 	ErrNotReady     = httpjson.Errorf(http.StatusServiceUnavailable, "not_ready", "the node is not ready")
 )

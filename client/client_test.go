@@ -266,8 +266,8 @@ func TestClient_PublishAndRead(t *testing.T) {
 		{ID: "b", Data: json.RawMessage(`2`)},
 		{Data: json.RawMessage(`3`)},
 	})
-	if err != nil || !slices.Equal(idx, []uint64{3, 4}) {
-		t.Fatalf("batch: got %v, %v", idx, err)
+	if err != nil || !slices.Equal(idx.Indexes, []uint64{3, 4}) || !slices.Equal(idx.Duplicates, []bool{false, false}) {
+		t.Fatalf("batch: got %+v, %v", idx, err)
 	}
 
 	rr, err := c.Read(ctx, name, 2, 2, false)
@@ -282,8 +282,8 @@ func TestClient_PublishAndRead(t *testing.T) {
 	if err != nil || len(rr.Entries) != 4 || rr.AppliedIndex != 1004 {
 		t.Fatalf("consistent read: got %+v, %v", rr, err)
 	}
-	if _, err := c.Read(ctx, "nope", 1, 0, false); !errors.Is(err, client.ErrNotFound) {
-		t.Fatalf("read of unknown log: got %v, want not_found", err)
+	if _, err := c.Read(ctx, "nope", 1, 0, false); !errors.Is(err, client.ErrLogNotFound) {
+		t.Fatalf("read of unknown log: got %v, want log_not_found", err)
 	}
 
 	logs, err := c.Logs(ctx)

@@ -216,10 +216,14 @@ func (f *fakeNode) publish(w http.ResponseWriter, r *http.Request) error {
 func (f *fakeNode) read(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	q := r.URL.Query()
-	from, err := strconv.ParseUint(q.Get("from"), 10, 64)
-	if err != nil {
-		return httpjson.BadRequest("bad_from", "from must be an index")
+	from := uint64(1) // like the real node: no from means the first index
+	if s := q.Get("from"); s != "" {
+		var err error
+		if from, err = strconv.ParseUint(s, 10, 64); err != nil || from == 0 {
+			return httpjson.BadRequest("invalid_parameter", "from must be an index of at least 1")
+		}
 	}
+	var err error
 	limit := uint64(100)
 	if s := q.Get("limit"); s != "" {
 		if limit, err = strconv.ParseUint(s, 10, 64); err != nil {
@@ -230,7 +234,7 @@ func (f *fakeNode) read(w http.ResponseWriter, r *http.Request) error {
 	entries, ok := f.logs[name]
 	f.mu.Unlock()
 	if !ok {
-		return httpjson.ErrNotFound.WithMessage("no log %q", name)
+		return client.ErrLogNotFound.WithMessage("no log %q", name)
 	}
 	out := []client.LogEntry{}
 	next := from

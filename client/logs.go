@@ -69,20 +69,28 @@ func (c *Client) Publish(ctx context.Context, name, id string, data json.RawMess
 
 // PublishBatch appends entries to the log called name in one Raft command
 // and returns their indexes, in the order of entries.
-func (c *Client) PublishBatch(ctx context.Context, name string, entries []Entry) ([]uint64, error) {
+func (c *Client) PublishBatch(ctx context.Context, name string, entries []Entry) (BatchResult, error) {
 	in := struct {
 		Entries []Entry `json:"entries"`
 	}{entries}
-	var out struct {
-		Indexes []uint64 `json:"indexes"`
-	}
+	var out BatchResult
 	if _, err := c.do(ctx, http.MethodPost, logPath(name), nil, in, &out); err != nil {
-		return nil, fmt.Errorf("publish batch to log %q: %w", name, err)
+		return BatchResult{}, fmt.Errorf("publish batch to log %q: %w", name, err)
 	}
 	if len(out.Indexes) != len(entries) {
-		return out.Indexes, fmt.Errorf("publish batch to log %q: got %d indexes for %d entries", name, len(out.Indexes), len(entries))
+		return out, fmt.Errorf("publish batch to log %q: got %d indexes for %d entries", name, len(out.Indexes), len(entries))
 	}
-	return out.Indexes, nil
+	if out.Duplicates == nil {
+		out.Duplicates = make([]bool, len(out.Indexes))
+	}
+	return out, nil
+}
+
+// BatchResult is the outcome of PublishBatch: the index of each entry, in
+// order, and whether it was a duplicate of an earlier publish with its id.
+type BatchResult struct {
+	Indexes    []uint64 `json:"indexes"`
+	Duplicates []bool   `json:"duplicates"`
 }
 
 // Read returns up to limit entries of the log called name, starting at
@@ -91,7 +99,10 @@ func (c *Client) PublishBatch(ctx context.Context, name string, entries []Entry)
 // the leader) before reading, so the read sees every committed write;
 // otherwise the read is served from the node's local state.
 func (c *Client) Read(ctx context.Context, name string, from, limit uint64, consistent bool) (ReadResult, error) {
-	q := url.Values{"from": {strconv.FormatUint(from, 10)}}
+	q := url.Values{}
+	if from > 0 { // 0: the node starts at the log's first index
+		q.Set("from", strconv.FormatUint(from, 10))
+	}
 	if limit > 0 {
 		q.Set("limit", strconv.FormatUint(limit, 10))
 	}

@@ -143,7 +143,10 @@ func (t *tailer) stream(ctx context.Context) (progressed bool, err error) {
 	if t.last > 0 {
 		from = t.last + 1
 	}
-	q := url.Values{"from": {strconv.FormatUint(from, 10)}}
+	q := url.Values{}
+	if from > 0 { // 0: the node starts at the log's first index
+		q.Set("from", strconv.FormatUint(from, 10))
+	}
 	req, err := t.c.newRequest(connCtx, http.MethodGet, logPath(t.name)+"/stream", q, nil)
 	if err != nil {
 		return false, &protocolError{err}

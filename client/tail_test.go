@@ -182,7 +182,7 @@ func TestTail_RetriesUnavailable(t *testing.T) {
 	if !errors.Is(err, errStop) || !slices.Equal(got, []uint64{1}) {
 		t.Fatalf("got %v, %v", got, err)
 	}
-	if reqs := s.requests(); len(reqs) != 2 || reqs[1].lastEventID != "" || reqs[1].from != "0" {
+	if reqs := s.requests(); len(reqs) != 2 || reqs[1].lastEventID != "" || reqs[1].from != "" {
 		t.Fatalf("got requests %+v", reqs)
 	}
 }
