@@ -145,6 +145,10 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer cleanup()
+	if err := f.cfg.Validate(); err != nil { // a usage error: say so before starting anything
+		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
+		return 2
+	}
 
 	logger, err := logging.New(stderr, f.logFormat, f.logLevel)
 	if err != nil {
