@@ -26,7 +26,7 @@ const (
 	// travels alone.
 	maxGroupBytes = 1 << 20
 	// commitsInFlight is how many commands a node may have in Raft at once.
-	commitsInFlight = 4
+	commitsInFlight = 8
 )
 
 // publishReq is one publish waiting to be committed.
