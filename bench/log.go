@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func init() {
+	register(scenario{
+		name:    "log",
+		summary: "shoal log publish (POST /v1/logs/bench) vs etcd put, 3-node clusters side by side",
+		run:     runLog,
+	})
+}
+
+// logLogName is the shoal log the scenario publishes to.
+const logLogName = "bench"
+
+// clusterSize is the number of nodes of each cluster.
+const clusterSize = 3
+
+// readyTimeout bounds how long a cluster may take to elect a leader.
+const readyTimeout = 60 * time.Second
+
+func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
+	fs := flag.NewFlagSet("bench log", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	duration := fs.Duration("duration", 10*time.Second, "measured time of each system in each round")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load before each measured phase")
+	rounds := fs.Int("rounds", 2, "rounds; each runs shoal then etcd")
+	clients := fs.Int("clients", 64, "concurrent clients (closed loop: each waits for its answer)")
+	size := fs.Int("value-size", 256, "bytes of each value (for shoal: of the JSON data, a string)")
+	targets := fs.String("targets", "all", "all: spread clients over the three nodes (client i → node i mod 3; etcd: one client balanced over all endpoints); leader: send every request to the leader")
+	repo := fs.String("repo", "..", "shoal repository to build the binary from")
+	opTimeout := fs.Duration("op-timeout", 5*time.Second, "timeout of one operation (counted as an error)")
+	baseline := fs.Bool("baseline", false, "afterwards, one more round without consensus: shoal GET /v1/health/live vs etcd serializable get (the request path alone)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: bench log [flags]\n\nStart a 3-node shoal cluster and a 3-member etcd cluster on 127.0.0.1 and compare\nshoal's log publish with etcd's put under the same closed-loop load.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *duration <= 0 || *warmup < 0 || *opTimeout <= 0:
+		return errors.New("-duration and -op-timeout must be positive, -warmup not negative")
+	case *rounds < 1 || *clients < 1:
+		return errors.New("-rounds and -clients must be at least 1")
+	case *size < 2:
+		return errors.New("-value-size must be at least 2 (a JSON string)")
+	case *targets != "all" && *targets != "leader":
+		return fmt.Errorf("-targets must be all or leader, not %q", *targets)
+	}
+
+	e, err := newEnv(out)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(out, "stopping clusters and removing", e.dir)
+		if cerr := e.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	fmt.Fprintln(out, "building shoal from", *repo)
+	shoalBin, err := buildShoal(ctx, e, *repo)
+	if err != nil {
+		return err
+	}
+	etcdBin, err := findEtcd(ctx, out)
+	if err != nil {
+		return err
+	}
+	sc, err := startShoal(e, shoalBin, clusterSize)
+	if err != nil {
+		return err
+	}
+	ec, err := startEtcd(e, etcdBin, clusterSize)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := sc.wait(ctx, readyTimeout); err != nil {
+		return err
+	}
+	if err := ec.wait(ctx, readyTimeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "clusters ready in %v\n\n", time.Since(start).Round(100*time.Millisecond))
+
+	m := describeMachine(ctx, e.dir)
+	m.print(out, [][2]string{{"shoal", sc.version(ctx)}, {"etcd", etcdVersion(ctx, etcdBin)}})
+	fmt.Fprintf(out, "load:    %d clients, %d-byte values, %d round(s) × (%v warm-up + %v measured) per system, targets=%s\n\n",
+		*clients, *size, *rounds, *warmup, *duration, *targets)
+
+	nonce := make([]byte, 4)
+	_, _ = rand.Read(nonce) // crypto/rand.Read never fails
+	run := hex.EncodeToString(nonce)
+	value := makeValue(*size)
+
+	per, err := shoalTargets(ctx, sc, *clients, *targets)
+	if err != nil {
+		return err
+	}
+	cli, err := etcdTargets(ctx, ec, *targets)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	shoal, breakdown := shoalPublish(sc, per, run, value)
+	etcd := etcdPut(ec, cli, *clients, run, value)
+
+	e.markLogs()
+	cs := []*contender{shoal, etcd}
+	cmp := comparison{load: load{clients: *clients, opTimeout: *opTimeout}, warmup: *warmup, duration: *duration, rounds: *rounds}
+	if err := cmp.run(ctx, out, cs); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	st := printTable(out, cs)
+	printRatio(out, "shoal", "etcd", st)
+	fmt.Fprintln(out)
+	breakdown.print(out, st["shoal"])
+	if *baseline {
+		fmt.Fprintln(out, "\nbaseline: the request path without consensus, same clients and targets, 1 round")
+		bs := []*contender{shoalLive(sc, per), etcdGet(ec, cli, run)}
+		bc := cmp
+		bc.rounds = 1
+		if err := bc.run(ctx, out, bs); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		bst := printTable(out, bs)
+		printRatio(out, "shoal-live", "etcd-get", bst)
+	}
+	fmt.Fprintln(out)
+	e.printNotable(out)
+	return nil
+}
+
+// makeValue returns size bytes of printable ASCII that are also a valid
+// JSON string (quotes included), so that shoal's data and etcd's value
+// have the same length.
+func makeValue(size int) []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	v := make([]byte, size)
+	v[0], v[size-1] = '"', '"'
+	for i := 1; i < size-1; i++ {
+		v[i] = alphabet[(i*7+3)%len(alphabet)]
+	}
+	return v
+}
+
+// shoalTargets returns the node each client talks to: with targets "all",
+// client i talks to node i mod 3 (followers forward writes to the
+// leader); with "leader", every client talks to the leader.
+func shoalTargets(ctx context.Context, c *shoalCluster, clients int, targets string) ([]*shoalNode, error) {
+	leader, err := c.leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	per := make([]*shoalNode, clients)
+	for w := range per {
+		if targets == "leader" {
+			per[w] = c.nodes[leader]
+		} else {
+			per[w] = c.nodes[w%len(c.nodes)]
+		}
+	}
+	return per, nil
+}
+
+// shoalPublish returns the shoal contender: each op publishes one entry
+// with a unique id to the log "bench" through the Go client.
+func shoalPublish(c *shoalCluster, per []*shoalNode, run string, value []byte) (*contender, *shoalBreakdown) {
+	seq := make([]uint64, len(per)) // seq[w] is owned by worker w
+	data := json.RawMessage(value)
+	b := &shoalBreakdown{cluster: c, nodes: make([]nodeBreakdown, len(c.nodes))}
+	k := &contender{
+		name: "shoal",
+		op: func(ctx context.Context, w int) error {
+			seq[w]++
+			id := fmt.Sprintf("%s-%d-%d", run, w, seq[w])
+			_, err := per[w].client.Publish(ctx, logLogName, id, data)
+			return err
+		},
+		around: b.around,
+		pids:   pidsOf(shoalProcs(c)),
+		alive:  shoalAlive(c),
+	}
+	return k, b
+}
+
+// shoalLive returns the baseline contender: each op is a liveness check,
+// which passes through the same HTTP stack and middleware as a publish
+// but touches neither Raft nor the disk.
+func shoalLive(c *shoalCluster, per []*shoalNode) *contender {
+	return &contender{
+		name:  "shoal-live",
+		op:    func(ctx context.Context, w int) error { return per[w].client.Live(ctx) },
+		pids:  pidsOf(shoalProcs(c)),
+		alive: shoalAlive(c),
+	}
+}
+
+func shoalAlive(c *shoalCluster) func() error {
+	return func() error {
+		for _, n := range c.nodes {
+			if err := n.proc.exitErr(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// etcdTargets returns the client every worker shares: with targets "all",
+// balanced over every endpoint (gRPC round robin per request; followers
+// forward proposals to the leader); with "leader", knowing only the
+// leader's endpoint. Close it when done.
+func etcdTargets(ctx context.Context, c *etcdCluster, targets string) (*clientv3.Client, error) {
+	cli, err := c.client()
+	if err != nil || targets != "leader" {
+		return cli, err
+	}
+	i, err := c.leader(ctx, cli)
+	_ = cli.Close()
+	if err != nil {
+		return nil, err
+	}
+	return c.client(c.members[i].clientURL)
+}
+
+// etcdPut returns the etcd contender: each op puts one unique key.
+func etcdPut(c *etcdCluster, cli *clientv3.Client, clients int, run string, value []byte) *contender {
+	seq := make([]uint64, clients) // seq[w] is owned by worker w
+	val := string(value)
+	return &contender{
+		name: "etcd",
+		op: func(ctx context.Context, w int) error {
+			seq[w]++
+			_, err := cli.Put(ctx, fmt.Sprintf("/bench/%s/%d/%d", run, w, seq[w]), val)
+			return err
+		},
+		pids:  pidsOf(etcdProcs(c)),
+		alive: etcdAlive(c),
+	}
+}
+
+// etcdGet returns the baseline contender: each op is a serializable get
+// of one key, answered by the member from its local state without Raft.
+func etcdGet(c *etcdCluster, cli *clientv3.Client, run string) *contender {
+	key := fmt.Sprintf("/bench/%s/0/1", run)
+	return &contender{
+		name: "etcd-get",
+		op: func(ctx context.Context, w int) error {
+			_, err := cli.Get(ctx, key, clientv3.WithSerializable())
+			return err
+		},
+		pids:  pidsOf(etcdProcs(c)),
+		alive: etcdAlive(c),
+	}
+}
+
+func etcdAlive(c *etcdCluster) func() error {
+	return func() error {
+		for _, m := range c.members {
+			if err := m.proc.exitErr(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// shoalBreakdown sums, over the measured phases, the server-side timings
+// each shoal node exports at /metrics: where a publish spends its time.
+type shoalBreakdown struct {
+	cluster *shoalCluster
+	nodes   []nodeBreakdown
+	errs    []string
+}
+
+type nodeBreakdown struct {
+	leader    bool // during the last measured phase
+	publish   histDelta
+	internal  histDelta
+	local     histDelta
+	forwarded histDelta
+}
+
+const (
+	httpDuration  = "shoal_http_request_duration_seconds"
+	applyDuration = "shoal_raft_apply_seconds"
+)
+
+func (b *shoalBreakdown) around(ctx context.Context) func(context.Context) {
+	before := b.scrapeAll(ctx)
+	return func(ctx context.Context) {
+		after := b.scrapeAll(ctx)
+		for i := range b.nodes {
+			if before[i] == nil || after[i] == nil {
+				continue
+			}
+			n := &b.nodes[i]
+			n.leader = after[i]["shoal_raft_leader"] == 1
+			n.publish.add(delta(before[i], after[i], httpDuration, `method="POST",route="/v1/logs/{name}"`))
+			n.internal.add(delta(before[i], after[i], httpDuration, `method="POST",route="/v1/internal/apply"`))
+			n.local.add(delta(before[i], after[i], applyDuration, `path="local",result="ok"`))
+			n.forwarded.add(delta(before[i], after[i], applyDuration, `path="forwarded",result="ok"`))
+		}
+	}
+}
+
+func (b *shoalBreakdown) scrapeAll(ctx context.Context) []promSnapshot {
+	snaps := make([]promSnapshot, len(b.cluster.nodes))
+	for i, n := range b.cluster.nodes {
+		s, err := scrape(ctx, n.httpAddr)
+		if err != nil {
+			if len(b.errs) < maxErrMsgs {
+				b.errs = append(b.errs, err.Error())
+			}
+			continue
+		}
+		snaps[i] = s
+	}
+	return snaps
+}
+
+// print shows, per node, the mean server-side durations next to the
+// client-side mean: the gap is client, network stack and queueing time.
+func (b *shoalBreakdown) print(out io.Writer, client stats) {
+	fmt.Fprintf(out, "shoal server side over the measured phases (means from each node's /metrics; client-side mean %s):\n", ms(client.mean))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\trole\tPOST /v1/logs/{name}\traft apply local\traft apply forwarded\tPOST /v1/internal/apply\t")
+	cell := func(d histDelta) string {
+		if d.count == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f× %s", d.count, ms(d.mean()))
+	}
+	for i, n := range b.nodes {
+		role := "follower"
+		if n.leader {
+			role = "leader"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", b.cluster.nodes[i].name, role,
+			cell(n.publish), cell(n.local), cell(n.forwarded), cell(n.internal))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(out, "  (\"raft apply local\" on the leader covers its own publishes and the forwarded ones; on a follower,")
+	fmt.Fprintln(out, "   \"raft apply forwarded\" is the whole round trip to the leader plus waiting to apply the entry locally)")
+	if len(b.errs) > 0 {
+		fmt.Fprintf(out, "  metrics unavailable for some phases: %s\n", strings.Join(b.errs, "; "))
+	}
+}
+
+func shoalProcs(c *shoalCluster) []*proc {
+	var ps []*proc
+	for _, n := range c.nodes {
+		ps = append(ps, n.proc)
+	}
+	return ps
+}
+
+func etcdProcs(c *etcdCluster) []*proc {
+	var ps []*proc
+	for _, m := range c.members {
+		ps = append(ps, m.proc)
+	}
+	return ps
+}

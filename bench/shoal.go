@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"shoal/client"
+)
+
+// shoalNode is one agent of the benchmark's shoal cluster.
+type shoalNode struct {
+	name       string
+	httpAddr   string // 127.0.0.1:port
+	raftAddr   string
+	gossipAddr string
+	proc       *proc
+	client     *client.Client
+}
+
+// shoalCluster is a shoal cluster of agents started by the benchmark.
+type shoalCluster struct {
+	bin   string
+	nodes []*shoalNode
+}
+
+// buildShoal builds the shoal binary from the module at repo into the run
+// directory.
+func buildShoal(ctx context.Context, e *env, repo string) (string, error) {
+	abs, err := filepath.Abs(repo)
+	if err != nil {
+		return "", fmt.Errorf("shoal repository %s: %w", repo, err)
+	}
+	mod, err := os.ReadFile(filepath.Join(abs, "go.mod"))
+	if err != nil || !strings.HasPrefix(string(mod), "module shoal\n") {
+		return "", fmt.Errorf("%s is not the shoal repository (no go.mod for module shoal); pass -repo", abs)
+	}
+	bin := e.path("bin", "shoal")
+	if _, err := command(ctx, abs, "go", "build", "-o", bin, "."); err != nil {
+		return "", fmt.Errorf("build shoal: %w", err)
+	}
+	return bin, nil
+}
+
+// startShoal starts n agents on loopback ports with --bootstrap-expect n;
+// every agent but the first joins the first one's gossip address. It
+// returns once the processes are started: see wait.
+func startShoal(e *env, bin string, n int) (*shoalCluster, error) {
+	c := &shoalCluster{bin: bin}
+	for i := range n {
+		node := &shoalNode{name: fmt.Sprintf("n%d", i+1)}
+		for _, a := range []*string{&node.httpAddr, &node.raftAddr, &node.gossipAddr} {
+			addr, err := e.port()
+			if err != nil {
+				return nil, err
+			}
+			*a = addr
+		}
+		cl, err := client.New("http://" + node.httpAddr)
+		if err != nil {
+			return nil, err
+		}
+		node.client = cl
+		c.nodes = append(c.nodes, node)
+	}
+	for i, node := range c.nodes {
+		args := []string{"agent",
+			"--node-name", node.name,
+			"--data-dir", e.path("data", "shoal-"+node.name),
+			"--http-addr", node.httpAddr,
+			"--raft-addr", node.raftAddr,
+			"--gossip-addr", node.gossipAddr,
+			"--advertise", "127.0.0.1",
+			"--bootstrap-expect", fmt.Sprint(n),
+		}
+		if i > 0 {
+			args = append(args, "--join", c.nodes[0].gossipAddr)
+		}
+		p, err := e.start("shoal-"+node.name, bin, args...)
+		if err != nil {
+			return nil, err
+		}
+		node.proc = p
+	}
+	return c, nil
+}
+
+// wait polls until every agent is ready and all agree on one leader, or
+// fails at the deadline or as soon as an agent exits.
+func (c *shoalCluster) wait(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		last = c.check(ctx)
+		if last == nil {
+			return nil
+		}
+		for _, node := range c.nodes {
+			if err := node.proc.exitErr(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shoal cluster not ready after %v: %w", timeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *shoalCluster) check(ctx context.Context) error {
+	leaders := map[string]bool{}
+	for _, node := range c.nodes {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := node.client.Ready(rctx)
+		var st client.Status
+		if err == nil {
+			st, err = node.client.Status(rctx)
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", node.name, err)
+		}
+		if st.Leader == "" {
+			return fmt.Errorf("%s: no leader", node.name)
+		}
+		leaders[st.Leader] = true
+	}
+	if len(leaders) != 1 {
+		return fmt.Errorf("nodes disagree on the leader: %v", leaders)
+	}
+	return nil
+}
+
+// leader returns the index in nodes of the current leader.
+func (c *shoalCluster) leader(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := c.nodes[0].client.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("find the shoal leader: %w", err)
+	}
+	for i, node := range c.nodes {
+		if node.name == st.Leader {
+			return i, nil
+		}
+	}
+	return 0, errors.New("find the shoal leader: " + st.Leader + " is not one of the started nodes")
+}
+
+// version returns what `shoal version` prints.
+func (c *shoalCluster) version(ctx context.Context) string {
+	out, err := command(ctx, "", c.bin, "version")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
