@@ -91,13 +91,18 @@ func TestCluster_FormsWithBootstrapExpectAndOneLeader(t *testing.T) {
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	leader := c.Leader()
 	for _, n := range c.Nodes() {
-		cfg, err := n.Agent().Raft().Configuration()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(cfg.Servers) != 3 {
-			t.Fatalf("%s sees %d servers, want 3 (two clusters formed?)", n.Name, len(cfg.Servers))
-		}
+		// A follower may hear the leader's heartbeat before the log entry
+		// that carries the configuration.
+		testcluster.Eventually(t, 10*time.Second, func() error {
+			cfg, err := n.Agent().Raft().Configuration()
+			if err != nil {
+				return err
+			}
+			if len(cfg.Servers) != 3 {
+				return fmt.Errorf("%s sees %d servers, want 3 (two clusters formed?)", n.Name, len(cfg.Servers))
+			}
+			return nil
+		})
 		if n != leader && n.Agent().Raft().IsLeader() {
 			t.Fatalf("%s and %s both lead", n.Name, leader.Name)
 		}

@@ -14,7 +14,8 @@ import (
 
 // MaxBroadcastSize is the largest Broadcast frame, tag byte included. It
 // stays below memberlist's 1400-byte UDP packet with room for the compound
-// message framing and a label, so every queued broadcast can be sent.
+// message framing and memberlist's own messages, so every queued broadcast
+// can be sent.
 const MaxBroadcastSize = 1200
 
 // maxQueuedPerChannel bounds a channel's broadcast queue. Beyond it, the
@@ -38,8 +39,9 @@ type Handler interface {
 type StateHandler interface {
 	Handler
 	// LocalState returns this node's state for a peer; join is true during
-	// a join. It must not block for long. The returned slice is not
-	// modified by this package.
+	// a join. It is called from memberlist's goroutines, concurrently with
+	// NotifyMsg and MergeRemoteState, and must not block for long. The
+	// returned slice is not modified by this package.
 	LocalState(join bool) []byte
 	// MergeRemoteState merges a peer's LocalState for this channel (and
 	// only this channel). It must not block for long; buf is only valid
