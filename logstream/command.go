@@ -13,9 +13,6 @@ import (
 const (
 	// opAppend appends one entry or a batch to one log.
 	opAppend byte = 1
-	// opAppendGroups carries several opAppend payloads, applied in order,
-	// each with its own result (group commit, see commit.go).
-	opAppendGroups byte = 2
 )
 
 // The opAppend payload is compact binary, every integer an unsigned varint

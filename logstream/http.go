@@ -125,14 +125,16 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 		dedupWindow: l.cfg.DedupWindow,
 		entries:     entries,
 	})
-	out := l.commits.submit(r.Context(), payload)
-	if out.err != nil {
-		return fmt.Errorf("publish to log %s: %w", name, out.err)
+	applied, err := l.host.Raft().Apply(r.Context(), opAppend, payload)
+	if err != nil {
+		return fmt.Errorf("publish to log %s: %w", name, err)
 	}
-	res := out.res
-	if len(res.indexes) != len(entries) {
-		return fmt.Errorf("publish to log %s at raft index %d: %d results for %d entries: %w",
-			name, out.index, len(res.indexes), len(entries), ErrMalformedCommand)
+	res, err := decodeResult(applied.Result)
+	if err == nil && len(res.indexes) != len(entries) {
+		err = fmt.Errorf("%d results for %d entries: %w", len(res.indexes), len(entries), ErrMalformedCommand)
+	}
+	if err != nil {
+		return fmt.Errorf("publish to log %s at raft index %d: %w", name, applied.Index, err)
 	}
 	status := http.StatusOK
 	for i, dup := range res.duplicates {

@@ -38,8 +38,6 @@ type Log struct {
 	mu sync.RWMutex
 	st *state // replaced whole by Restore
 
-	commits *committer // set by Provision
-
 	streamsMu sync.Mutex
 	streams   map[*stream]struct{}
 	stopped   bool
@@ -82,15 +80,11 @@ func (l *Log) Provision(host modules.Host) error {
 		return fmt.Errorf("log module: %w", err)
 	}
 	l.m = m
-	l.commits = newCommitter(func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
-		return host.Raft().Apply(ctx, op, payload)
-	})
 	l.init()
 	return nil
 }
 
-// Start does nothing: the module's only background work, group commit,
-// starts on demand (see commit.go).
+// Start does nothing: the module has no background work of its own.
 func (l *Log) Start(ctx context.Context) error {
 	l.init()
 	return nil
@@ -100,10 +94,6 @@ func (l *Log) Start(ctx context.Context) error {
 // handlers have returned. Streams opened afterwards are refused.
 func (l *Log) Stop(ctx context.Context) error {
 	l.init()
-	var commitErr error
-	if l.commits != nil {
-		commitErr = l.commits.stop(ctx)
-	}
 	l.streamsMu.Lock()
 	l.stopped = true
 	for s := range l.streams {
@@ -117,7 +107,7 @@ func (l *Log) Stop(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return commitErr
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop log streams: %w", ctx.Err())
 	}
@@ -139,42 +129,17 @@ func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("apply log command at raft index %d: %w", cmd.Index, err)
 		}
-		results := l.applyAppends([]appendCmd{c}, unixNano(cmd.Time))
-		return results[0], nil
-	case opAppendGroups:
-		parts, err := decodeGroups(cmd.Payload, 0)
-		if err != nil {
-			return nil, fmt.Errorf("apply log command at raft index %d: %w: %w", cmd.Index, ErrMalformedCommand, err)
+		l.mu.Lock()
+		res, appended, _ := l.st.apply(c, unixNano(cmd.Time))
+		logs, entries := len(l.st.logs), l.st.entries
+		l.mu.Unlock()
+		if appended > 0 {
+			l.setGauges(logs, entries)
 		}
-		cmds := make([]appendCmd, len(parts))
-		for i, p := range parts {
-			if cmds[i], err = decodeAppend(p); err != nil { // all or nothing
-				return nil, fmt.Errorf("apply log command at raft index %d, group %d: %w", cmd.Index, i, err)
-			}
-		}
-		return encodeGroups(l.applyAppends(cmds, unixNano(cmd.Time))), nil
+		return encodeResult(res), nil
 	default:
 		return nil, fmt.Errorf("apply log command at raft index %d: op %d: %w", cmd.Index, cmd.Op, ErrUnknownOp)
 	}
-}
-
-// applyAppends applies decoded appends in order and returns each one's
-// encoded result.
-func (l *Log) applyAppends(cmds []appendCmd, now int64) [][]byte {
-	results := make([][]byte, len(cmds))
-	total := 0
-	l.mu.Lock()
-	for i, c := range cmds {
-		res, appended, _ := l.st.apply(c, now)
-		results[i] = encodeResult(res)
-		total += appended
-	}
-	logs, entries := len(l.st.logs), l.st.entries
-	l.mu.Unlock()
-	if total > 0 {
-		l.setGauges(logs, entries)
-	}
-	return results
 }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time.
