@@ -8,6 +8,7 @@ import (
 	"shoal/internal/cli"
 
 	// The modules this binary ships; each registers itself in init.
+	_ "shoal/kv"
 	_ "shoal/locks"
 	_ "shoal/logstream"
 )

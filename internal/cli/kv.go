@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"shoal/client"
+)
+
+func init() {
+	RegisterCommand("kv", "read, write and watch the gossip key-value store", func(args []string, stdout, stderr io.Writer) int {
+		return runKV(context.Background(), args, stdout, stderr)
+	})
+}
+
+// runKV is the kv command group; tests call it with a context they cancel.
+func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runGroup(ctx, "kv", "Read, write and watch the keys of the kv module (eventually consistent, replicated by gossip)", []subcommand{
+		{"put", "write a value", runKVPut},
+		{"get", "print a key's value", runKVGet},
+		{"del", "delete a key", runKVDel},
+		{"ls", "list keys, in key order", runKVLs},
+		{"watch", "print one JSON line per change as it reaches the node", runKVWatch},
+	}, args, stdout, stderr)
+}
+
+func runKVPut(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("kv put", "KEY VALUE", "Write VALUE under KEY on the node and print the version it got. The\n"+
+		"node answers once the write is on its disk; the others get it by gossip.\n"+
+		"Put -- before a value that starts with a dash.", stdout, stderr)
+	cf := c.clientFlags(requestTimeout)
+	pos, cl, code, ok := c.start(args, cf)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		return c.usageError("a key and a value are required, got %d arguments", len(pos))
+	}
+	ctx, cancel := cf.context(ctx)
+	defer cancel()
+	v, err := cl.KVPut(ctx, pos[0], pos[1])
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(stdout, "version %s\n", v)
+	return exitOK
+}
+
+func runKVGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("kv get", "KEY", "Print the value of KEY as the node holds it, followed by a newline.\n"+
+		"Exit code 1 if the node has no value for it.", stdout, stderr)
+	cf := c.clientFlags(requestTimeout)
+	asJSON := c.fs.Bool("json", false, "print the entry as JSON: key, value, version, updated_at")
+	pos, cl, code, ok := c.start(args, cf)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageError("exactly one key is required")
+	}
+	ctx, cancel := cf.context(ctx)
+	defer cancel()
+	e, err := cl.KVGet(ctx, pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	if *asJSON {
+		return c.encodeJSON(e)
+	}
+	fmt.Fprintln(stdout, e.Value)
+	return exitOK
+}
+
+func runKVDel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("kv del", "KEY", "Delete KEY. Deleting a key that does not exist succeeds too.", stdout, stderr)
+	cf := c.clientFlags(requestTimeout)
+	pos, cl, code, ok := c.start(args, cf)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageError("exactly one key is required")
+	}
+	ctx, cancel := cf.context(ctx)
+	defer cancel()
+	v, err := cl.KVDelete(ctx, pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(stdout, "deleted %s (version %s)\n", pos[0], v)
+	return exitOK
+}
+
+func runKVLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("kv ls", "[PREFIX]", "List the keys that start with PREFIX (all keys without one), one per\n"+
+		"line in key order, following pages until the end or --limit.", stdout, stderr)
+	cf := c.clientFlags(requestTimeout)
+	asJSON := c.fs.Bool("json", false, "print one JSON entry per line: key, value, version, updated_at")
+	limit := c.fs.Int("limit", 0, "print at most this many keys (0: all)")
+	pos, cl, code, ok := c.start(args, cf)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return c.usageError("at most one prefix is allowed, got %d arguments", len(pos))
+	}
+	if *limit < 0 {
+		return c.usageError("--limit must not be negative")
+	}
+	opts := client.KVListOptions{Limit: 1000}
+	if len(pos) == 1 {
+		opts.Prefix = pos[0]
+	}
+	ctx, cancel := cf.context(ctx)
+	defer cancel()
+	enc := newLineEncoder(stdout)
+	printed := 0
+	for {
+		if *limit > 0 {
+			opts.Limit = min(1000, *limit-printed)
+		}
+		page, err := cl.KVList(ctx, opts)
+		if err != nil {
+			return c.fail(err)
+		}
+		for _, e := range page.Items {
+			var werr error
+			if *asJSON {
+				werr = enc.Encode(e)
+			} else {
+				_, werr = fmt.Fprintln(stdout, e.Key)
+			}
+			if werr != nil {
+				return c.fail(fmt.Errorf("write output: %w", werr))
+			}
+			printed++
+		}
+		if page.Next == "" || (*limit > 0 && printed >= *limit) {
+			return exitOK
+		}
+		opts.After = page.Next
+	}
+}
+
+// kvWatchLine is one line of kv watch's output.
+type kvWatchLine struct {
+	Event     string            `json:"event"`
+	Key       string            `json:"key,omitempty"`
+	Value     *string           `json:"value,omitempty"`
+	Version   *client.KVVersion `json:"version,omitempty"`
+	UpdatedAt *time.Time        `json:"updated_at,omitempty"`
+	Node      string            `json:"node,omitempty"`
+	Keys      *int              `json:"keys,omitempty"`
+}
+
+func watchLine(ev client.KVEvent) kvWatchLine {
+	l := kvWatchLine{Event: ev.Type}
+	if ev.Type == "synced" {
+		keys := ev.Keys
+		l.Node, l.Keys = ev.Node, &keys
+		return l
+	}
+	e := ev.Entry
+	l.Key, l.Version, l.UpdatedAt = e.Key, &e.Version, &e.UpdatedAt
+	if !ev.Removed {
+		l.Value = &e.Value
+	}
+	return l
+}
+
+func runKVWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("kv watch", "[PREFIX]", "Follow the changes of the keys that start with PREFIX on the node,\n"+
+		"printing one JSON line per event: new_key, key_changed, key_removed, and\n"+
+		"synced once the node holds the cluster's data. A dropped watch is\n"+
+		"reopened (changes made meanwhile are not replayed: a note goes to\n"+
+		"stderr). Stops with exit code 0 on an interrupt (Ctrl-C).", stdout, stderr)
+	cf := c.clientFlags(0)
+	pos, cl, code, ok := c.start(args, cf)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return c.usageError("at most one prefix is allowed, got %d arguments", len(pos))
+	}
+	prefix := ""
+	if len(pos) == 1 {
+		prefix = pos[0]
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	enc := newLineEncoder(stdout)
+	delay := 100 * time.Millisecond
+	for {
+		received := false
+		err := cl.KVWatch(ctx, prefix, func(ev client.KVEvent) error {
+			received = true
+			if err := enc.Encode(watchLine(ev)); err != nil {
+				return &outputError{err}
+			}
+			return nil
+		})
+		if ctx.Err() != nil {
+			return exitOK // interrupted: the normal way to stop following
+		}
+		if !retryableWatch(err) {
+			return c.fail(err)
+		}
+		if received {
+			delay = 100 * time.Millisecond
+		}
+		fmt.Fprintf(stderr, "shoal kv watch: %s; reconnecting in %s (changes made meanwhile are not replayed)\n", errorLine(err), delay)
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// retryableWatch reports whether a watch that ended with err should be
+// reopened: a closed or overflowing watch, a network failure or a 5xx
+// are; other API errors (a bad prefix, a bad token) and output errors are
+// not.
+func retryableWatch(err error) bool {
+	var he *client.Error
+	switch {
+	case errors.Is(err, client.ErrWatchClosed), errors.Is(err, client.ErrWatchOverflow):
+		return true
+	case errors.As(err, &he):
+		return he.Status >= 500 || he.Status == http.StatusRequestTimeout || he.Status == http.StatusTooManyRequests
+	default:
+		var oe *outputError
+		return !errors.As(err, &oe)
+	}
+}
+
+// outputError is a failure to write the command's own output.
+type outputError struct{ err error }
+
+func (e *outputError) Error() string { return "write output: " + e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }

@@ -1,0 +1,143 @@
+package kv
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleEntry(key, value string) entry {
+	return entry{Key: key, Value: value, Version: Version{Time: testEpoch.UnixMilli(), Counter: 3, Node: "node1"}}
+}
+
+// sampleMessages has one message of every type, with every field used.
+func sampleMessages() []message {
+	e1 := sampleEntry("config/a", "value é \n")
+	e2 := entry{Key: "config/b", Version: Version{Time: 5, Counter: 0, Node: "n2"}, Deleted: true}
+	notice := e1
+	notice.Value = ""
+	return []message{
+		{Type: msgEntry, From: "n1", Entries: []entry{e1}},
+		{Type: msgEntry, From: "n1", Entries: []entry{e2}},
+		{Type: msgNotice, From: "n1", Entries: []entry{notice}},
+		{Type: msgDigest, From: "n1", Ref: 42, Level: 1, Nodes: []treeNode{{0, 1}, {15, 1<<64 - 1}}},
+		{Type: msgDigest, From: "n1", Ref: 1, Level: 3, Nodes: []treeNode{{4095, 7}}},
+		{Type: msgDigest, From: "n1", Ref: 1, Level: 2, Nodes: []treeNode{}},
+		{Type: msgSummary, From: "n1", Ref: 9, Leaves: []leafSummary{
+			{Leaf: 7, Items: []summaryItem{{Key: "a", Version: e1.Version}, {Key: "b", Version: e2.Version, Deleted: true}}},
+			{Leaf: 4095, Items: []summaryItem{}},
+		}},
+		{Type: msgPush, From: "n1", Ref: 9, Final: true, Entries: []entry{e1, e2}, Wants: []want{{Key: "c", Version: e1.Version}}},
+		{Type: msgPush, From: "n1", Entries: []entry{}, Wants: []want{}},
+		{Type: msgSyncReq, From: "n1", Ref: 77},
+		{Type: msgSyncData, From: "n1", Ref: 77, Seq: 3, Last: true, Entries: []entry{e1, e2}},
+		{Type: msgNotSynced, From: "n1", Ref: 77, LastSync: testEpoch.UnixMilli(), Keys: 12, Busy: true},
+	}
+}
+
+func TestMessage_RoundTrip(t *testing.T) {
+	for _, m := range sampleMessages() {
+		t.Run(m.Type.String(), func(t *testing.T) {
+			b := encodeMessage(m)
+			got, err := decodeMessage(b)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("got %+v, want %+v", got, m)
+			}
+		})
+	}
+}
+
+func TestMessage_RejectsMalformed(t *testing.T) {
+	valid := encodeMessage(sampleMessages()[0])
+	badEntry := func(mut func(*entry)) []byte {
+		e := sampleEntry("k", "v")
+		mut(&e)
+		return encodeMessage(message{Type: msgEntry, From: "n1", Entries: []entry{e}})
+	}
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"unknown type", append([]byte{99}, valid[1:]...)},
+		{"truncated", valid[:len(valid)-1]},
+		{"trailing byte", append(append([]byte{}, valid...), 0)},
+		{"empty sender", encodeMessage(message{Type: msgSyncReq, From: "", Ref: 1})},
+		{"empty key", badEntry(func(e *entry) { e.Key = "" })},
+		{"control character in key", badEntry(func(e *entry) { e.Key = "a\x01" })},
+		{"invalid UTF-8 value", badEntry(func(e *entry) { e.Value = "\xff" })},
+		{"tombstone with a value", badEntry(func(e *entry) { e.Deleted = true })},
+		{"negative time", badEntry(func(e *entry) { e.Version.Time = -1 })},
+		{"time out of range", badEntry(func(e *entry) { e.Version.Time = maxTime + 1 })},
+		{"key too long", badEntry(func(e *entry) { e.Key = strings.Repeat("k", MaxKeyLen+1) })},
+		{"digest level 0", encodeMessage(message{Type: msgDigest, From: "n", Level: 0})},
+		{"digest level 4", encodeMessage(message{Type: msgDigest, From: "n", Level: 4})},
+		{"digest index out of level", encodeMessage(message{Type: msgDigest, From: "n", Level: 1, Nodes: []treeNode{{16, 0}}})},
+		{"leaf out of range", encodeMessage(message{Type: msgSummary, From: "n", Leaves: []leafSummary{{Leaf: numLeaves}}})},
+		{"unknown flag", []byte{byte(msgPush), 1, 'n', 0, 2, 0, 0}},
+		{"huge list length", []byte{byte(msgPush), 1, 'n', 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if m, err := decodeMessage(tt.b); !errors.Is(err, ErrMalformedMessage) {
+				t.Fatalf("got %+v, %v; want ErrMalformedMessage", m, err)
+			}
+		})
+	}
+}
+
+func TestRecord_RoundTrip(t *testing.T) {
+	for _, e := range []entry{sampleEntry("a/b", "v"), sampleEntry("a", ""), {Key: "t", Deleted: true, Version: Version{Time: 1, Node: "n"}}} {
+		got, err := decodeRecord([]byte(e.Key), encodeRecord(e))
+		if err != nil || got != e {
+			t.Fatalf("got %+v, %v; want %+v", got, err, e)
+		}
+		v, deleted, err := decodeRecordVersion(encodeRecord(e))
+		if err != nil || v != e.Version || deleted != e.Deleted {
+			t.Fatalf("version: got %+v %v %v", v, deleted, err)
+		}
+	}
+	rec := encodeRecord(sampleEntry("k", "v"))
+	for name, b := range map[string][]byte{
+		"empty":          nil,
+		"unknown format": append([]byte{2}, rec[1:]...),
+		"truncated":      rec[:len(rec)-1],
+		"trailing":       append(append([]byte{}, rec...), 1),
+	} {
+		if _, err := decodeRecord([]byte("k"), b); !errors.Is(err, ErrMalformedRecord) {
+			t.Fatalf("%s: got %v, want ErrMalformedRecord", name, err)
+		}
+	}
+	if _, err := decodeRecord([]byte("bad\x00key"), rec); !errors.Is(err, ErrMalformedRecord) {
+		t.Fatalf("a record under an invalid key: got %v, want ErrMalformedRecord", err)
+	}
+}
+
+func TestBroadcast_FallsBackToNotice(t *testing.T) {
+	net := newFakeNet()
+	a := startNode(t, net, "a", testConfig())
+	b := startNode(t, net, "b", testConfig())
+	waitSynced(t, a, b)
+	net.mu.Lock()
+	net.dropBroadcasts = false
+	net.mu.Unlock()
+	big := strings.Repeat("x", 4000)
+	a.put("big", big)
+	a.put("small", "s")
+	eventually(t, 10e9, func() error {
+		if v, _ := b.get("big"); v != big {
+			return errors.New("b lacks the big value")
+		}
+		return nil
+	})
+	if got := metricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "notice"); got != 1 {
+		t.Fatalf("notices sent: got %v, want 1", got)
+	}
+	if got := metricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "entry"); got != 1 {
+		t.Fatalf("entries sent: got %v, want 1", got)
+	}
+}

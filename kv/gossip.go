@@ -1,0 +1,232 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// outMsg is one message waiting in the outbox.
+type outMsg struct {
+	to  string
+	msg []byte
+}
+
+// send queues m for to without blocking; with the outbox full it is
+// dropped (and counted): anti-entropy and sync retry.
+func (k *KV) send(to string, m message) {
+	m.From = k.node
+	select {
+	case k.outbox <- outMsg{to: to, msg: encodeMessage(m)}:
+	default:
+		k.m.dropped.WithLabelValues("outbox_full").Inc()
+	}
+}
+
+// sendNow sends m to to at once, blocking up to the send timeout.
+func (k *KV) sendNow(to string, m message) error {
+	m.From = k.node
+	b := encodeMessage(m)
+	ctx, cancel := context.WithTimeout(k.ctx, k.sendTimeout())
+	defer cancel()
+	if err := k.host.Gossip().SendTo(ctx, to, b); err != nil {
+		k.m.dropped.WithLabelValues("send_failed").Inc()
+		return fmt.Errorf("send %s to %s: %w", m.Type, to, err)
+	}
+	k.m.aeBytes.WithLabelValues("sent").Add(float64(len(b)))
+	return nil
+}
+
+func (k *KV) sendTimeout() time.Duration { return max(10*k.cfg.GossipInterval, 5*time.Second) }
+
+// sender sends outbox messages until Stop.
+func (k *KV) sender() {
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case o := <-k.outbox:
+			ctx, cancel := context.WithTimeout(k.ctx, k.sendTimeout())
+			err := k.host.Gossip().SendTo(ctx, o.to, o.msg)
+			cancel()
+			if err != nil {
+				if k.ctx.Err() == nil {
+					k.m.dropped.WithLabelValues("send_failed").Inc()
+					k.logger.Debug("kv message not sent", "peer", o.to, "type", msgType(firstByte(o.msg)).String(), "err", err)
+				}
+				continue
+			}
+			k.m.aeBytes.WithLabelValues("sent").Add(float64(len(o.msg)))
+		}
+	}
+}
+
+// broadcast gossips a write (local, or new here and received by
+// broadcast) to every member: the whole entry when
+// it fits a gossip packet, else a notice with its version, from which
+// every node that lacks it pulls the entry from this node over TCP (and
+// anti-entropy repairs what a lost notice or pull misses). The broadcast
+// is keyed by the key, so a newer write of the same key replaces one
+// still queued.
+func (k *KV) broadcast(e entry) {
+	msg := encodeMessage(message{Type: msgEntry, From: k.node, Entries: []entry{e}})
+	kind := "entry"
+	if len(msg) > maxBroadcast {
+		n := e
+		n.Value = ""
+		msg = encodeMessage(message{Type: msgNotice, From: k.node, Entries: []entry{n}})
+		kind = "notice"
+	}
+	if err := k.host.Gossip().Broadcast(e.Key, msg); err != nil {
+		k.m.dropped.WithLabelValues("send_failed").Inc()
+		k.logger.Debug("kv broadcast refused; anti-entropy will carry the write", "err", err)
+		return
+	}
+	k.m.broadcastSent.WithLabelValues(kind).Inc()
+}
+
+// worker handles received messages, in order, until Stop.
+func (k *KV) worker() {
+	batch := make([][]byte, 0, workerBatch)
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case b := <-k.inbox:
+			batch = append(batch[:0], b)
+		}
+	drain:
+		for len(batch) < workerBatch {
+			select {
+			case b := <-k.inbox:
+				batch = append(batch, b)
+			default:
+				break drain
+			}
+		}
+		k.handleBatch(batch)
+	}
+}
+
+// handleBatch decodes a batch of messages, merges all the entries they
+// carry in one transaction, then handles each message's protocol part.
+func (k *KV) handleBatch(batch [][]byte) {
+	now := k.cfg.now()
+	msgs := make([]message, 0, len(batch))
+	var viaBroadcast, viaAE, viaSync []entry
+	for _, b := range batch {
+		m, err := decodeMessage(b)
+		if err != nil {
+			k.m.dropped.WithLabelValues("malformed").Inc()
+			k.logger.Debug("dropping malformed kv message", "bytes", len(b), "err", err)
+			continue
+		}
+		msgs = append(msgs, m)
+		switch {
+		case m.Type == msgEntry, m.Type == msgPush && m.Ref == 0: // a broadcast, or the pull a notice asked for
+			viaBroadcast = append(viaBroadcast, m.Entries...)
+		case m.Type == msgPush:
+			viaAE = append(viaAE, m.Entries...)
+		case m.Type == msgSyncData:
+			viaSync = append(viaSync, m.Entries...)
+		}
+	}
+	k.merge(now, viaBroadcast, viaAE, viaSync)
+	for _, m := range msgs {
+		switch m.Type {
+		case msgNotice:
+			n := m.Entries[0]
+			k.clock.Observe(n.Version.Time, n.Version.Counter)
+			if k.st.isNewer(n.Key, n.Version) {
+				k.send(m.From, message{Type: msgPush, Wants: []want{{Key: n.Key, Version: n.Version}}})
+			}
+		case msgDigest:
+			k.onDigest(m, now)
+		case msgSummary:
+			k.onSummary(m, now)
+		case msgPush:
+			k.onPush(m)
+		case msgSyncReq:
+			k.onSyncReq(m, now)
+		case msgSyncData:
+			k.onSyncData(m, now)
+		case msgNotSynced:
+			k.onNotSynced(m, now)
+		}
+	}
+}
+
+// merge applies the remote entries that are newer than ours: it persists
+// them in one transaction, then makes them visible (firing their events).
+// A failure leaves them unapplied; anti-entropy brings them again.
+func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
+	total := len(viaBroadcast) + len(viaAE) + len(viaSync)
+	if total == 0 {
+		return
+	}
+	all := make([]entry, 0, total)
+	all = append(append(append(all, viaBroadcast...), viaAE...), viaSync...)
+	for _, e := range all {
+		k.clock.Observe(e.Version.Time, e.Version.Counter)
+	}
+	horizon := k.horizon(now)
+	accepted := k.st.filter(all, horizon)
+	if len(accepted) == 0 {
+		return
+	}
+	if err := k.st.persist(accepted, false); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			k.logger.Error("persist merged kv entries", "entries", len(accepted), "err", err)
+		}
+		return
+	}
+	applied := k.st.apply(accepted, horizon)
+	k.updateGauges()
+	nowMs := now.UnixMilli()
+	source := make(map[string]string, len(applied))
+	for _, e := range viaBroadcast {
+		source[e.Key] = "broadcast"
+	}
+	for _, e := range viaAE {
+		source[e.Key] = "antientropy"
+	}
+	for _, e := range viaSync {
+		source[e.Key] = "sync"
+	}
+	for _, e := range applied {
+		via := source[e.Key]
+		k.m.merged.WithLabelValues(via).Inc()
+		k.m.lag.Observe(float64(max(nowMs-e.Version.Time, 0)) / 1000)
+		if via == "broadcast" {
+			// Pass it on, as Serf does with user events: memberlist sends
+			// a broadcast to only a few nodes, so every node that learns a
+			// new version from one gossips it once more. A version already
+			// held is not applied again, so this stops.
+			k.broadcast(e)
+		}
+	}
+}
+
+// write makes a local write: a new version from the clock, persisted
+// (fsynced) before it is applied, answered and broadcast.
+func (k *KV) write(key, value string, deleted bool) (entry, error) {
+	if err := k.acquire(); err != nil {
+		return entry{}, err
+	}
+	defer k.release()
+	t, c := k.clock.Now()
+	e := entry{Key: key, Value: value, Version: Version{Time: t, Counter: c, Node: k.node}, Deleted: deleted}
+	if err := k.st.persist([]entry{e}, true); err != nil {
+		return entry{}, fmt.Errorf("persist write of key %q: %w", key, err)
+	}
+	k.st.apply([]entry{e}, k.horizon(k.cfg.now()))
+	k.updateGauges()
+	k.broadcast(e)
+	op := "put"
+	if deleted {
+		op = "delete"
+	}
+	k.m.writes.WithLabelValues(op).Inc()
+	return e, nil
+}
