@@ -81,6 +81,10 @@ type Timing struct {
 	// BroadcastTimeout bounds how long UpdateMeta and Leave wait for their
 	// message to be gossiped before returning.
 	BroadcastTimeout time.Duration
+	// ReconnectInterval is how often one random dead member is contacted
+	// again, so that gossip heals after a partition (see reconnect.go).
+	// 0 turns reconnecting off.
+	ReconnectInterval time.Duration
 }
 
 // DefaultTiming is for a LAN, as memberlist.DefaultLANConfig.
@@ -98,6 +102,7 @@ func DefaultTiming() Timing {
 		GossipToTheDeadTime:     30 * time.Second,
 		DeadNodeReclaimTime:     30 * time.Second,
 		BroadcastTimeout:        5 * time.Second,
+		ReconnectInterval:       10 * time.Second,
 	}
 }
 
@@ -117,6 +122,7 @@ func LocalTiming() Timing {
 		GossipToTheDeadTime:     2 * time.Second,
 		DeadNodeReclaimTime:     200 * time.Millisecond,
 		BroadcastTimeout:        2 * time.Second,
+		ReconnectInterval:       300 * time.Millisecond,
 	}
 }
 

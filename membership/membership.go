@@ -61,8 +61,9 @@ type Membership struct {
 	// lifeMu serializes Leave and Shutdown: memberlist panics on a Leave
 	// after Shutdown.
 	lifeMu  sync.Mutex
-	closing atomic.Bool   // Shutdown has begun: new calls fail fast
-	done    chan struct{} // closed by Shutdown; ends RetryJoin's waits
+	closing atomic.Bool    // Shutdown has begun: new calls fail fast
+	done    chan struct{}  // closed by Shutdown; ends RetryJoin's waits and the reconnect loop
+	loops   sync.WaitGroup // the reconnect loop
 
 	// gate's write lock is taken once, by Shutdown, to set stopped; the
 	// delegate holds the read lock while calling a handler, so no handler
@@ -95,6 +96,8 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	m.ml = ml
+	m.loops.Add(1)
+	go m.reconnect()
 	m.logger.Info("membership started", "node", cfg.NodeName, "addr", m.LocalMember().Addr)
 	return m, nil
 }
@@ -355,6 +358,7 @@ func (m *Membership) Shutdown() error {
 		return nil
 	}
 	close(m.done)
+	m.loops.Wait()
 	err := m.ml.Shutdown() // no lock held: its goroutines may be in the delegate
 
 	m.gate.Lock()

@@ -27,6 +27,7 @@ type metrics struct {
 	received        *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
 	broadcastsQueue prometheus.GaugeFunc
+	reconnects      prometheus.Counter
 
 	reg        prometheus.Registerer
 	registered []prometheus.Collector
@@ -50,6 +51,10 @@ func newMetrics(queued func() float64) *metrics {
 			Name: "shoal_membership_messages_dropped_total",
 			Help: "Received gossip messages dropped, by reason (no_handler, malformed).",
 		}, []string{"reason"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_membership_reconnects_total",
+			Help: "Failed members reached again by the reconnect loop (gossip healed).",
+		}),
 		broadcastsQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_membership_broadcast_queue_messages",
 			Help: "Broadcasts queued for piggybacking, over all channels.",
@@ -70,7 +75,7 @@ func (mt *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	mt.reg = reg
-	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue} {
+	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue, mt.reconnects} {
 		if err := reg.Register(c); err != nil {
 			mt.unregister()
 			return fmt.Errorf("register metrics: %w", err)
