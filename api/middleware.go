@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -46,10 +47,11 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
-// withLogger makes the node's logger available to httpjson.WriteError.
+// withLogger makes the node's logger available to httpjson.WriteError,
+// which adds the request id when it logs (rarely: internal errors only).
 func (s *server) withLogger(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, httpjson.WithLogger(r, s.Logger.With("request_id", middleware.GetReqID(r.Context()))))
+		next.ServeHTTP(w, httpjson.WithLogger(r, s.Logger, "request_id", middleware.GetReqID(r.Context())))
 	})
 }
 
@@ -70,31 +72,19 @@ func (s *server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// accessLog logs one line per request at debug level (info for 5xx).
-func (s *server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		start := time.Now()
-		next.ServeHTTP(ww, r)
-		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", ww.Status(),
-			"bytes", ww.BytesWritten(), "duration", time.Since(start), "request_id", middleware.GetReqID(r.Context())}
-		if ww.Status() >= 500 {
-			s.Logger.Info("request", attrs...)
-		} else {
-			s.Logger.Debug("request", attrs...)
-		}
-	})
-}
-
-// instrument records request counts and durations by route pattern (never
-// by raw path: keys and names would make the label set unbounded).
-func (s *server) instrument(next http.Handler) http.Handler {
+// observe is the access log and the request metrics in one wrapper (one
+// response-writer wrap per request, no log attributes built unless the
+// line is written). Metrics are by route pattern, never by raw path: keys
+// and names would make the label set unbounded. The access line is at
+// debug level, info for 5xx.
+func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		s.metrics.inFlight.Inc()
 		defer s.metrics.inFlight.Dec()
 		next.ServeHTTP(ww, r)
+		elapsed := time.Since(start)
 		route := "unmatched"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
@@ -104,7 +94,16 @@ func (s *server) instrument(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 		s.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
-		s.metrics.duration.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+		s.metrics.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
+
+		level := slog.LevelDebug
+		if status >= 500 {
+			level = slog.LevelInfo
+		}
+		if s.Logger.Enabled(r.Context(), level) {
+			s.Logger.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", status,
+				"bytes", ww.BytesWritten(), "duration", elapsed, "request_id", middleware.GetReqID(r.Context()))
+		}
 	})
 }
 

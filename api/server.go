@@ -54,8 +54,7 @@ func New(d Deps) (http.Handler, error) {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
 	r.Use(s.withLogger)
-	r.Use(s.accessLog)
-	r.Use(s.instrument)
+	r.Use(s.observe)
 	r.Use(s.recoverer) // inside the log and metrics, so they see a panic's 500
 	r.Use(s.limitBody)
 	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {

@@ -29,9 +29,10 @@ func Handle(h HandlerFunc) http.HandlerFunc {
 type loggerKey struct{}
 
 // WithLogger returns a request whose context carries logger, used by
-// WriteError to report internal errors.
-func WithLogger(r *http.Request, logger *slog.Logger) *http.Request {
-	return r.WithContext(contextWithLogger(r.Context(), logger))
+// WriteError to report internal errors, with attrs (such as the request
+// id) added to that report.
+func WithLogger(r *http.Request, logger *slog.Logger, attrs ...any) *http.Request {
+	return r.WithContext(contextWithLogger(r.Context(), logger, attrs))
 }
 
 // WriteError writes err in the JSON error shape with its status (see As).
