@@ -57,14 +57,14 @@ type Agent struct {
 // New builds and starts a node: it listens on every address, opens Raft,
 // joins gossip, starts the modules and serves the API. If any step fails,
 // what was started is stopped again.
-func New(cfg Config) (a *Agent, err error) {
+func New(cfg Config) (_ *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	a = &Agent{
+	a := &Agent{
 		cfg:      cfg,
 		logger:   cfg.Logger.With("node", cfg.NodeName),
 		registry: prometheus.NewRegistry(),
@@ -214,7 +214,11 @@ func (a *Agent) startMembership(advHost string) error {
 	mcfg := membership.DefaultConfig()
 	mcfg.NodeName = a.cfg.NodeName
 	mcfg.BindAddr = a.cfg.GossipAddr
-	mcfg.AdvertiseAddr = net.JoinHostPort(advHost, portOf(a.cfg.GossipAddr))
+	gossipHost, err := resolveHost(advHost)
+	if err != nil {
+		return err
+	}
+	mcfg.AdvertiseAddr = net.JoinHostPort(gossipHost, portOf(a.cfg.GossipAddr))
 	mcfg.Meta = membership.Meta{
 		HTTPAddr:        a.httpAddr,
 		RaftAddr:        a.raftAddr,
@@ -233,7 +237,6 @@ func (a *Agent) startMembership(advHost string) error {
 	if gate := a.cfg.Gate; gate != nil {
 		mcfg.WrapTransport = gateTransport(gate)
 	}
-	var err error
 	if a.members, err = membership.New(mcfg); err != nil {
 		return err
 	}
@@ -295,6 +298,27 @@ func (a *Agent) announceRaftState() {
 			return
 		}
 	}
+}
+
+// resolveHost turns a host name into an IP address: gossip advertises
+// addresses, not names (--advertise may be a container's host name).
+func resolveHost(host string) (string, error) {
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return "", fmt.Errorf("resolve advertise host %q: %w", host, err)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String(), nil
+		}
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("resolve advertise host %q: no address", host)
+	}
+	return ips[0].String(), nil
 }
 
 func portOf(hostport string) string {
