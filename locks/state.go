@@ -394,7 +394,13 @@ func (st *state) acquire(c acquireCmd, now int64, fx *effects) (acquireResult, e
 		if h.mode != c.mode {
 			return acquireResult{}, ErrModeConflict.WithMessage("holder %q holds lock %q in %s mode; release it before asking for %s", c.holder, c.name, h.mode, c.mode)
 		}
-		h.ttl, h.expires, h.origin = c.ttl, now+int64(c.ttl), c.nonce
+		// A renewal makes the hold nobody's request in particular: a
+		// cancel of this request, or of the one that granted the hold, must
+		// not release a hold the client was told (by another answer) that it
+		// has. If every request was abandoned, the hold expires with its
+		// TTL. (Setting origin to this request let a late, abandoned
+		// acquire take over a hold and its cancel release it: found by e2e.)
+		h.ttl, h.expires, h.origin = c.ttl, now+int64(c.ttl), 0
 		return acquireResult{granted: true, token: h.token, expires: h.expires}, nil
 	}
 	if c.wait > 0 && slices.ContainsFunc(s.queue, func(w *waiter) bool { return w.nonce == c.nonce && w.holder != c.holder }) {
