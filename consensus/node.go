@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"shoal/internal/faultnet"
+	"shoal/internal/httpjson"
 	"shoal/internal/logging"
 	"shoal/membership"
 	"shoal/modules"
@@ -45,9 +47,8 @@ type Cluster interface {
 
 // ErrLeaderUnreachable: the leader is known but the request to it could not
 // be delivered. Retrying is safe.
-var ErrLeaderUnreachable = ErrNoLeader.WithMessage("the leader could not be reached; retry shortly")
-
-func init() { ErrLeaderUnreachable.Code = "leader_unreachable" }
+var ErrLeaderUnreachable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "leader_unreachable",
+	Message: "the leader could not be reached; retry shortly", RetryAfter: time.Second}
 
 // Node is one node's Raft server. Its methods are safe for concurrent use.
 type Node struct {

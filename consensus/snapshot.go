@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/hashicorp/raft"
 
@@ -195,9 +196,14 @@ func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler, log
 			return 0, fmt.Errorf("section of tag %d: %w", tag, err)
 		}
 	}
-	for tag, h := range handlers {
+	tags := make([]modules.Tag, 0, len(handlers))
+	for tag := range handlers {
+		tags = append(tags, tag)
+	}
+	slices.Sort(tags) // a fixed order, never the map's
+	for _, tag := range tags {
 		if !restored[tag] {
-			if err := h.Restore(eofReader{}); err != nil {
+			if err := handlers[tag].Restore(eofReader{}); err != nil {
 				return 0, fmt.Errorf("module with tag %d (empty state): %w", tag, err)
 			}
 		}
