@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 	"shoal/modules"
 )
 
@@ -144,7 +146,7 @@ func TestHTTP_SemaphoreLifecycle(t *testing.T) {
 	}
 	s, b = call(t, "POST", u+"/acquire", `{"holder":"g","ttl":"1s","create_limit":5}`)
 	wantError(t, "acquire with another create_limit", s, b, 409, "limit_conflict")
-	if got := metricValue(t, n.reg, "shoal_locks_acquires_total", "granted"); got != 3 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_locks_acquires_total", "result", "granted"); got != 3 {
 		t.Fatalf("acquires_total{granted} = %v, want 3", got)
 	}
 }
@@ -214,7 +216,7 @@ func TestHTTP_BadInputs(t *testing.T) {
 // waitQueued polls until name has want waiters.
 func waitQueued(t *testing.T, n *testNode, k kind, name string, want int) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if got := len(n.queue(k, name)); got != want {
 			return fmt.Errorf("%d waiters, want %d", got, want)
 		}
@@ -279,7 +281,7 @@ func TestHTTP_BlockingAcquireIsGrantedInOrder(t *testing.T) {
 			t.Fatalf("holders %v, want [%s]", got, prev)
 		}
 	}
-	if got := metricValue(t, n.reg, "shoal_locks_wait_seconds", ""); got != 3 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_locks_wait_seconds"); got != 3 {
 		t.Fatalf("wait_seconds samples %v, want 3", got)
 	}
 }
@@ -299,7 +301,7 @@ func TestHTTP_WaitTimesOutWithoutAGhost(t *testing.T) {
 	if h := n.holderIDs(kindSemaphore, "s"); len(h) != 0 {
 		t.Fatalf("ghost holder after the release: %v", h)
 	}
-	if got := metricValue(t, n.reg, "shoal_locks_timeouts_total", ""); got != 1 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_locks_timeouts_total"); got != 1 {
 		t.Fatalf("timeouts_total = %v", got)
 	}
 }
@@ -346,7 +348,7 @@ func TestHTTP_ClientGoneLeavesNothing(t *testing.T) {
 	cancel()
 	recv(t, ch)
 	waitQueued(t, n, kindSemaphore, "s", 0)
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if st := n.locks.Status().(Status); st.WaitingRequests != 0 {
 			return fmt.Errorf("%d waiting requests", st.WaitingRequests)
 		}
@@ -382,7 +384,7 @@ func TestHTTP_StopEndsWaitsAndCancelsThem(t *testing.T) {
 	call(t, "POST", u+"/acquire", `{"holder":"h0","ttl":"10s"}`)
 	ch := goCall(t, context.Background(), "POST", u+"/acquire", `{"holder":"w","ttl":"10s","wait":"1m"}`)
 	waitQueued(t, n, kindSemaphore, "s", 1)
-	n.stop(t)
+	n.stop()
 	r := recv(t, ch)
 	wantError(t, "wait during stop", r.status, r.body, 503, "shutting_down")
 	if q := n.queue(kindSemaphore, "s"); len(q) != 0 {
@@ -424,8 +426,8 @@ func TestHTTP_UnknownOutcomeIsCancelled(t *testing.T) {
 	u := srv.URL + "/v1/semaphores/s"
 	call(t, "PUT", u, `{"limit":1}`)
 	lost := &httpjson.Error{Status: 503, Code: "leadership_lost", Message: "outcome unknown", RetryAfter: time.Second}
-	apply := n.raft.apply
-	n.raft.apply = func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
+	apply := n.raft.ApplyFunc
+	n.raft.ApplyFunc = func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
 		a, err := apply(ctx, op, payload)
 		if op == opAcquire && err == nil {
 			return modules.Applied{}, lost // committed, but the caller cannot know

@@ -2,13 +2,18 @@ package locks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"shoal/internal/testcluster"
 	"shoal/modules"
 )
+
+// errNotYet is a condition not met yet, for testcluster.Eventually.
+var errNotYet = errors.New("not yet")
 
 func TestLeader_RearmsThenExpires(t *testing.T) {
 	n := newTestNode(t, DefaultConfig())
@@ -22,7 +27,7 @@ func TestLeader_RearmsThenExpires(t *testing.T) {
 		t.Fatalf("waiter: %+v, %v", r, err)
 	}
 	n.locks.LeadershipChanged(true)
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if got := n.holderIDs(kindSemaphore, "s"); !slices.Equal(got, []string{"next"}) {
 			return fmt.Errorf("holders %v", got)
 		}
@@ -42,7 +47,7 @@ func TestLeader_RearmsThenExpires(t *testing.T) {
 	n.grant(t, slot("s", "next").withTTL(time.Hour))
 	n.mustCreate(t, "t", 1)
 	n.grant(t, slot("t", "brief").withTTL(20*time.Millisecond))
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if got := n.holderIDs(kindSemaphore, "t"); len(got) != 0 {
 			return fmt.Errorf("holders of t %v", got)
 		}
@@ -53,7 +58,7 @@ func TestLeader_RearmsThenExpires(t *testing.T) {
 	}
 
 	n.locks.LeadershipChanged(false)
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if n.locks.Status().(Status).Expiring {
 			return errNotYet
 		}
@@ -61,7 +66,7 @@ func TestLeader_RearmsThenExpires(t *testing.T) {
 	})
 	// A second term starts a new loop, which re-arms again.
 	n.locks.LeadershipChanged(true)
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if n.opsApplied(opRearm) != 2 {
 			return errNotYet
 		}
@@ -71,9 +76,9 @@ func TestLeader_RearmsThenExpires(t *testing.T) {
 
 func TestLeader_RetriesAFailedRearmAndStopEndsTheLoop(t *testing.T) {
 	n := newTestNode(t, DefaultConfig())
-	apply := n.raft.apply
+	apply := n.raft.ApplyFunc
 	failures := 0
-	n.raft.apply = func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
+	n.raft.ApplyFunc = func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
 		if op == opRearm && failures < 2 {
 			failures++
 			return modules.Applied{}, fmt.Errorf("no leader")
@@ -81,13 +86,13 @@ func TestLeader_RetriesAFailedRearmAndStopEndsTheLoop(t *testing.T) {
 		return apply(ctx, op, payload)
 	}
 	n.locks.LeadershipChanged(true)
-	eventually(t, 10*time.Second, func() error {
+	testcluster.Eventually(t, 10*time.Second, func() error {
 		if n.opsApplied(opRearm) != 1 {
 			return errNotYet
 		}
 		return nil
 	})
-	n.stop(t) // returns only once the loop has
+	n.stop() // returns only once the loop has
 	if n.locks.Status().(Status).Expiring {
 		t.Fatalf("the loop runs after Stop")
 	}

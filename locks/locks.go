@@ -87,19 +87,11 @@ func (l *Locks) ID() string { return "locks" }
 func (l *Locks) Provision(host modules.Host) error {
 	l.host = host
 	l.logger = host.Logger()
-	switch c := host.Config().(type) {
-	case nil:
-		l.cfg = DefaultConfig()
-	case *Config:
-		l.cfg = *c
-	case Config:
-		l.cfg = c
-	default:
-		return fmt.Errorf("locks module: configuration of type %T: %w", c, ErrInvalidConfig)
-	}
-	if err := l.cfg.Validate(); err != nil {
+	cfg, err := modules.ConfigAs(host.Config(), DefaultConfig(), ErrInvalidConfig)
+	if err != nil {
 		return fmt.Errorf("locks module: %w", err)
 	}
+	l.cfg = cfg
 	m, err := newMetrics(host.Registerer())
 	if err != nil {
 		return fmt.Errorf("locks module: %w", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/internal/moduletest"
 	"shoal/modules"
 )
 
@@ -446,7 +447,7 @@ func TestExpire_OnlyTheDueUnchangedLease(t *testing.T) {
 	if o := n.locks.take(w); o.kind != outGranted {
 		t.Fatalf("waiter outcome %+v", o)
 	}
-	if got := metricValue(t, n.reg, "shoal_locks_expiries_total", "holder"); got != 1 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_locks_expiries_total", "what", "holder"); got != 1 {
 		t.Fatalf("expiries_total{holder} = %v", got)
 	}
 }

@@ -2,49 +2,16 @@ package logstream
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"shoal/internal/moduletest"
 	"shoal/modules"
 )
-
-// fakeRaft is a function-field modules.Raft.
-type fakeRaft struct {
-	apply        func(ctx context.Context, op byte, payload []byte) (modules.Applied, error)
-	readIndex    func(ctx context.Context) error
-	appliedIndex func() uint64
-}
-
-func (f *fakeRaft) Apply(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
-	return f.apply(ctx, op, payload)
-}
-func (f *fakeRaft) ReadIndex(ctx context.Context) error { return f.readIndex(ctx) }
-func (f *fakeRaft) AppliedIndex() uint64                { return f.appliedIndex() }
-func (f *fakeRaft) IsLeader() bool                      { return true }
-
-// fakeHost is a modules.Host for unit tests.
-type fakeHost struct {
-	cfg    modules.Config
-	reg    *prometheus.Registry
-	raft   modules.Raft
-	logger *slog.Logger
-}
-
-func (h *fakeHost) NodeName() string                  { return "node-0" }
-func (h *fakeHost) Logger() *slog.Logger              { return h.logger }
-func (h *fakeHost) Registerer() prometheus.Registerer { return h.reg }
-func (h *fakeHost) DataDir() string                   { return "" }
-func (h *fakeHost) Config() modules.Config            { return h.cfg }
-func (h *fakeHost) Raft() modules.Raft                { return h.raft }
-func (h *fakeHost) Gossip() modules.Gossip            { return nil }
 
 // testNode is a provisioned Log whose fake Raft applies every command
 // synchronously to the module itself, with increasing Raft indexes and a
@@ -52,14 +19,14 @@ func (h *fakeHost) Gossip() modules.Gossip            { return nil }
 type testNode struct {
 	log  *Log
 	reg  *prometheus.Registry
-	raft *fakeRaft
+	raft *moduletest.Raft
 
 	mu        sync.Mutex // serialises commands, as the FSM goroutine does
 	index     uint64
 	now       time.Time
 	readIndex int // calls of ReadIndex
 
-	stopOnce sync.Once
+	stop func() // stops the module once; also run at cleanup
 }
 
 var testEpoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -67,44 +34,28 @@ var testEpoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 // newTestNode provisions and starts a Log with cfg and stops it at cleanup.
 func newTestNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
-	n := &testNode{log: new(Log), reg: prometheus.NewRegistry(), now: testEpoch}
-	n.raft = &fakeRaft{
-		apply: func(_ context.Context, op byte, payload []byte) (modules.Applied, error) {
+	n := &testNode{log: new(Log), now: testEpoch}
+	n.raft = &moduletest.Raft{
+		ApplyFunc: func(_ context.Context, op byte, payload []byte) (modules.Applied, error) {
 			return n.apply(op, payload)
 		},
-		readIndex: func(context.Context) error {
+		ReadIndexFunc: func(context.Context) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.readIndex++
 			return nil
 		},
-		appliedIndex: func() uint64 {
+		AppliedIndexFunc: func() uint64 {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			return n.index
 		},
 	}
 	c := cfg
-	host := &fakeHost{cfg: &c, reg: n.reg, raft: n.raft, logger: testLogger(t)}
-	if err := n.log.Provision(host); err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	if err := n.log.Start(context.Background()); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() { n.stop(t) })
+	host := moduletest.NewHost(t, moduletest.WithConfig(&c), moduletest.WithRaft(n.raft))
+	n.reg = host.Registry()
+	n.stop = moduletest.Start(t, n.log, host)
 	return n
-}
-
-// stop stops the module once.
-func (n *testNode) stop(t *testing.T) {
-	n.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := n.log.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
 }
 
 // apply applies one command at the next Raft index and the current time.
@@ -133,93 +84,9 @@ func (n *testNode) advance(d time.Duration) {
 	n.now = n.now.Add(d)
 }
 
-// serve mounts the module under /v1 on a test server.
+// serve mounts the module under /v1 on a test server. Stop runs first at
+// cleanup: it ends the streams, which closing the server would wait for.
 func (n *testNode) serve(t *testing.T) *httptest.Server {
 	t.Helper()
-	r := chi.NewRouter()
-	r.Route("/v1", n.log.Routes)
-	srv := httptest.NewServer(r)
-	// Stop first: it ends the streams that srv.Close would wait for.
-	t.Cleanup(func() {
-		n.stop(t)
-		srv.Close()
-	})
-	return srv
-}
-
-// testLogger writes to t.Log until the test ends.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.done)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu     sync.Mutex
-	t      *testing.T
-	closed bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) done() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-}
-
-var _ io.Writer = (*testWriter)(nil)
-
-// metricValue returns the value of a counter or gauge (with the given
-// label value, if any) in reg, or of a histogram's sample count.
-func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != label) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
-
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		<-tick.C
-	}
+	return moduletest.Serve(t, n.log, n.stop)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/moduletest"
 	"shoal/modules"
 )
 
@@ -111,11 +112,11 @@ func TestPublish_CreatesAndDeduplicates(t *testing.T) {
 	}
 
 	for result, wantN := range map[string]float64{"created": 5, "duplicate": 4} {
-		if got := metricValue(t, n.reg, "shoal_log_publish_total", result); got != wantN {
+		if got := moduletest.MetricValue(t, n.reg, "shoal_log_publish_total", "result", result); got != wantN {
 			t.Errorf("publish_total{result=%s}: got %v, want %v", result, got, wantN)
 		}
 	}
-	if got := metricValue(t, n.reg, "shoal_log_publish_bytes", ""); got != 5 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_log_publish_bytes"); got != 5 {
 		t.Errorf("publish_bytes samples: got %v, want 5", got)
 	}
 }
@@ -171,12 +172,12 @@ func TestPublish_ReturnsRaftErrors(t *testing.T) {
 	n := newTestNode(t, DefaultConfig())
 	srv := n.serve(t)
 	noLeader := &httpjson.Error{Status: 503, Code: "no_leader", Message: "there is no leader", RetryAfter: time.Second}
-	n.raft.apply = func(context.Context, byte, []byte) (modules.Applied, error) { return modules.Applied{}, noLeader }
+	n.raft.ApplyFunc = func(context.Context, byte, []byte) (modules.Applied, error) { return modules.Applied{}, noLeader }
 	s, h, b := call(t, "POST", srv.URL+"/v1/logs/a", `{"data":1}`)
 	if code, _ := errorCode(t, b); s != 503 || code != "no_leader" || h.Get("Retry-After") != "1" {
 		t.Fatalf("got %d %v %s", s, h, b)
 	}
-	n.raft.apply = func(context.Context, byte, []byte) (modules.Applied, error) {
+	n.raft.ApplyFunc = func(context.Context, byte, []byte) (modules.Applied, error) {
 		return modules.Applied{Index: 1, Result: []byte{9}}, nil
 	}
 	s, _, b = call(t, "POST", srv.URL+"/v1/logs/a", `{"data":1}`)
@@ -271,7 +272,7 @@ func TestRead_Consistent(t *testing.T) {
 	if s, _, _ := call(t, "GET", srv.URL+"/v1/logs/c?consistent=false", ""); s != 200 || n.readIndexCalls() != 1 {
 		t.Fatalf("consistent=false ran the barrier")
 	}
-	n.raft.readIndex = func(context.Context) error {
+	n.raft.ReadIndexFunc = func(context.Context) error {
 		return &httpjson.Error{Status: 503, Code: "no_leader", Message: "there is no leader"}
 	}
 	s, _, b := call(t, "GET", srv.URL+"/v1/logs/c?consistent=true", "")

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"shoal/internal/sse"
 	"shoal/modules"
 )
 
@@ -33,21 +34,17 @@ type Log struct {
 	logger *slog.Logger
 	m      *metrics
 
-	once sync.Once // initialises st and streams
+	once sync.Once // initialises st
 
 	mu sync.RWMutex
 	st *state // replaced whole by Restore
 
-	streamsMu sync.Mutex
-	streams   map[*stream]struct{}
-	stopped   bool
-	streamWG  sync.WaitGroup
+	streams sse.Streams // open event streams, ended by Stop
 }
 
 func (l *Log) init() {
 	l.once.Do(func() {
 		l.st = newState()
-		l.streams = map[*stream]struct{}{}
 		if l.logger == nil {
 			l.logger = slog.New(slog.DiscardHandler)
 		}
@@ -62,19 +59,11 @@ func (l *Log) ID() string { return "log" }
 func (l *Log) Provision(host modules.Host) error {
 	l.host = host
 	l.logger = host.Logger()
-	switch c := host.Config().(type) {
-	case nil:
-		l.cfg = DefaultConfig()
-	case *Config:
-		l.cfg = *c
-	case Config:
-		l.cfg = c
-	default:
-		return fmt.Errorf("log module: configuration of type %T: %w", c, ErrInvalidConfig)
-	}
-	if err := l.cfg.Validate(); err != nil {
+	cfg, err := modules.ConfigAs(host.Config(), DefaultConfig(), ErrInvalidConfig)
+	if err != nil {
 		return fmt.Errorf("log module: %w", err)
 	}
+	l.cfg = cfg
 	m, err := newMetrics(host.Registerer())
 	if err != nil {
 		return fmt.Errorf("log module: %w", err)
@@ -94,15 +83,10 @@ func (l *Log) Start(ctx context.Context) error {
 // handlers have returned. Streams opened afterwards are refused.
 func (l *Log) Stop(ctx context.Context) error {
 	l.init()
-	l.streamsMu.Lock()
-	l.stopped = true
-	for s := range l.streams {
-		s.stop()
-	}
-	l.streamsMu.Unlock()
+	l.streams.Stop()
 	done := make(chan struct{})
 	go func() {
-		l.streamWG.Wait()
+		l.streams.Wait()
 		close(done)
 	}()
 	select {

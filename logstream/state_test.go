@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/internal/moduletest"
 	"shoal/modules"
 )
 
@@ -86,7 +87,7 @@ func TestApply_Publishes(t *testing.T) {
 	if st := n.log.Status().(Status); st != (Status{Logs: 1, Entries: 3}) {
 		t.Fatalf("status: got %+v", st)
 	}
-	if got := metricValue(t, n.reg, "shoal_log_entries", ""); got != 3 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_log_entries"); got != 3 {
 		t.Fatalf("entries gauge: got %v, want 3", got)
 	}
 }
@@ -336,7 +337,7 @@ func TestSnapshot_RoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(ra, rb) {
 		t.Fatalf("after restore: got %+v, want %+v", rb, ra)
 	}
-	if got := metricValue(t, b.reg, "shoal_log_logs", ""); got != 7 {
+	if got := moduletest.MetricValue(t, b.reg, "shoal_log_logs"); got != 7 {
 		t.Fatalf("logs gauge after restore: got %v, want 7", got)
 	}
 }

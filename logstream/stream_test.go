@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 )
 
 // sseEvent is one parsed Server-Sent Event, or a comment line.
@@ -152,7 +155,7 @@ func TestStream_FromIndexThenLive(t *testing.T) {
 			t.Fatalf("got %+v, want entry %d", e, want)
 		}
 	}
-	if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 1 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 1 {
 		t.Fatalf("streams gauge: got %v, want 1", got)
 	}
 
@@ -211,8 +214,8 @@ func TestStream_LastEventIDResumesWithoutGapOrDuplicate(t *testing.T) {
 		}
 	}
 	// Closed streams are untracked once their handlers notice.
-	eventually(t, 10*time.Second, func() error {
-		if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 0 {
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 0 {
 			return fmt.Errorf("%v streams open", got)
 		}
 		return nil
@@ -254,16 +257,16 @@ func TestStream_StopEndsStreams(t *testing.T) {
 	live := openSSE(t, srv.URL+"/v1/logs/a/stream", nil)
 	waiting := openSSE(t, srv.URL+"/v1/logs/missing/stream", nil)
 	live.nextEntry(t)
-	eventually(t, 10*time.Second, func() error {
-		if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 2 {
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 2 {
 			return fmt.Errorf("%v streams open, want 2", got)
 		}
 		return nil
 	})
-	n.stop(t)
+	n.stop()
 	live.expectEnd(t)
 	waiting.expectEnd(t)
-	if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 0 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 0 {
 		t.Fatalf("streams gauge after stop: %v", got)
 	}
 	s, h, b := call(t, "GET", srv.URL+"/v1/logs/a/stream", "")
@@ -316,8 +319,8 @@ func TestStream_RestoreWakesStreams(t *testing.T) {
 	srv := n.serve(t)
 	ahead := openSSE(t, srv.URL+"/v1/logs/x/stream?from=4", nil)
 	behind := openSSE(t, srv.URL+"/v1/logs/x/stream?from=1", nil)
-	eventually(t, 10*time.Second, func() error {
-		if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 2 {
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 2 {
 			return fmt.Errorf("%v streams open, want 2", got)
 		}
 		return nil
@@ -353,7 +356,7 @@ func TestStream_RejectsBadParameters(t *testing.T) {
 			t.Fatalf("%s %v: got %d %s, want 400 %s", tt.path, tt.header, s, b, tt.code)
 		}
 	}
-	if got := metricValue(t, n.reg, "shoal_log_streams", ""); got != 0 {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_log_streams"); got != 0 {
 		t.Fatalf("refused streams are counted: %v", got)
 	}
 }

@@ -18,146 +18,112 @@ import (
 const requestTimeout = 30 * time.Second
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("status", "", "Show the node's view of itself and the cluster.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("status", "", "Show the node's view of itself and the cluster.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print the node's JSON answer instead of a summary")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	s, err := cl.Status(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.printJSON(s.Raw)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "node:\t%s\n", s.Node)
-	fmt.Fprintf(tw, "leader:\t%s\n", orDash(s.Leader))
-	fmt.Fprintf(tw, "version:\t%s\n", orDash(s.Version))
-	fmt.Fprintf(tw, "raft:\t%s, term %d, commit %d, applied %d\n", orDash(s.Raft.State), s.Raft.Term, s.Raft.CommitIndex, s.Raft.AppliedIndex)
-	fmt.Fprintf(tw, "voters:\t%s\n", joinOrDash(s.Raft.Voters))
-	fmt.Fprintf(tw, "non-voters:\t%s\n", joinOrDash(s.Raft.NonVoters))
-	fmt.Fprintf(tw, "members:\t%d\n", s.Members)
-	fmt.Fprintf(tw, "modules:\t%s\n", joinOrDash(s.Modules))
-	for _, name := range s.SectionNames() {
-		fmt.Fprintf(tw, "%s:\t%s\n", name, compact(s.Sections[name]))
-	}
-	return c.flush(tw)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		s, err := cl.Status(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.printJSON(s.Raw)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "node:\t%s\n", s.Node)
+		fmt.Fprintf(tw, "leader:\t%s\n", orDash(s.Leader))
+		fmt.Fprintf(tw, "version:\t%s\n", orDash(s.Version))
+		fmt.Fprintf(tw, "raft:\t%s, term %d, commit %d, applied %d\n", orDash(s.Raft.State), s.Raft.Term, s.Raft.CommitIndex, s.Raft.AppliedIndex)
+		fmt.Fprintf(tw, "voters:\t%s\n", joinOrDash(s.Raft.Voters))
+		fmt.Fprintf(tw, "non-voters:\t%s\n", joinOrDash(s.Raft.NonVoters))
+		fmt.Fprintf(tw, "members:\t%d\n", s.Members)
+		fmt.Fprintf(tw, "modules:\t%s\n", joinOrDash(s.Modules))
+		for _, name := range s.SectionNames() {
+			fmt.Fprintf(tw, "%s:\t%s\n", name, compact(s.Sections[name]))
+		}
+		return c.flush(tw)
+	})
 }
 
 func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("members", "", "List the members of the cluster as the node sees them.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("members", "", "List the members of the cluster as the node sees them.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	ms, err := cl.Members(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(ms)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER")
-	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader))
-	}
-	return c.flush(tw)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		ms, err := cl.Members(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		return printList(c.cmdline, *asJSON, ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER", func(m client.Member) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader))
+		})
+	})
 }
 
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("health", "", "Check that the node is ready to serve: print one line, exit 0 when\n"+
-		"ready and 1 otherwise. Needs no shell, so it can be a container healthcheck.", stdout, stderr)
-	cf := c.clientFlags(5 * time.Second)
+	c := newClientCmdline("health", "", "Check that the node is ready to serve: print one line, exit 0 when\n"+
+		"ready and 1 otherwise. Needs no shell, so it can be a container healthcheck.", 5*time.Second, stdout, stderr)
 	live := c.fs.Bool("live", false, "check only that the process answers (liveness), not readiness")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if *live {
-		if err := cl.Live(ctx); err != nil {
-			return c.fail(err)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		if *live {
+			if err := cl.Live(ctx); err != nil {
+				return c.fail(err)
+			}
+			fmt.Fprintln(stdout, "live")
+			return exitOK
 		}
-		fmt.Fprintln(stdout, "live")
+		if err := cl.Ready(ctx); err != nil {
+			fmt.Fprintln(stderr, errorLine(err)+readyChecks(err))
+			return exitFailure
+		}
+		fmt.Fprintln(stdout, "ready")
 		return exitOK
+	})
+}
+
+// readyChecks returns the failed readiness checks that err carries as
+// " [name: reason; ...]", sorted by name, or "" if it carries none.
+func readyChecks(err error) string {
+	checks := client.ReadyChecks(err)
+	if len(checks) == 0 {
+		return ""
 	}
-	if err := cl.Ready(ctx); err != nil {
-		line := errorLine(err)
-		if checks := client.ReadyChecks(err); len(checks) > 0 {
-			names := make([]string, 0, len(checks))
-			for k := range checks {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			parts := make([]string, len(names))
-			for i, k := range names {
-				parts[i] = k + ": " + checks[k]
-			}
-			line += " [" + strings.Join(parts, "; ") + "]"
-		}
-		fmt.Fprintln(stderr, line)
-		return exitFailure
+	names := make([]string, 0, len(checks))
+	for k := range checks {
+		names = append(names, k)
 	}
-	fmt.Fprintln(stdout, "ready")
-	return exitOK
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = k + ": " + checks[k]
+	}
+	return " [" + strings.Join(parts, "; ") + "]"
 }
 
 func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("join", "ADDR...", "Make the node join a cluster through the gossip addresses (host:port)\nof one or more existing members.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	addrs, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
+	c := newClientCmdline("join", "ADDR...", "Make the node join a cluster through the gossip addresses (host:port)\nof one or more existing members.", requestTimeout, stdout, stderr)
+	atLeastOne := func(addrs []string) string {
+		if len(addrs) == 0 {
+			return "at least one address is required"
+		}
+		return ""
 	}
-	if len(addrs) == 0 {
-		return c.usageError("at least one address is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if err := cl.Join(ctx, addrs); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stdout, "joined through %s\n", strings.Join(addrs, ", "))
-	return exitOK
+	return c.run(ctx, args, atLeastOne, func(ctx context.Context, cl *client.Client, addrs []string) int {
+		if err := cl.Join(ctx, addrs); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "joined through %s\n", strings.Join(addrs, ", "))
+		return exitOK
+	})
 }
 
 func runLeave(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("leave", "", "Make the node leave the cluster gracefully.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if err := cl.Leave(ctx); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintln(stdout, "left the cluster")
-	return exitOK
+	c := newClientCmdline("leave", "", "Make the node leave the cluster gracefully.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		if err := cl.Leave(ctx); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintln(stdout, "left the cluster")
+		return exitOK
+	})
 }
 
 func runRaft(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -169,69 +135,39 @@ func runRaft(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runRaftPeers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("raft peers", "", "List the servers of the Raft configuration.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("raft peers", "", "List the servers of the Raft configuration.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	peers, err := cl.RaftPeers(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(peers)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tLEADER")
-	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Address, orDash(p.Suffrage), yesOrDash(p.Leader))
-	}
-	return c.flush(tw)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		peers, err := cl.RaftPeers(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		return printList(c.cmdline, *asJSON, peers, "ID\tADDRESS\tSUFFRAGE\tLEADER", func(p client.RaftPeer) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s", p.ID, p.Address, orDash(p.Suffrage), yesOrDash(p.Leader))
+		})
+	})
 }
 
 func runRaftRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("raft remove", "NAME", "Remove the server NAME from the Raft configuration.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one server name is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if err := cl.RemovePeer(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stdout, "removed %s from the raft configuration\n", pos[0])
-	return exitOK
+	c := newClientCmdline("raft remove", "NAME", "Remove the server NAME from the Raft configuration.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, exactlyOne("server name"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		if err := cl.RemovePeer(ctx, pos[0]); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "removed %s from the raft configuration\n", pos[0])
+		return exitOK
+	})
 }
 
 func runRaftTransfer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("raft transfer-leadership", "", "Make the leader hand leadership to another voter.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if err := cl.TransferLeadership(ctx); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintln(stdout, "leadership transferred")
-	return exitOK
+	c := newClientCmdline("raft transfer-leadership", "", "Make the leader hand leadership to another voter.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		if err := cl.TransferLeadership(ctx); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintln(stdout, "leadership transferred")
+		return exitOK
+	})
 }
 
 // printJSON prints a JSON document indented, ending in a newline; a body
@@ -263,6 +199,21 @@ func (c *cmdline) flush(tw *tabwriter.Writer) int {
 		return c.fail(fmt.Errorf("write output: %w", err))
 	}
 	return exitOK
+}
+
+// printList prints items as indented JSON when asJSON is set, otherwise as
+// a table: the header row, then one row per item, columns separated by
+// tabs.
+func printList[T any](c *cmdline, asJSON bool, items []T, header string, row func(T) string) int {
+	if asJSON {
+		return c.encodeJSON(items)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return c.flush(tw)
 }
 
 // compact returns raw JSON on one line.

@@ -146,51 +146,88 @@ func errorLine(err error) string {
 	return fmt.Sprintf("shoal: %s", err)
 }
 
-// clientFlags are the flags every client command takes.
-type clientFlags struct {
+// clientCmdline is the command line of a client command: the flags every
+// client command takes, --addr and --token (falling back to SHOAL_ADDR and
+// SHOAL_TOKEN) and --timeout where it has one, beside its own flags, which
+// it adds to fs before run.
+type clientCmdline struct {
+	*cmdline
 	addr    string
 	token   string
-	timeout time.Duration
+	timeout time.Duration // 0: no --timeout
 }
 
-// clientFlags registers --addr and --token (falling back to SHOAL_ADDR and
-// SHOAL_TOKEN) and, when timeout is positive, --timeout with that default.
-func (c *cmdline) clientFlags(timeout time.Duration) *clientFlags {
-	cf := &clientFlags{}
-	c.fs.StringVar(&cf.addr, "addr", defaultAddr, "HTTP API address of the node")
-	c.fs.StringVar(&cf.token, "token", "", "bearer token for the API")
+// newClientCmdline returns the command line of a client command. timeout
+// is the default of its --timeout; 0 leaves the flag out, for a command
+// that blocks or follows for as long as it is meant to and bounds its own
+// requests.
+func newClientCmdline(path, synopsis, summary string, timeout time.Duration, stdout, stderr io.Writer) *clientCmdline {
+	c := &clientCmdline{cmdline: newCmdline(path, synopsis, summary, stdout, stderr)}
+	c.fs.StringVar(&c.addr, "addr", defaultAddr, "HTTP API address of the node")
+	c.fs.StringVar(&c.token, "token", "", "bearer token for the API")
 	c.env = append(c.env, "addr", "token")
 	if timeout > 0 {
-		c.fs.DurationVar(&cf.timeout, "timeout", timeout, "give up after this long")
+		c.fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long")
 	}
-	return cf
+	return c
 }
 
-// client returns a client for the flags; a bad --addr is reported as a
-// usage error, and ok is false.
-func (c *cmdline) client(cf *clientFlags) (cl *client.Client, code int, ok bool) {
-	cl, err := client.New(cf.addr, client.WithToken(cf.token))
-	if err != nil {
-		return nil, c.usageError("--addr: %s", err.Error()), false
+// argCheck checks the positional arguments of a command: it returns the
+// usage error for wrong ones and "" for right ones.
+type argCheck func(pos []string) string
+
+// noArgs refuses every positional argument.
+func noArgs(pos []string) string {
+	if len(pos) > 0 {
+		return fmt.Sprintf("unexpected argument %q", pos[0])
 	}
-	return cl, exitOK, true
+	return ""
 }
 
-// context returns ctx bounded by --timeout when the command has one.
-func (cf *clientFlags) context(ctx context.Context) (context.Context, context.CancelFunc) {
-	if cf.timeout > 0 {
-		return context.WithTimeout(ctx, cf.timeout)
+// exactlyOne wants one positional argument, a what ("key", "log name").
+func exactlyOne(what string) argCheck {
+	return func(pos []string) string {
+		if len(pos) != 1 {
+			return "exactly one " + what + " is required"
+		}
+		return ""
 	}
-	return context.WithCancel(ctx)
 }
 
-// start parses args and builds the client of a client command. When ok is
-// false the command must return code at once.
-func (c *cmdline) start(args []string, cf *clientFlags) (pos []string, cl *client.Client, code int, ok bool) {
-	pos, code, ok = c.parse(args)
+// atMostOne wants no positional argument or one, a what ("prefix").
+func atMostOne(what string) argCheck {
+	return func(pos []string) string {
+		if len(pos) > 1 {
+			return fmt.Sprintf("at most one %s is allowed, got %d arguments", what, len(pos))
+		}
+		return ""
+	}
+}
+
+// run runs the command: it parses args, builds the client, checks the
+// positional arguments with check (nil: do checks them), and calls do
+// with ctx bounded by --timeout, if the command has one. It returns do's
+// exit code, or at once 0 after help and the usage exit code for wrong
+// arguments or a bad --addr.
+func (c *clientCmdline) run(ctx context.Context, args []string, check argCheck,
+	do func(ctx context.Context, cl *client.Client, pos []string) int) int {
+	pos, code, ok := c.parse(args)
 	if !ok {
-		return nil, nil, code, false
+		return code
 	}
-	cl, code, ok = c.client(cf)
-	return pos, cl, code, ok
+	cl, err := client.New(c.addr, client.WithToken(c.token))
+	if err != nil {
+		return c.usageError("--addr: %s", err.Error())
+	}
+	if check != nil {
+		if msg := check(pos); msg != "" {
+			return c.usageError("%s", msg)
+		}
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	return do(ctx, cl, pos)
 }

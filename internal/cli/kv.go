@@ -32,121 +32,92 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runKVPut(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("kv put", "KEY VALUE", "Write VALUE under KEY on the node and print the version it got. The\n"+
+	c := newClientCmdline("kv put", "KEY VALUE", "Write VALUE under KEY on the node and print the version it got. The\n"+
 		"node answers once the write is on its disk; the others get it by gossip.\n"+
-		"Put -- before a value that starts with a dash.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 2 {
-		return c.usageError("a key and a value are required, got %d arguments", len(pos))
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	v, err := cl.KVPut(ctx, pos[0], pos[1])
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stdout, "version %s\n", v)
-	return exitOK
-}
-
-func runKVGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("kv get", "KEY", "Print the value of KEY as the node holds it, followed by a newline.\n"+
-		"Exit code 1 if the node has no value for it.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	asJSON := c.fs.Bool("json", false, "print the entry as JSON: key, value, version, updated_at")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one key is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	e, err := cl.KVGet(ctx, pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(e)
-	}
-	fmt.Fprintln(stdout, e.Value)
-	return exitOK
-}
-
-func runKVDel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("kv del", "KEY", "Delete KEY. Deleting a key that does not exist succeeds too.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one key is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	v, err := cl.KVDelete(ctx, pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stdout, "deleted %s (version %s)\n", pos[0], v)
-	return exitOK
-}
-
-func runKVLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("kv ls", "[PREFIX]", "List the keys that start with PREFIX (all keys without one), one per\n"+
-		"line in key order, following pages until the end or --limit.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	asJSON := c.fs.Bool("json", false, "print one JSON entry per line: key, value, version, updated_at")
-	limit := c.fs.Int("limit", 0, "print at most this many keys (0: all)")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 1 {
-		return c.usageError("at most one prefix is allowed, got %d arguments", len(pos))
-	}
-	if *limit < 0 {
-		return c.usageError("--limit must not be negative")
-	}
-	opts := client.KVListOptions{Limit: 1000}
-	if len(pos) == 1 {
-		opts.Prefix = pos[0]
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	enc := newLineEncoder(stdout)
-	printed := 0
-	for {
-		if *limit > 0 {
-			opts.Limit = min(1000, *limit-printed)
+		"Put -- before a value that starts with a dash.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, nil, func(ctx context.Context, cl *client.Client, pos []string) int {
+		if len(pos) != 2 {
+			return c.usageError("a key and a value are required, got %d arguments", len(pos))
 		}
-		page, err := cl.KVList(ctx, opts)
+		v, err := cl.KVPut(ctx, pos[0], pos[1])
 		if err != nil {
 			return c.fail(err)
 		}
-		for _, e := range page.Items {
-			var werr error
-			if *asJSON {
-				werr = enc.Encode(e)
-			} else {
-				_, werr = fmt.Fprintln(stdout, e.Key)
-			}
-			if werr != nil {
-				return c.fail(fmt.Errorf("write output: %w", werr))
-			}
-			printed++
+		fmt.Fprintf(stdout, "version %s\n", v)
+		return exitOK
+	})
+}
+
+func runKVGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newClientCmdline("kv get", "KEY", "Print the value of KEY as the node holds it, followed by a newline.\n"+
+		"Exit code 1 if the node has no value for it.", requestTimeout, stdout, stderr)
+	asJSON := c.fs.Bool("json", false, "print the entry as JSON: key, value, version, updated_at")
+	return c.run(ctx, args, exactlyOne("key"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		e, err := cl.KVGet(ctx, pos[0])
+		if err != nil {
+			return c.fail(err)
 		}
-		if page.Next == "" || (*limit > 0 && printed >= *limit) {
-			return exitOK
+		if *asJSON {
+			return c.encodeJSON(e)
 		}
-		opts.After = page.Next
-	}
+		fmt.Fprintln(stdout, e.Value)
+		return exitOK
+	})
+}
+
+func runKVDel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newClientCmdline("kv del", "KEY", "Delete KEY. Deleting a key that does not exist succeeds too.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, exactlyOne("key"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		v, err := cl.KVDelete(ctx, pos[0])
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "deleted %s (version %s)\n", pos[0], v)
+		return exitOK
+	})
+}
+
+func runKVLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newClientCmdline("kv ls", "[PREFIX]", "List the keys that start with PREFIX (all keys without one), one per\n"+
+		"line in key order, following pages until the end or --limit.", requestTimeout, stdout, stderr)
+	asJSON := c.fs.Bool("json", false, "print one JSON entry per line: key, value, version, updated_at")
+	limit := c.fs.Int("limit", 0, "print at most this many keys (0: all)")
+	return c.run(ctx, args, atMostOne("prefix"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		if *limit < 0 {
+			return c.usageError("--limit must not be negative")
+		}
+		opts := client.KVListOptions{Limit: 1000}
+		if len(pos) == 1 {
+			opts.Prefix = pos[0]
+		}
+		enc := newLineEncoder(stdout)
+		printed := 0
+		for {
+			if *limit > 0 {
+				opts.Limit = min(1000, *limit-printed)
+			}
+			page, err := cl.KVList(ctx, opts)
+			if err != nil {
+				return c.fail(err)
+			}
+			for _, e := range page.Items {
+				var werr error
+				if *asJSON {
+					werr = enc.Encode(e)
+				} else {
+					_, werr = fmt.Fprintln(stdout, e.Key)
+				}
+				if werr != nil {
+					return c.fail(fmt.Errorf("write output: %w", werr))
+				}
+				printed++
+			}
+			if page.Next == "" || (*limit > 0 && printed >= *limit) {
+				return exitOK
+			}
+			opts.After = page.Next
+		}
+	})
 }
 
 // kvWatchLine is one line of kv watch's output.
@@ -176,53 +147,47 @@ func watchLine(ev client.KVEvent) kvWatchLine {
 }
 
 func runKVWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("kv watch", "[PREFIX]", "Follow the changes of the keys that start with PREFIX on the node,\n"+
+	c := newClientCmdline("kv watch", "[PREFIX]", "Follow the changes of the keys that start with PREFIX on the node,\n"+
 		"printing one JSON line per event: new_key, key_changed, key_removed, and\n"+
 		"synced once the node holds the cluster's data. A dropped watch is\n"+
 		"reopened (changes made meanwhile are not replayed: a note goes to\n"+
-		"stderr). Stops with exit code 0 on an interrupt (Ctrl-C).", stdout, stderr)
-	cf := c.clientFlags(0)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 1 {
-		return c.usageError("at most one prefix is allowed, got %d arguments", len(pos))
-	}
-	prefix := ""
-	if len(pos) == 1 {
-		prefix = pos[0]
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	enc := newLineEncoder(stdout)
-	delay := 100 * time.Millisecond
-	for {
-		received := false
-		err := cl.KVWatch(ctx, prefix, func(ev client.KVEvent) error {
-			received = true
-			if err := enc.Encode(watchLine(ev)); err != nil {
-				return &outputError{err}
+		"stderr). Stops with exit code 0 on an interrupt (Ctrl-C).", 0, stdout, stderr)
+	return c.run(ctx, args, atMostOne("prefix"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		prefix := ""
+		if len(pos) == 1 {
+			prefix = pos[0]
+		}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		enc := newLineEncoder(stdout)
+		delay := 100 * time.Millisecond
+		for {
+			received := false
+			err := cl.KVWatch(ctx, prefix, func(ev client.KVEvent) error {
+				received = true
+				if err := enc.Encode(watchLine(ev)); err != nil {
+					return &outputError{err}
+				}
+				return nil
+			})
+			if ctx.Err() != nil {
+				return exitOK // interrupted: the normal way to stop following
 			}
-			return nil
-		})
-		if ctx.Err() != nil {
-			return exitOK // interrupted: the normal way to stop following
+			if !retryableWatch(err) {
+				return c.fail(err)
+			}
+			if received {
+				delay = 100 * time.Millisecond
+			}
+			fmt.Fprintf(stderr, "shoal kv watch: %s; reconnecting in %s (changes made meanwhile are not replayed)\n", errorLine(err), delay)
+			select {
+			case <-ctx.Done():
+				return exitOK
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 5*time.Second)
 		}
-		if !retryableWatch(err) {
-			return c.fail(err)
-		}
-		if received {
-			delay = 100 * time.Millisecond
-		}
-		fmt.Fprintf(stderr, "shoal kv watch: %s; reconnecting in %s (changes made meanwhile are not replayed)\n", errorLine(err), delay)
-		select {
-		case <-ctx.Done():
-			return exitOK
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+	})
 }
 
 // retryableWatch reports whether a watch that ended with err should be

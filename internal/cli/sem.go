@@ -115,182 +115,122 @@ func busy(err error) bool {
 }
 
 func runSemCreate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("sem create", "NAME -n LIMIT", "Create the semaphore NAME with LIMIT slots. It succeeds if NAME exists\n"+
+	c := newClientCmdline("sem create", "NAME -n LIMIT", "Create the semaphore NAME with LIMIT slots. It succeeds if NAME exists\n"+
 		"with that limit; with --update it changes the limit of an existing one\n"+
-		"(lowering it releases no one: it only holds back new grants).", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+		"(lowering it releases no one: it only holds back new grants).", requestTimeout, stdout, stderr)
 	limit := c.fs.Int("n", 0, "the limit: how many holders at once (required)")
 	update := c.fs.Bool("update", false, "change the limit if the semaphore exists")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one semaphore name is required")
-	}
-	if *limit < 1 {
-		return c.usageError("-n must be at least 1")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	name := pos[0]
-	if *update {
-		if err := cl.SetSemaphoreLimit(ctx, name, *limit); err != nil {
+	return c.run(ctx, args, exactlyOne("semaphore name"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		if *limit < 1 {
+			return c.usageError("-n must be at least 1")
+		}
+		name := pos[0]
+		if *update {
+			if err := cl.SetSemaphoreLimit(ctx, name, *limit); err != nil {
+				return c.fail(err)
+			}
+			fmt.Fprintf(stdout, "semaphore %s has limit %d\n", name, *limit)
+			return exitOK
+		}
+		created, err := cl.CreateSemaphore(ctx, name, *limit)
+		if err != nil {
 			return c.fail(err)
 		}
-		fmt.Fprintf(stdout, "semaphore %s has limit %d\n", name, *limit)
+		if created {
+			fmt.Fprintf(stdout, "created semaphore %s with limit %d\n", name, *limit)
+		} else {
+			fmt.Fprintf(stdout, "semaphore %s exists with limit %d\n", name, *limit)
+		}
 		return exitOK
-	}
-	created, err := cl.CreateSemaphore(ctx, name, *limit)
-	if err != nil {
-		return c.fail(err)
-	}
-	if created {
-		fmt.Fprintf(stdout, "created semaphore %s with limit %d\n", name, *limit)
-	} else {
-		fmt.Fprintf(stdout, "semaphore %s exists with limit %d\n", name, *limit)
-	}
-	return exitOK
+	})
 }
 
 func runSemDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("sem delete", "NAME", "Delete the semaphore NAME: its holders are released and its waiters fail.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one semaphore name is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	if err := cl.DeleteSemaphore(ctx, pos[0]); err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(stdout, "deleted semaphore %s\n", pos[0])
-	return exitOK
+	c := newClientCmdline("sem delete", "NAME", "Delete the semaphore NAME: its holders are released and its waiters fail.", requestTimeout, stdout, stderr)
+	return c.run(ctx, args, exactlyOne("semaphore name"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		if err := cl.DeleteSemaphore(ctx, pos[0]); err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(stdout, "deleted semaphore %s\n", pos[0])
+		return exitOK
+	})
 }
 
 func runSemList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("sem list", "", "List the semaphores with their limit, holders and waiters.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("sem list", "", "List the semaphores with their limit, holders and waiters.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	list, err := cl.Semaphores(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(list)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tLIMIT\tACTIVE\tWAITING")
-	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", s.Name, s.Limit, s.Active, s.Waiting)
-	}
-	return c.flush(tw)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		list, err := cl.Semaphores(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		return printList(c.cmdline, *asJSON, list, "NAME\tLIMIT\tACTIVE\tWAITING", func(s client.Semaphore) string {
+			return fmt.Sprintf("%s\t%d\t%d\t%d", s.Name, s.Limit, s.Active, s.Waiting)
+		})
+	})
 }
 
 func runSemInfo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("sem info", "NAME", "Show the limit, holders (with their fencing tokens) and waiters of the\nsemaphore NAME.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("sem info", "NAME", "Show the limit, holders (with their fencing tokens) and waiters of the\nsemaphore NAME.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a summary")
 	consistent := c.fs.Bool("consistent", false, "read through the leader, seeing every committed change")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one semaphore name is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	s, err := cl.Semaphore(ctx, pos[0], *consistent)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(s)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "name:\t%s\nlimit:\t%d\nactive:\t%d\nwaiting:\t%d\n", s.Name, s.Limit, s.Active, s.Waiting)
-	if err := tw.Flush(); err != nil {
-		return c.fail(fmt.Errorf("write output: %w", err))
-	}
-	return printHolders(c, s.Holders, false)
+	return c.run(ctx, args, exactlyOne("semaphore name"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		s, err := cl.Semaphore(ctx, pos[0], *consistent)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.encodeJSON(s)
+		}
+		summary := fmt.Sprintf("name:\t%s\nlimit:\t%d\nactive:\t%d\nwaiting:\t%d\n", s.Name, s.Limit, s.Active, s.Waiting)
+		return printHeld(c.cmdline, summary, s.Holders, false)
+	})
 }
 
 func runLockList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("lock list", "", "List the locks that are held or waited for.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("lock list", "", "List the locks that are held or waited for.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError("unexpected argument %q", pos[0])
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	list, err := cl.Locks(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(list)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMODE\tACTIVE\tWAITING")
-	for _, l := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", l.Name, l.Mode, l.Active, l.Waiting)
-	}
-	return c.flush(tw)
+	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
+		list, err := cl.Locks(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		return printList(c.cmdline, *asJSON, list, "NAME\tMODE\tACTIVE\tWAITING", func(l client.LockInfo) string {
+			return fmt.Sprintf("%s\t%s\t%d\t%d", l.Name, l.Mode, l.Active, l.Waiting)
+		})
+	})
 }
 
 func runLockInfo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("lock info", "NAME", "Show the mode, holders (with their fencing tokens) and waiters of the\nlock NAME.", stdout, stderr)
-	cf := c.clientFlags(requestTimeout)
+	c := newClientCmdline("lock info", "NAME", "Show the mode, holders (with their fencing tokens) and waiters of the\nlock NAME.", requestTimeout, stdout, stderr)
 	asJSON := c.fs.Bool("json", false, "print JSON instead of a summary")
 	consistent := c.fs.Bool("consistent", false, "read through the leader, seeing every committed change")
-	pos, cl, code, ok := c.start(args, cf)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError("exactly one lock name is required")
-	}
-	ctx, cancel := cf.context(ctx)
-	defer cancel()
-	l, err := cl.Lock(ctx, pos[0], *consistent)
-	if err != nil {
-		return c.fail(err)
-	}
-	if *asJSON {
-		return c.encodeJSON(l)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "name:\t%s\nmode:\t%s\nactive:\t%d\nwaiting:\t%d\n", l.Name, l.Mode, l.Active, l.Waiting)
+	return c.run(ctx, args, exactlyOne("lock name"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		l, err := cl.Lock(ctx, pos[0], *consistent)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.encodeJSON(l)
+		}
+		summary := fmt.Sprintf("name:\t%s\nmode:\t%s\nactive:\t%d\nwaiting:\t%d\n", l.Name, l.Mode, l.Active, l.Waiting)
+		return printHeld(c.cmdline, summary, l.Holders, true)
+	})
+}
+
+// printHeld prints what info shows of a semaphore or lock: summary, lines
+// of "field:\tvalue" that it aligns, then the table of holders (with their
+// modes for a lock), if there are any.
+func printHeld(c *cmdline, summary string, holders []client.Holder, modes bool) int {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, summary)
 	if err := tw.Flush(); err != nil {
 		return c.fail(fmt.Errorf("write output: %w", err))
 	}
-	return printHolders(c, l.Holders, true)
-}
-
-func printHolders(c *cmdline, holders []client.Holder, modes bool) int {
 	if len(holders) == 0 {
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 3, ' ', 0)
+	tw = tabwriter.NewWriter(c.stdout, 0, 4, 3, ' ', 0)
 	if modes {
 		fmt.Fprintln(tw, "\nHOLDER\tMODE\tTOKEN\tEXPIRES")
 	} else {
@@ -342,14 +282,35 @@ func (c *cmdline) holderFlags(k heldKind, withTTL bool) *holderFlags {
 }
 
 func (hf *holderFlags) target(k heldKind, cl *client.Client, name string) held {
-	h := held{kind: k, cl: cl, name: name}
-	if k == lockKind {
-		h.mode = client.WriteLock
-		if hf.read {
-			h.mode = client.ReadLock
+	return held{kind: k, cl: cl, name: name, mode: lockMode(k, hf.read)}
+}
+
+// check checks the arguments of acquire, renew and release: one name and
+// --holder.
+func (hf *holderFlags) check(k heldKind) argCheck {
+	oneName := exactlyOne(k.noun() + " name")
+	return func(pos []string) string {
+		if msg := oneName(pos); msg != "" {
+			return msg
 		}
+		if hf.holder == "" {
+			return "--holder is required"
+		}
+		return ""
 	}
-	return h
+}
+
+// lockMode is the mode a command takes a lock in: reading with --read,
+// otherwise writing. Semaphores have no mode.
+func lockMode(k heldKind, read bool) client.LockMode {
+	switch {
+	case k != lockKind:
+		return ""
+	case read:
+		return client.ReadLock
+	default:
+		return client.WriteLock
+	}
 }
 
 func semAcquire(k heldKind) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -358,9 +319,9 @@ func semAcquire(k heldKind) func(ctx context.Context, args []string, stdout, std
 		if k == lockKind {
 			summary = "Acquire the lock NAME for --holder (for writing, or with --read for\nreading) and print its fencing token."
 		}
-		c := newCmdline(k.group()+" acquire", "NAME --holder H", summary+"\n"+
-			"Exit code 1 with "+busyCode(k)+" if it is not acquired within --wait.", stdout, stderr)
-		cf := c.clientFlags(0)
+		// No --timeout: the request is bounded by --wait plus requestTimeout.
+		c := newClientCmdline(k.group()+" acquire", "NAME --holder H", summary+"\n"+
+			"Exit code 1 with "+busyCode(k)+" if it is not acquired within --wait.", 0, stdout, stderr)
 		hf := c.holderFlags(k, true)
 		wait := c.fs.Duration("wait", 0, "queue for a slot up to this long (0: answer at once)")
 		limit := 0
@@ -371,24 +332,16 @@ func semAcquire(k heldKind) func(ctx context.Context, args []string, stdout, std
 		minWait := c.fs.Duration("min-wait", 0, "shortest random pause between retries (0: the node's default)")
 		maxWait := c.fs.Duration("max-wait", 0, "longest random pause between retries (0: the node's default)")
 		asJSON := c.fs.Bool("json", false, "print JSON")
-		pos, cl, code, ok := c.start(args, cf)
-		if !ok {
-			return code
-		}
-		if len(pos) != 1 {
-			return c.usageError("exactly one %s name is required", k.noun())
-		}
-		if hf.holder == "" {
-			return c.usageError("--holder is required")
-		}
-		ctx, cancel := context.WithTimeout(ctx, *wait+requestTimeout)
-		defer cancel()
-		lease, err := hf.target(k, cl, pos[0]).acquire(ctx, hf.holder, client.AcquireOptions{
-			TTL: hf.ttl, Wait: *wait, CreateLimit: limit, Retries: *retries, MinWait: *minWait, MaxWait: *maxWait})
-		if err != nil {
-			return c.fail(err)
-		}
-		return printLease(c, lease, *asJSON)
+		return c.run(ctx, args, hf.check(k), func(ctx context.Context, cl *client.Client, pos []string) int {
+			ctx, cancel := context.WithTimeout(ctx, *wait+requestTimeout)
+			defer cancel()
+			lease, err := hf.target(k, cl, pos[0]).acquire(ctx, hf.holder, client.AcquireOptions{
+				TTL: hf.ttl, Wait: *wait, CreateLimit: limit, Retries: *retries, MinWait: *minWait, MaxWait: *maxWait})
+			if err != nil {
+				return c.fail(err)
+			}
+			return printLease(c.cmdline, lease, *asJSON)
+		})
 	}
 }
 
@@ -401,54 +354,32 @@ func busyCode(k heldKind) string {
 
 func semRenew(k heldKind) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newCmdline(k.group()+" renew", "NAME --holder H", "Extend --holder's lease on the "+k.noun()+" NAME to --ttl from now.\n"+
-			"Exit code 1 with not_holder if the lease is lost.", stdout, stderr)
-		cf := c.clientFlags(requestTimeout)
+		c := newClientCmdline(k.group()+" renew", "NAME --holder H", "Extend --holder's lease on the "+k.noun()+" NAME to --ttl from now.\n"+
+			"Exit code 1 with not_holder if the lease is lost.", requestTimeout, stdout, stderr)
 		hf := c.holderFlags(k, true)
 		asJSON := c.fs.Bool("json", false, "print JSON")
-		pos, cl, code, ok := c.start(args, cf)
-		if !ok {
-			return code
-		}
-		if len(pos) != 1 {
-			return c.usageError("exactly one %s name is required", k.noun())
-		}
-		if hf.holder == "" {
-			return c.usageError("--holder is required")
-		}
-		ctx, cancel := cf.context(ctx)
-		defer cancel()
-		lease, err := hf.target(k, cl, pos[0]).renew(ctx, hf.holder, hf.ttl)
-		if err != nil {
-			return c.fail(err)
-		}
-		return printLease(c, lease, *asJSON)
+		return c.run(ctx, args, hf.check(k), func(ctx context.Context, cl *client.Client, pos []string) int {
+			lease, err := hf.target(k, cl, pos[0]).renew(ctx, hf.holder, hf.ttl)
+			if err != nil {
+				return c.fail(err)
+			}
+			return printLease(c.cmdline, lease, *asJSON)
+		})
 	}
 }
 
 func semRelease(k heldKind) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newCmdline(k.group()+" release", "NAME --holder H", "Release --holder's hold of the "+k.noun()+" NAME.\n"+
-			"Exit code 1 with not_holder if it held nothing.", stdout, stderr)
-		cf := c.clientFlags(requestTimeout)
+		c := newClientCmdline(k.group()+" release", "NAME --holder H", "Release --holder's hold of the "+k.noun()+" NAME.\n"+
+			"Exit code 1 with not_holder if it held nothing.", requestTimeout, stdout, stderr)
 		hf := c.holderFlags(k, false)
-		pos, cl, code, ok := c.start(args, cf)
-		if !ok {
-			return code
-		}
-		if len(pos) != 1 {
-			return c.usageError("exactly one %s name is required", k.noun())
-		}
-		if hf.holder == "" {
-			return c.usageError("--holder is required")
-		}
-		ctx, cancel := cf.context(ctx)
-		defer cancel()
-		if err := hf.target(k, cl, pos[0]).release(ctx, hf.holder); err != nil {
-			return c.fail(err)
-		}
-		fmt.Fprintln(stdout, "released")
-		return exitOK
+		return c.run(ctx, args, hf.check(k), func(ctx context.Context, cl *client.Client, pos []string) int {
+			if err := hf.target(k, cl, pos[0]).release(ctx, hf.holder); err != nil {
+				return c.fail(err)
+			}
+			fmt.Fprintln(stdout, "released")
+			return exitOK
+		})
 	}
 }
 
@@ -472,13 +403,12 @@ func semRun(k heldKind) func(ctx context.Context, args []string, stdout, stderr 
 			synopsis = "NAME [--read] -- COMMAND [ARGS...]"
 			what = "the lock NAME (for writing, or with --read for reading)"
 		}
-		c := newCmdline(k.group()+" run", synopsis, "Acquire "+what+",\n"+
+		c := newClientCmdline(k.group()+" run", synopsis, "Acquire "+what+",\n"+
 			"run COMMAND while renewing the lease in the background, and release on\n"+
 			"exit. The exit code is COMMAND's. Signals (INT, TERM, HUP, QUIT, USR1,\n"+
 			"USR2) are passed on to COMMAND. If the lease is lost, COMMAND is sent\n"+
 			"TERM (KILL after --kill-grace) and run exits with 1. COMMAND finds the\n"+
-			"fencing token in SHOAL_FENCING_TOKEN and the holder in SHOAL_HOLDER.", stdout, stderr)
-		cf := c.clientFlags(0)
+			"fencing token in SHOAL_FENCING_TOKEN and the holder in SHOAL_HOLDER.", 0, stdout, stderr)
 		o := runOptions{}
 		c.fs.StringVar(&o.holder, "holder", "", "holder id (default: host, pid and a random suffix)")
 		c.fs.DurationVar(&o.ttl, "ttl", 15*time.Second, "the lease, renewed every third of it")
@@ -491,32 +421,24 @@ func semRun(k heldKind) func(ctx context.Context, args []string, stdout, stderr 
 		} else {
 			c.fs.BoolVar(&read, "read", false, "take the lock for reading (shared) instead of writing")
 		}
-		pos, cl, code, ok := c.start(args, cf)
-		if !ok {
-			return code
-		}
-		if len(pos) < 2 {
-			return c.usageError("a %s name and a command are required", k.noun())
-		}
-		if o.ttl <= 0 || o.wait < 0 || o.limit < 0 || o.killGrace < 0 {
-			return c.usageError("--ttl must be positive; --wait, -n and --kill-grace must not be negative")
-		}
-		o.target = held{kind: k, cl: cl, name: pos[0]}
-		if k == lockKind {
-			o.target.mode = client.WriteLock
-			if read {
-				o.target.mode = client.ReadLock
+		return c.run(ctx, args, nil, func(ctx context.Context, cl *client.Client, pos []string) int {
+			if len(pos) < 2 {
+				return c.usageError("a %s name and a command are required", k.noun())
 			}
-		}
-		o.command = pos[1:]
-		if o.holder == "" {
-			host, _ := os.Hostname()
-			o.holder = fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32())
-		}
-		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, forwardedSignals...)
-		defer signal.Stop(sigs)
-		return runHeld(ctx, c, o, sigs)
+			if o.ttl <= 0 || o.wait < 0 || o.limit < 0 || o.killGrace < 0 {
+				return c.usageError("--ttl must be positive; --wait, -n and --kill-grace must not be negative")
+			}
+			o.target = held{kind: k, cl: cl, name: pos[0], mode: lockMode(k, read)}
+			o.command = pos[1:]
+			if o.holder == "" {
+				host, _ := os.Hostname()
+				o.holder = fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32())
+			}
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, forwardedSignals...)
+			defer signal.Stop(sigs)
+			return runHeld(ctx, c.cmdline, o, sigs)
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,34 +88,4 @@ func roundTrip(c net.Conn, msg string) error {
 		return errors.New("echo mismatch: " + string(buf))
 	}
 	return nil
-}
-
-// logWriter sends library log output to t.Log until the test's cleanup
-// runs. memberlist's probe goroutines can outlive Memberlist.Shutdown, and
-// t.Log after a test completes panics, so later output is dropped.
-type logWriter struct {
-	t      *testing.T
-	mu     sync.Mutex
-	closed bool
-}
-
-// newLogWriter returns a writer for t. Call it before creating the library
-// objects that log, so its cleanup runs after theirs.
-func newLogWriter(t *testing.T) *logWriter {
-	w := &logWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.closed = true
-	})
-	return w
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"shoal/internal/testlog"
 )
 
 // gossipNode is one memberlist instance whose transport is wrapped by a gate.
@@ -22,7 +24,7 @@ type gossipNode struct {
 
 func newGossipNode(t *testing.T, name string) *gossipNode {
 	t.Helper()
-	logger := log.New(newLogWriter(t), name+" ", 0)
+	logger := log.New(testlog.Writer(t), name+" ", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{"127.0.0.1"},
 		BindPort:  0,
@@ -127,7 +129,7 @@ func TestWrapTransport_PartitionAndHeal(t *testing.T) {
 func TestWrapTransport_NilGateReturnsInner(t *testing.T) {
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{"127.0.0.1"},
-		Logger:    log.New(newLogWriter(t), "", 0),
+		Logger:    log.New(testlog.Writer(t), "", 0),
 	})
 	if err != nil {
 		t.Fatalf("net transport: %v", err)

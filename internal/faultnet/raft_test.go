@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"shoal/internal/testlog"
 )
 
 // newRaftTransport builds a raft.NetworkTransport on a fresh 127.0.0.1:0
@@ -26,7 +28,7 @@ func newRaftTransport(t *testing.T, gate *Gate) *raft.NetworkTransport {
 		Timeout: 2 * time.Second,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   "raft-net",
-			Output: newLogWriter(t),
+			Output: testlog.Writer(t),
 			Level:  hclog.Warn,
 		}),
 	})
@@ -47,6 +49,7 @@ func newRaftTransport(t *testing.T, gate *Gate) *raft.NetworkTransport {
 	t.Cleanup(func() {
 		close(done)
 		wg.Wait()
+		trans.CloseStreams() // pooled connections, as consensus.Node.Close does
 		if err := trans.Close(); err != nil {
 			t.Errorf("close raft transport: %v", err)
 		}

@@ -59,6 +59,20 @@ func (e *Error) WithDetail(key string, value any) *Error {
 	return &c
 }
 
+// Body returns e in the API's error shape, {"error":{"code":..,"message":..}}
+// with its details beside code and message. WriteError sends it as the
+// response; an event stream, whose status is already sent, sends it as the
+// data of an error event.
+func (e *Error) Body() map[string]any {
+	body := make(map[string]any, len(e.Details)+2)
+	for k, v := range e.Details {
+		body[k] = v
+	}
+	// Written last: a detail must never replace the code programs match on.
+	body["code"], body["message"] = e.Code, e.Message
+	return map[string]any{"error": body}
+}
+
 // Common errors. Packages define their own sentinels with Errorf next to the
 // code that returns them; these are the ones shared by the whole API.
 var (

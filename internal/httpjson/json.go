@@ -49,13 +49,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	body := make(map[string]any, len(e.Details)+2)
-	for k, v := range e.Details {
-		body[k] = v
-	}
-	// Written last: a detail must never replace the code programs match on.
-	body["code"], body["message"] = e.Code, e.Message
-	WriteJSON(w, e.Status, map[string]any{"error": body})
+	WriteJSON(w, e.Status, e.Body())
 }
 
 // WriteJSON writes v as a JSON response with the given status.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"shoal/internal/agent"
 	"shoal/internal/faultnet"
 	"shoal/internal/logging"
+	"shoal/internal/testlog"
 	"shoal/modules"
 )
 
@@ -22,7 +22,7 @@ type Cluster struct {
 	t     testing.TB
 	opts  options
 	nodes []*Node
-	logw  *testWriter
+	logw  io.Writer // to t.Log until the test ends
 }
 
 // Node is one node of a Cluster. Agent is nil while the node is down.
@@ -96,9 +96,9 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Cluster{t: t, opts: o, logw: newTestWriter(t)}
-	// Registered first, so it runs last: nodes stop before logging does.
-	t.Cleanup(c.logw.close)
+	// The writer's cleanup is registered first, so it runs last: nodes
+	// stop before logging does.
+	c := &Cluster{t: t, opts: o, logw: testlog.Writer(t)}
 	t.Cleanup(c.stopAll)
 	for i := 0; i < n; i++ {
 		c.addNode(n)
@@ -393,30 +393,3 @@ func envOr(key, def string) string {
 	}
 	return def
 }
-
-// testWriter sends log lines to t.Log until the test's cleanup closes it;
-// memberlist may still log from goroutines it does not wait for.
-type testWriter struct {
-	mu     sync.Mutex
-	t      testing.TB
-	closed bool
-}
-
-func newTestWriter(t testing.TB) *testWriter { return &testWriter{t: t} }
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-}
-
-var _ io.Writer = (*testWriter)(nil)

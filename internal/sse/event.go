@@ -1,0 +1,90 @@
+package sse
+
+import (
+	"bytes"
+
+	"shoal/internal/httpjson"
+)
+
+// Event is one Server-Sent Event.
+type Event struct {
+	// ID, if not empty, is sent as "id:"; a client that reconnects sends
+	// the last one it received as the Last-Event-ID header.
+	ID string
+	// Type, if not empty, is sent as "event:"; clients default to "message".
+	Type string
+	// Data is sent as one "data:" line per line (split at "\n", "\r\n" or
+	// "\r"); the client joins them again with "\n".
+	Data []byte
+}
+
+// Event queues ev for the next Flush. ID and Type must not contain line
+// breaks: they would end the field early.
+func (s *Stream) Event(ev Event) {
+	s.writeHead(ev.ID, ev.Type)
+	data := ev.Data
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			break
+		}
+		s.writeData(data[:i])
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	s.writeData(data)
+	s.buf.WriteByte('\n')
+}
+
+// JSONEvent queues an event of type typ (and id, if not empty) whose data
+// is v as one line of compact JSON, HTML characters not escaped. It fails
+// only if encoding/json cannot encode v; nothing is queued then.
+func (s *Stream) JSONEvent(typ, id string, v any) error {
+	n := s.buf.Len()
+	s.writeHead(id, typ)
+	s.buf.WriteString("data: ")
+	// Compact JSON has no line breaks (they are escaped in strings), so
+	// it is one data line; Encode ends it with '\n'.
+	if err := s.enc.Encode(v); err != nil {
+		s.buf.Truncate(n)
+		return err
+	}
+	s.buf.WriteByte('\n')
+	return nil
+}
+
+// ErrorEvent queues an "error" event whose data is err in the API's error
+// shape (see httpjson.Error.Body): how a stream whose status was already
+// sent reports the failure that ends it.
+func (s *Stream) ErrorEvent(err error) {
+	_ = s.JSONEvent("error", "", httpjson.As(err).Body()) // a map of strings and JSON details always encodes
+}
+
+// Heartbeat queues a ": ping" comment, which clients ignore. A module sends
+// it when a stream has been quiet for a while, so that proxies and the
+// client's idle timeout keep the stream open and a client that went away
+// is noticed by the failing write.
+func (s *Stream) Heartbeat() {
+	s.buf.WriteString(": ping\n\n")
+}
+
+func (s *Stream) writeHead(id, typ string) {
+	if id != "" {
+		s.buf.WriteString("id: ")
+		s.buf.WriteString(id)
+		s.buf.WriteByte('\n')
+	}
+	if typ != "" {
+		s.buf.WriteString("event: ")
+		s.buf.WriteString(typ)
+		s.buf.WriteByte('\n')
+	}
+}
+
+func (s *Stream) writeData(line []byte) {
+	s.buf.WriteString("data: ")
+	s.buf.Write(line)
+	s.buf.WriteByte('\n')
+}
