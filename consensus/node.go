@@ -572,8 +572,13 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		shutdownErr := n.raft.Shutdown().Error()
+		// Close the pooled connections to the peers too: raft's Close
+		// stops only the listener, and each pooled connection keeps a
+		// goroutine reading on the peer's side until it closes.
+		n.transport.CloseStreams()
 		err = errors.Join(
-			n.raft.Shutdown().Error(),
+			shutdownErr,
 			n.transport.Close(),
 			n.store.Close(),
 		)

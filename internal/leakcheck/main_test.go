@@ -1,0 +1,7 @@
+package leakcheck
+
+import "testing"
+
+func TestMain(m *testing.M) {
+	VerifyTestMain(m)
+}
