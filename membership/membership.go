@@ -142,9 +142,10 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	if err != nil {
 		return nil, err
 	}
-	var transport memberlist.NodeAwareTransport = nt
+	metered := newMeteredTransport(nt, m.metrics.traffic())
+	var transport memberlist.NodeAwareTransport = metered
 	if cfg.WrapTransport != nil {
-		transport = cfg.WrapTransport(nt)
+		transport = cfg.WrapTransport(metered)
 	}
 	port := nt.GetAutoBindPort() // the real port, also when bindPort is 0
 
@@ -156,7 +157,7 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	if cfg.AdvertiseAddr != "" {
 		host, advPort, err := splitHostPort(cfg.AdvertiseAddr, true)
 		if err != nil {
-			_ = nt.Shutdown()
+			_ = metered.Shutdown()
 			return nil, fmt.Errorf("advertise address: %w", err)
 		}
 		mc.AdvertiseAddr = host
@@ -180,7 +181,7 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		_ = nt.Shutdown() // idempotent; Create may or may not have done it
+		_ = metered.Shutdown() // idempotent; Create may or may not have done it
 		return nil, fmt.Errorf("start memberlist on %s: %w", cfg.BindAddr, err)
 	}
 	return ml, nil

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -529,6 +530,45 @@ func TestMembership_MetricsAndRegistryReuse(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 	start(t, cfg)
+}
+
+// TestMembership_TrafficBytes checks the byte counters: gossip and probes
+// go over UDP, the join's push/pull and SendTo over TCP, on both ends, and
+// a SendTo's payload is counted in full.
+func TestMembership_TrafficBytes(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	ch := []*Channel{nodes[0].Channel(7), nodes[1].Channel(7)}
+	rec := &recordingHandler{}
+	ch[1].SetHandler(rec)
+	before := testutil.ToFloat64(nodes[0].metrics.sentBytes.WithLabelValues(transportTCP))
+	payload := make([]byte, 64<<10) // random: memberlist compresses streams
+	if _, err := cryptorand.Read(payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch[0].SendTo(context.Background(), nodes[1].LocalMember().Name, payload); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if len(rec.messages()) == 0 {
+			return errors.New("message not received")
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(nodes[0].metrics.sentBytes.WithLabelValues(transportTCP)) - before; got < float64(len(payload)) {
+		t.Fatalf("tcp bytes sent by SendTo: got %v, want at least %d", got, len(payload))
+	}
+	eventually(t, 5*time.Second, func() error {
+		for _, n := range nodes {
+			for _, c := range []*prometheus.CounterVec{n.metrics.sentBytes, n.metrics.receivedBytes} {
+				for _, tr := range []string{transportUDP, transportTCP} {
+					if testutil.ToFloat64(c.WithLabelValues(tr)) == 0 {
+						return fmt.Errorf("%s: a %s byte counter is zero", n.LocalMember().Name, tr)
+					}
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func TestNew_InvalidConfig(t *testing.T) {

@@ -28,6 +28,8 @@ type metrics struct {
 	dropped         *prometheus.CounterVec
 	broadcastsQueue prometheus.GaugeFunc
 	reconnects      prometheus.Counter
+	sentBytes       *prometheus.CounterVec
+	receivedBytes   *prometheus.CounterVec
 
 	reg        prometheus.Registerer
 	registered []prometheus.Collector
@@ -55,6 +57,14 @@ func newMetrics(queued func() float64) *metrics {
 			Name: "shoal_membership_reconnects_total",
 			Help: "Failed members reached again by the reconnect loop (gossip healed).",
 		}),
+		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_membership_sent_bytes_total",
+			Help: "Bytes of gossip sent, by transport (udp: gossip, probes, broadcasts; tcp: joins, push/pull, direct messages).",
+		}, []string{"transport"}),
+		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_membership_received_bytes_total",
+			Help: "Bytes of gossip received, by transport (udp, tcp).",
+		}, []string{"transport"}),
 		broadcastsQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_membership_broadcast_queue_messages",
 			Help: "Broadcasts queued for piggybacking, over all channels.",
@@ -66,7 +76,21 @@ func newMetrics(queued func() float64) *metrics {
 	for _, r := range []string{dropNoHandler, dropMalformed} {
 		mt.dropped.WithLabelValues(r)
 	}
+	for _, tr := range []string{transportUDP, transportTCP} {
+		mt.sentBytes.WithLabelValues(tr)
+		mt.receivedBytes.WithLabelValues(tr)
+	}
 	return mt
+}
+
+// traffic returns the byte counters a meteredTransport adds to.
+func (mt *metrics) traffic() trafficCounters {
+	return trafficCounters{
+		udpSent:     mt.sentBytes.WithLabelValues(transportUDP),
+		udpReceived: mt.receivedBytes.WithLabelValues(transportUDP),
+		tcpSent:     mt.sentBytes.WithLabelValues(transportTCP),
+		tcpReceived: mt.receivedBytes.WithLabelValues(transportTCP),
+	}
 }
 
 // register registers every metric on reg (nil: none).
@@ -75,7 +99,7 @@ func (mt *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	mt.reg = reg
-	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue, mt.reconnects} {
+	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue, mt.reconnects, mt.sentBytes, mt.receivedBytes} {
 		if err := reg.Register(c); err != nil {
 			mt.unregister()
 			return fmt.Errorf("register metrics: %w", err)

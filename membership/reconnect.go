@@ -2,6 +2,8 @@ package membership
 
 import (
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -10,10 +12,11 @@ import (
 // memberlist stops gossiping to a dead member once GossipToTheDeadTime has
 // passed, and never probes it again: after a partition longer than that,
 // both sides would stay split forever even once the network heals (Raft
-// reconnects on its own, gossip does not). So every ReconnectInterval one
-// random dead member is asked to join us again at its last address. A
-// member that left gracefully is not contacted: it said goodbye. A member
-// the cluster forgot (Forget, after Raft removed it) is not either.
+// reconnects on its own, gossip does not). So every ReconnectInterval some
+// random dead members are asked to join us again at their last addresses
+// (see reconnectTargets). A member that left gracefully is not contacted:
+// it said goodbye. A member the cluster forgot (Forget, after Raft removed
+// it) is not either.
 func (m *Membership) reconnect() {
 	defer m.loops.Done()
 	if m.cfg.Timing.ReconnectInterval <= 0 {
@@ -36,15 +39,39 @@ func (m *Membership) reconnect() {
 				dead = append(dead, mem)
 			}
 		}
-		if len(dead) == 0 {
-			continue
+		// Concurrently: a member behind a partition takes TCPTimeout to
+		// fail, and must not hold up the others.
+		var wg sync.WaitGroup
+		for _, target := range reconnectTargets(dead) {
+			wg.Go(func() {
+				if _, err := m.ml.Join([]string{target.Addr}); err != nil {
+					m.logger.Debug("reconnect to a failed member", "member", target.Name, "addr", target.Addr, "err", err)
+					return
+				}
+				m.metrics.reconnects.Inc()
+				m.logger.Info("reconnected to a failed member", "member", target.Name, "addr", target.Addr)
+			})
 		}
-		target := dead[rand.IntN(len(dead))]
-		if _, err := m.ml.Join([]string{target.Addr}); err != nil {
-			m.logger.Debug("reconnect to a failed member", "member", target.Name, "addr", target.Addr, "err", err)
-			continue
-		}
-		m.metrics.reconnects.Inc()
-		m.logger.Info("reconnected to a failed member", "member", target.Name, "addr", target.Addr)
+		wg.Wait()
 	}
+}
+
+// reconnectSpread is how many intervals it takes at most, on average, to
+// try every dead member once.
+const reconnectSpread = 8
+
+// reconnectTargets picks the dead members to contact this interval: one
+// in reconnectSpread of them, at least one, at random. One per interval
+// was too few after a mass restart: a member that came back while the
+// others still had it dead (its refutation lost among gossip to members
+// that were down) stayed dead in their view until the loop happened to
+// pick it among dozens, minutes later.
+func reconnectTargets(dead []Member) []Member {
+	if len(dead) == 0 {
+		return nil
+	}
+	k := (len(dead) + reconnectSpread - 1) / reconnectSpread
+	picked := slices.Clone(dead)
+	rand.Shuffle(len(picked), func(i, j int) { picked[i], picked[j] = picked[j], picked[i] })
+	return picked[:k]
 }

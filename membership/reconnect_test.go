@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,4 +35,27 @@ func TestReconnect_HealsAPartitionLongerThanGossipToTheDead(t *testing.T) {
 	gates[0].Heal()
 	gates[1].Heal()
 	waitAlive(t, nodes, 2)
+}
+
+func TestReconnectTargets(t *testing.T) {
+	members := func(n int) []Member {
+		out := make([]Member, n)
+		for i := range out {
+			out[i] = Member{Name: fmt.Sprintf("m%d", i), Status: StatusDead}
+		}
+		return out
+	}
+	for _, tt := range []struct{ dead, want int }{{0, 0}, {1, 1}, {8, 1}, {9, 2}, {56, 7}, {64, 8}} {
+		got := reconnectTargets(members(tt.dead))
+		if len(got) != tt.want {
+			t.Errorf("%d dead: %d targets, want %d", tt.dead, len(got), tt.want)
+		}
+		seen := map[string]bool{}
+		for _, m := range got {
+			if seen[m.Name] {
+				t.Errorf("%d dead: %s picked twice", tt.dead, m.Name)
+			}
+			seen[m.Name] = true
+		}
+	}
 }
