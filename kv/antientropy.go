@@ -47,6 +47,11 @@ type antiEntropy struct {
 	// peers are per-peer round records for the status.
 	peers  map[string]*peerRecord
 	lastGC time.Time
+	// pace is the number of ticks between the rounds this node starts,
+	// and wait the ticks left until the next; numPeers the peers seen at
+	// the last tick. See slowDownLocked and speedUpLocked.
+	pace, wait int
+	numPeers   int
 }
 
 type syncSession struct {
@@ -86,6 +91,25 @@ func (a *antiEntropy) init(now, lastSync time.Time, hasData bool, ttl time.Durat
 	a.answers = map[string]syncAnswer{}
 	a.rounds = map[uint64]*round{}
 	a.peers = map[string]*peerRecord{}
+	a.pace, a.wait = 1, 0
+}
+
+// maxPace bounds how far an idle node slows its rounds down: to one every
+// maxPace gossip intervals.
+const maxPace = 8
+
+// slowDownLocked doubles the pace after a round that found the trees
+// equal: a cluster at rest then spends an eighth of what it would on
+// rounds that find nothing. ae.mu must be held.
+func (a *antiEntropy) slowDownLocked(limit int) {
+	a.pace = min(a.pace*2, limit)
+}
+
+// speedUpLocked returns to a round every interval: on a difference, a
+// local write, a merge, or a change of peers, when rounds have something
+// to find. ae.mu must be held.
+func (a *antiEntropy) speedUpLocked() {
+	a.pace, a.wait = 1, 0
 }
 
 // lastSyncToSave returns the last sync time and whether the disk has an
@@ -129,7 +153,37 @@ func (k *KV) roundTimeout() time.Duration { return max(20*k.cfg.GossipInterval, 
 func (k *KV) syncTimeout() time.Duration  { return max(25*k.cfg.GossipInterval, 3*time.Second) }
 func (k *KV) replyTimeout() time.Duration { return max(5*k.cfg.GossipInterval, time.Second) }
 func (k *KV) aloneAfter() time.Duration   { return max(10*k.cfg.GossipInterval, 2*time.Second) }
-func (k *KV) answerTTL() time.Duration    { return max(25*k.cfg.GossipInterval, 5*time.Second) }
+
+// maxPace is maxPace, or less where the tombstone TTL is so short that an
+// idle node must still complete a round well within it (see
+// checkStaleLocked).
+func (k *KV) maxPace() int {
+	return max(1, min(maxPace, int(k.cfg.TombstoneTTL/(4*k.cfg.GossipInterval))))
+}
+
+// changed makes this node's rounds fast again: its keyspace changed.
+func (k *KV) changed() {
+	k.ae.mu.Lock()
+	k.ae.speedUpLocked()
+	k.ae.mu.Unlock()
+}
+
+// settleGrace is how long anti-entropy leaves a new entry to broadcast
+// (see store.settled): ten gossip intervals, in which a broadcast reaches
+// every node of a cluster of hundreds; but at most an eighth of the
+// tombstone TTL, because a tombstone that broadcast missed somewhere must
+// settle, and be compared, well before it is collected.
+func (k *KV) settleGrace() time.Duration {
+	return min(10*k.cfg.GossipInterval, k.cfg.TombstoneTTL/8)
+}
+
+// answerTTL is how long a peer's refusal counts. An unsynced node asks one
+// peer at a time, so asking every peer takes up to one reply timeout per
+// peer: the TTL grows with the number of peers, or a large new cluster
+// would never see all its refusals fresh at once and never get going.
+func (k *KV) answerTTL(peers int) time.Duration {
+	return max(25*k.cfg.GossipInterval, 5*time.Second, time.Duration(peers)*k.replyTimeout())
+}
 func (k *KV) gcInterval() time.Duration {
 	return min(max(k.cfg.TombstoneTTL/8, 10*time.Millisecond), time.Minute)
 }
@@ -148,6 +202,10 @@ func (k *KV) loop() {
 			return
 		case <-t.C:
 			k.tick()
+		case <-k.askNext:
+			if !k.isSynced() {
+				k.syncStep(k.peers(), k.cfg.now())
+			}
 		}
 	}
 }
@@ -168,6 +226,10 @@ func (k *KV) tick() {
 	if len(peers) > 0 {
 		k.checkStaleLocked(now)
 	}
+	if len(peers) != k.ae.numPeers {
+		k.ae.numPeers = len(peers)
+		k.ae.speedUpLocked()
+	}
 	if len(k.ae.peers) > 2*len(peers)+16 {
 		// Forget the records of members long gone.
 		for name, p := range k.ae.peers {
@@ -177,6 +239,11 @@ func (k *KV) tick() {
 		}
 	}
 	synced := k.ae.synced
+	roundDue := synced && k.ae.wait <= 0
+	if roundDue {
+		k.ae.wait = k.ae.pace
+	}
+	k.ae.wait--
 	gcDue := now.Sub(k.ae.lastGC) >= k.gcInterval()
 	if gcDue {
 		k.ae.lastGC = now
@@ -188,9 +255,10 @@ func (k *KV) tick() {
 	}
 	k.ae.mu.Unlock()
 
-	if synced {
+	switch {
+	case roundDue:
 		k.startRound(peers, now)
-	} else {
+	case !synced:
 		k.syncStep(peers, now)
 	}
 	if gcDue {
@@ -235,11 +303,9 @@ func (k *KV) startRound(peers []string, now time.Time) {
 	k.ae.rounds[ref] = &round{peer: peer, started: now}
 	k.ae.mu.Unlock()
 	k.m.hooks.WithLabelValues("before_gossip").Inc()
-	all := make([]int, treeFanout)
-	for i := range all {
-		all[i] = i
-	}
-	k.send(peer, message{Type: msgDigest, Ref: ref, Level: 1, Nodes: k.st.hashes(1, all)})
+	// The root alone: most rounds find the trees equal, and then cost
+	// one hash each way; a difference costs one more round trip.
+	k.send(peer, message{Type: msgDigest, Ref: ref, Level: 0, Nodes: k.st.hashes(0, []int{0})})
 	k.m.hooks.WithLabelValues("after_gossip").Inc()
 }
 
@@ -340,10 +406,12 @@ func (k *KV) sendEntries(to string, last message, entries []entry) {
 	k.send(to, last)
 }
 
-// markDiverged records that a round this node started found a difference.
+// markDiverged records that a round found a difference (if this node
+// started it, for the metrics).
 func (k *KV) markDiverged(ref uint64) {
 	k.ae.mu.Lock()
 	defer k.ae.mu.Unlock()
+	k.ae.speedUpLocked()
 	if r := k.ae.rounds[ref]; r != nil {
 		r.diverged = true
 	}
@@ -371,6 +439,8 @@ func (k *KV) roundDone(peer string, ref uint64) {
 		result := "in_sync"
 		if r.diverged {
 			result = "repaired"
+		} else {
+			k.ae.slowDownLocked(k.maxPace())
 		}
 		k.m.rounds.WithLabelValues(result).Inc()
 		k.m.roundDuration.Observe(now.Sub(r.started).Seconds())
@@ -407,6 +477,12 @@ func (k *KV) onNotSynced(m message, now time.Time) {
 	k.ae.session = nil
 	if !m.Busy {
 		k.ae.answers[m.From] = syncAnswer{at: now, lastSync: m.LastSync}
+		// Ask the next peer now: in a new cluster every peer refuses,
+		// and asking one per tick would take a tick per member.
+		select {
+		case k.askNext <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -455,7 +531,7 @@ func (k *KV) syncStep(peers []string, now time.Time) {
 	}
 	var unasked []string
 	for _, p := range peers {
-		if a, ok := k.ae.answers[p]; !ok || now.Sub(a.at) > k.answerTTL() {
+		if a, ok := k.ae.answers[p]; !ok || now.Sub(a.at) > k.answerTTL(len(peers)) {
 			unasked = append(unasked, p)
 		}
 	}
@@ -564,6 +640,15 @@ func (k *KV) serveSync(to string, ref uint64) {
 	if err != nil && k.ctx.Err() == nil {
 		k.logger.Warn("serve full sync", "peer", to, "err", err)
 	}
+}
+
+// inSession reports whether a sync chunk from peer with ref belongs to
+// the full sync in progress.
+func (k *KV) inSession(peer string, ref uint64) bool {
+	k.ae.mu.Lock()
+	defer k.ae.mu.Unlock()
+	s := k.ae.session
+	return s != nil && s.ref == ref && s.peer == peer && !s.done
 }
 
 // onSyncData tracks the chunks of the current session (their entries were

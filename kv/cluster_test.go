@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"shoal/client"
+	"shoal/internal/moduletest"
 	"shoal/internal/testcluster"
 )
 
@@ -368,7 +369,7 @@ func TestCluster_NewNodeGetsTenThousandKeys(t *testing.T) {
 	if st.Keys != 10000 {
 		t.Fatalf("the new node has %d keys", st.Keys)
 	}
-	if got := metricValue(t, n.Agent().Registry(), "shoal_kv_syncs_total", "result", "completed"); got != 1 {
+	if got := moduletest.MetricValue(t, n.Agent().Registry(), "shoal_kv_syncs_total", "result", "completed"); got != 1 {
 		t.Fatalf("the new node completed %v full syncs, want 1", got)
 	}
 }

@@ -369,7 +369,7 @@ func decodeMessage(b []byte) (message, error) {
 	case msgDigest:
 		m.Ref = d.uvarint()
 		m.Level = d.byte()
-		if d.err == nil && (m.Level < 1 || m.Level > treeDepth) {
+		if d.err == nil && m.Level > treeDepth {
 			d.fail("digest level %d", m.Level)
 		}
 		n := d.count(9)

@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 )
 
 func sampleEntry(key, value string) entry {
@@ -24,6 +27,7 @@ func sampleMessages() []message {
 		{Type: msgDigest, From: "n1", Ref: 42, Level: 1, Nodes: []treeNode{{0, 1}, {15, 1<<64 - 1}}},
 		{Type: msgDigest, From: "n1", Ref: 1, Level: 3, Nodes: []treeNode{{4095, 7}}},
 		{Type: msgDigest, From: "n1", Ref: 1, Level: 2, Nodes: []treeNode{}},
+		{Type: msgDigest, From: "n1", Ref: 9, Level: 0, Nodes: []treeNode{{0, 12345}}},
 		{Type: msgSummary, From: "n1", Ref: 9, Leaves: []leafSummary{
 			{Leaf: 7, Items: []summaryItem{{Key: "a", Version: e1.Version}, {Key: "b", Version: e2.Version, Deleted: true}}},
 			{Leaf: 4095, Items: []summaryItem{}},
@@ -74,8 +78,8 @@ func TestMessage_RejectsMalformed(t *testing.T) {
 		{"negative time", badEntry(func(e *entry) { e.Version.Time = -1 })},
 		{"time out of range", badEntry(func(e *entry) { e.Version.Time = maxTime + 1 })},
 		{"key too long", badEntry(func(e *entry) { e.Key = strings.Repeat("k", MaxKeyLen+1) })},
-		{"digest level 0", encodeMessage(message{Type: msgDigest, From: "n", Level: 0})},
 		{"digest level 4", encodeMessage(message{Type: msgDigest, From: "n", Level: 4})},
+		{"digest root index 1", encodeMessage(message{Type: msgDigest, From: "n", Level: 0, Nodes: []treeNode{{1, 0}}})},
 		{"digest index out of level", encodeMessage(message{Type: msgDigest, From: "n", Level: 1, Nodes: []treeNode{{16, 0}}})},
 		{"leaf out of range", encodeMessage(message{Type: msgSummary, From: "n", Leaves: []leafSummary{{Leaf: numLeaves}}})},
 		{"unknown flag", []byte{byte(msgPush), 1, 'n', 0, 2, 0, 0}},
@@ -128,16 +132,16 @@ func TestBroadcast_FallsBackToNotice(t *testing.T) {
 	big := strings.Repeat("x", 4000)
 	a.put("big", big)
 	a.put("small", "s")
-	eventually(t, 10e9, func() error {
+	testcluster.Eventually(t, 10e9, func() error {
 		if v, _ := b.get("big"); v != big {
 			return errors.New("b lacks the big value")
 		}
 		return nil
 	})
-	if got := metricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "notice"); got != 1 {
+	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "notice"); got != 1 {
 		t.Fatalf("notices sent: got %v, want 1", got)
 	}
-	if got := metricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "entry"); got != 1 {
+	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "entry"); got != 1 {
 		t.Fatalf("entries sent: got %v, want 1", got)
 	}
 }

@@ -31,9 +31,10 @@
 // node's gossip channel (piggybacked by memberlist, keyed by the key so a
 // newer write replaces an older one still queued). memberlist hands a
 // broadcast to only a few random nodes, so, as Serf does with user events,
-// every node that applies a new version received by broadcast broadcasts
-// it once more; a version a node already holds is not applied again, which
-// ends the epidemic. A write too large for a gossip packet is broadcast as
+// every node that receives by broadcast a version newer than its own
+// broadcasts it once more, before its own fsync (durability is the
+// writer's); a node that holds the version already does not, which ends
+// the epidemic. A write too large for a gossip packet is broadcast as
 // a notice (key and version); a node that lacks that version pulls the
 // entry from the node that sent the notice, over TCP.
 //
@@ -44,17 +45,26 @@
 // change. Every --kv-gossip-interval a synced node starts a round with one
 // random peer, over reliable TCP messages (Gossip.SendTo):
 //
-//	A → B  digest: A's 16 level-1 hashes                       (~150 bytes)
-//	B → A  done, if they all match; else B's level-2 hashes under the differing ones
-//	A → B  A's leaf hashes under (at most 8 of) the differing level-2 nodes
-//	B → A  summary: B's (key, version) lists of the differing leaves
-//	A → B  push: the entries B lacks, and the keys A wants
-//	B → A  push: the wanted entries (done)
+//	A → B  digest: A's root hash
+//	B → A  done, if it matches; else B's 16 level-1 hashes
+//	A → B  A's level-2 hashes under the differing level-1 nodes
+//	B → A  B's leaf hashes under (at most 8 of) the differing level-2 nodes
+//	A → B  summary: A's (key, version) lists of the differing leaves
+//	B → A  push: the entries A lacks, and the keys B wants
+//	A → B  push: the wanted entries (done)
 //
-// An idle cluster thus exchanges a fixed ~150-byte digest per round,
-// whatever the number of keys; a round never carries more than 128 leaves
-// of summaries, and later rounds repair the rest. Entries travel in chunks
-// of at most 1 MiB.
+// The trees compared hold only settled entries: an entry settles
+// settleGrace after the earlier of its version's time and its arrival.
+// Younger entries are broadcast's to deliver; without the grace, two
+// nodes' trees never match while writes stream in, and every round
+// descends to the leaves for nothing (see store.settled). A node whose
+// rounds find its peers in sync doubles the gap between its rounds, up to
+// maxPace intervals, and returns to one round an interval on any
+// difference, write, merge or change of peers.
+//
+// An idle round thus exchanges one hash each way, whatever the number of
+// keys; a round never carries more than 128 leaves of summaries, and later
+// rounds repair the rest. Entries travel in chunks of at most 1 MiB.
 //
 // # Full sync and the no-resurrection rule
 //
@@ -74,7 +84,11 @@
 // Only synced nodes serve, so old entries of a returning node never reach
 // the others. When no peer is up for a while, or every peer is unsynced
 // too (a new cluster, or one restarted as a whole), the node that synced
-// last (then the lowest name) becomes the source of truth.
+// last (then the lowest name) becomes the source of truth. An unsynced
+// node asks its peers one at a time, the next as soon as one refuses, and
+// a refusal counts for longer the more peers there are, so that a new
+// cluster of any size finds its source of truth in about one round trip
+// per member.
 //
 // The rule's limit: a partition longer than the TTL in which both sides
 // keep several nodes (so both stay synced) may, when it heals, bring back

@@ -116,6 +116,7 @@ func (k *KV) handleBatch(batch [][]byte) {
 	msgs := make([]message, 0, len(batch))
 	var viaBroadcast, viaAE, viaSync []entry
 	for _, b := range batch {
+		k.inboxBytes.Add(-int64(len(b)))
 		m, err := decodeMessage(b)
 		if err != nil {
 			k.m.dropped.WithLabelValues("malformed").Inc()
@@ -128,7 +129,11 @@ func (k *KV) handleBatch(batch [][]byte) {
 			viaBroadcast = append(viaBroadcast, m.Entries...)
 		case m.Type == msgPush:
 			viaAE = append(viaAE, m.Entries...)
-		case m.Type == msgSyncData:
+		case m.Type == msgSyncData && k.inSession(m.From, m.Ref):
+			// Chunks of a sync this node gave up on (it timed out and
+			// asked another peer) are not merged: under load, merging
+			// every transfer that still arrives is what keeps the next
+			// one from finishing in time.
 			viaSync = append(viaSync, m.Entries...)
 		}
 	}
@@ -157,9 +162,10 @@ func (k *KV) handleBatch(batch [][]byte) {
 	}
 }
 
-// merge applies the remote entries that are newer than ours: it persists
-// them in one transaction, then makes them visible (firing their events).
-// A failure leaves them unapplied; anti-entropy brings them again.
+// merge applies the remote entries that are newer than ours: it passes
+// the broadcast ones on, persists them all in one transaction, then makes
+// them visible (firing their events). A failure leaves them unapplied;
+// anti-entropy brings them again.
 func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	total := len(viaBroadcast) + len(viaAE) + len(viaSync)
 	if total == 0 {
@@ -167,24 +173,7 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	}
 	all := make([]entry, 0, total)
 	all = append(append(append(all, viaBroadcast...), viaAE...), viaSync...)
-	for _, e := range all {
-		k.clock.Observe(e.Version.Time, e.Version.Counter)
-	}
-	horizon := k.horizon(now)
-	accepted := k.st.filter(all, horizon)
-	if len(accepted) == 0 {
-		return
-	}
-	if err := k.st.persist(accepted, false); err != nil {
-		if !errors.Is(err, context.Canceled) {
-			k.logger.Error("persist merged kv entries", "entries", len(accepted), "err", err)
-		}
-		return
-	}
-	applied := k.st.apply(accepted, horizon)
-	k.updateGauges()
-	nowMs := now.UnixMilli()
-	source := make(map[string]string, len(applied))
+	source := make(map[string]string, total)
 	for _, e := range viaBroadcast {
 		source[e.Key] = "broadcast"
 	}
@@ -194,17 +183,40 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	for _, e := range viaSync {
 		source[e.Key] = "sync"
 	}
-	for _, e := range applied {
-		via := source[e.Key]
-		k.m.merged.WithLabelValues(via).Inc()
-		k.m.lag.Observe(float64(max(nowMs-e.Version.Time, 0)) / 1000)
-		if via == "broadcast" {
+	for _, e := range all {
+		k.clock.Observe(e.Version.Time, e.Version.Counter)
+	}
+	horizon := k.horizon(now)
+	accepted := k.st.filter(all, horizon)
+	if len(accepted) == 0 {
+		return
+	}
+	for _, e := range accepted {
+		if source[e.Key] == "broadcast" {
 			// Pass it on, as Serf does with user events: memberlist sends
 			// a broadcast to only a few nodes, so every node that learns a
-			// new version from one gossips it once more. A version already
-			// held is not applied again, so this stops.
+			// new version from one gossips it once more; a node that has
+			// it already does not, which ends the epidemic. It goes before
+			// the fsync: durability is the writer's, and the next hop
+			// should not wait for this node's disk.
 			k.broadcast(e)
 		}
+	}
+	if err := k.st.persist(accepted, false); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			k.logger.Error("persist merged kv entries", "entries", len(accepted), "err", err)
+		}
+		return
+	}
+	applied := k.st.apply(accepted, horizon)
+	k.updateGauges()
+	if len(applied) > 0 {
+		k.changed()
+	}
+	nowMs := now.UnixMilli()
+	for _, e := range applied {
+		k.m.merged.WithLabelValues(source[e.Key]).Inc()
+		k.m.lag.Observe(float64(max(nowMs-e.Version.Time, 0)) / 1000)
 	}
 }
 
@@ -222,6 +234,7 @@ func (k *KV) write(key, value string, deleted bool) (entry, error) {
 	}
 	k.st.apply([]entry{e}, k.horizon(k.cfg.now()))
 	k.updateGauges()
+	k.changed()
 	k.broadcast(e)
 	op := "put"
 	if deleted {

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 )
 
 // writeScript writes an executable shell script into a temporary
@@ -42,8 +45,8 @@ func TestHandlers_ScriptGetsEnvAndStdin(t *testing.T) {
 	big := strings.Repeat("b", maxEnvValue+1)
 	n.put("config/a", big)
 	n.del("config/a") // key_removed: not subscribed
-	eventually(t, 20*time.Second, func() error {
-		if got := metricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "success"); got != 2 {
+	testcluster.Eventually(t, 20*time.Second, func() error {
+		if got := moduletest.MetricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "success"); got != 2 {
 			return fmt.Errorf("%v successful runs", got)
 		}
 		return nil
@@ -86,10 +89,10 @@ func TestHandlers_FailuresTimeoutsAndDrops(t *testing.T) {
 	for i := range 10 {
 		n.put("k", fmt.Sprint(i+1)) // ten key_changed for a handler that times out
 	}
-	eventually(t, 30*time.Second, func() error {
-		failed := metricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "failure")
-		timedOut := metricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "timeout")
-		dropped := metricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "dropped")
+	testcluster.Eventually(t, 30*time.Second, func() error {
+		failed := moduletest.MetricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "failure")
+		timedOut := moduletest.MetricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "timeout")
+		dropped := moduletest.MetricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "script", "result", "dropped")
 		if failed != 1 || timedOut < 1 || timedOut+dropped != 10 {
 			return fmt.Errorf("failure=%v timeout=%v dropped=%v", failed, timedOut, dropped)
 		}
@@ -132,11 +135,11 @@ func TestHandlers_Webhook(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 20*time.Second, func() error {
+	testcluster.Eventually(t, 20*time.Second, func() error {
 		if s := summarize(); len(s) < 4 {
 			return fmt.Errorf("webhook got %v so far", s)
 		}
-		if f := metricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "webhook", "result", "failure"); f != 1 {
+		if f := moduletest.MetricValue(t, n.reg, "shoal_kv_handler_runs_total", "kind", "webhook", "result", "failure"); f != 1 {
 			return fmt.Errorf("%v failures", f)
 		}
 		return nil

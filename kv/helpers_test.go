@@ -4,19 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
+	"shoal/internal/testlog"
 	"shoal/modules"
 )
 
@@ -116,24 +115,6 @@ func (g fakeGossip) Members() []modules.Member {
 	return out
 }
 
-// fakeHost is a modules.Host for unit tests.
-type fakeHost struct {
-	name   string
-	cfg    modules.Config
-	reg    *prometheus.Registry
-	dir    string
-	logger *slog.Logger
-	gossip modules.Gossip
-}
-
-func (h *fakeHost) NodeName() string                  { return h.name }
-func (h *fakeHost) Logger() *slog.Logger              { return h.logger }
-func (h *fakeHost) Registerer() prometheus.Registerer { return h.reg }
-func (h *fakeHost) DataDir() string                   { return h.dir }
-func (h *fakeHost) Config() modules.Config            { return h.cfg }
-func (h *fakeHost) Raft() modules.Raft                { return nil }
-func (h *fakeHost) Gossip() modules.Gossip            { return h.gossip }
-
 // testNode is one started KV on a fakeNet.
 type testNode struct {
 	t    *testing.T
@@ -143,6 +124,8 @@ type testNode struct {
 	cfg  Config
 	kv   *KV
 	reg  *prometheus.Registry
+	// stopKV stops kv; calls after the first do nothing.
+	stopKV func()
 }
 
 // testConfig is the default configuration with a fast gossip interval.
@@ -166,16 +149,15 @@ func startNode(t *testing.T, net *fakeNet, name string, cfg Config) *testNode {
 func (n *testNode) start() {
 	n.t.Helper()
 	n.kv = new(KV)
-	n.reg = prometheus.NewRegistry()
 	cfg := n.cfg
-	host := &fakeHost{name: n.name, cfg: &cfg, reg: n.reg, dir: n.dir, logger: testLogger(n.t).With("node", n.name),
-		gossip: fakeGossip{net: n.net, name: n.name}}
-	if err := n.kv.Provision(host); err != nil {
-		n.t.Fatalf("provision %s: %v", n.name, err)
-	}
-	if err := n.kv.Start(context.Background()); err != nil {
-		n.t.Fatalf("start %s: %v", n.name, err)
-	}
+	host := moduletest.NewHost(n.t,
+		moduletest.WithName(n.name),
+		moduletest.WithConfig(&cfg),
+		moduletest.WithDataDir(n.dir),
+		moduletest.WithLogger(testlog.Logger(n.t, slog.LevelInfo).With("node", n.name)),
+		moduletest.WithGossip(fakeGossip{net: n.net, name: n.name}))
+	n.reg = host.Registry()
+	n.stopKV = moduletest.Start(n.t, n.kv, host)
 	n.net.mu.Lock() // as in the agent, a node joins once its modules run
 	n.net.nodes[n.name] = n.kv
 	n.net.mu.Unlock()
@@ -188,11 +170,7 @@ func (n *testNode) stop() {
 		delete(n.net.nodes, n.name)
 	}
 	n.net.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := n.kv.Stop(ctx); err != nil {
-		n.t.Errorf("stop %s: %v", n.name, err)
-	}
+	n.stopKV()
 }
 
 // restart stops the node and starts it again on the same data.
@@ -242,23 +220,17 @@ func (n *testNode) live() int {
 	return live
 }
 
-// serve mounts the node's routes under /v1 on a test server.
+// serve mounts the node's routes under /v1 on a test server. Stop runs
+// first at cleanup: it ends the watches, which closing the server would
+// wait for.
 func (n *testNode) serve() *httptest.Server {
-	r := chi.NewRouter()
-	r.Route("/v1", n.kv.Routes)
-	srv := httptest.NewServer(r)
-	// Stop first: it ends the streams that srv.Close would wait for.
-	n.t.Cleanup(func() {
-		n.stop()
-		srv.Close()
-	})
-	return srv
+	return moduletest.Serve(n.t, n.kv, n.stop)
 }
 
 // waitSynced waits until every node is synced.
 func waitSynced(t *testing.T, nodes ...*testNode) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		for _, n := range nodes {
 			if !n.kv.isSynced() {
 				return fmt.Errorf("%s is not synced", n.name)
@@ -271,7 +243,7 @@ func waitSynced(t *testing.T, nodes ...*testNode) {
 // waitConverged waits until every node has the same digest.
 func waitConverged(t *testing.T, nodes ...*testNode) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		want := nodes[0].digest()
 		for _, n := range nodes[1:] {
 			if got := n.digest(); got != want {
@@ -280,97 +252,6 @@ func waitConverged(t *testing.T, nodes ...*testNode) {
 		}
 		return nil
 	})
-}
-
-// eventually polls f until it returns nil or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", timeout, err)
-		}
-		time.Sleep(wait) // polling interval, not a wait for an event
-		wait = min(2*wait, 50*time.Millisecond)
-	}
-}
-
-// testLogger writes to t.Log until the test ends.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.done)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	mu     sync.Mutex
-	t      *testing.T
-	closed bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) done() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-}
-
-var _ io.Writer = (*testWriter)(nil)
-
-// metricValue returns the value of a counter or gauge whose labels
-// include all of labels (name=value pairs), summed, or of a histogram's
-// sample count.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
-					continue metric
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				total += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				total += m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				total += float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return total
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 // putMany writes n keys prefix0..prefix(n-1) from 16 goroutines, so that

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"shoal/internal/testcluster"
 )
 
 // manualClock is a wall clock a test sets.
@@ -134,7 +136,7 @@ func TestSkew_CausalWriteWins(t *testing.T) {
 				first, second = behind, ahead
 			}
 			v1 := first.put("k", "first")
-			eventually(t, 10*time.Second, func() error {
+			testcluster.Eventually(t, 10*time.Second, func() error {
 				if v, _ := second.get("k"); v != "first" {
 					return fmt.Errorf("%s has %q", second.name, v)
 				}
@@ -144,7 +146,7 @@ func TestSkew_CausalWriteWins(t *testing.T) {
 			if v2.Compare(v1) <= 0 {
 				t.Fatalf("the causally later write got %+v, not newer than %+v", v2, v1)
 			}
-			eventually(t, 10*time.Second, func() error {
+			testcluster.Eventually(t, 10*time.Second, func() error {
 				for _, n := range []*testNode{ahead, behind} {
 					if v, _ := n.get("k"); v != "second" {
 						return fmt.Errorf("%s has %q", n.name, v)

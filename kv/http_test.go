@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/moduletest"
 )
 
 // testHTTP is the tests' HTTP client: a request that hangs fails the test
@@ -118,10 +119,10 @@ func TestHTTP_PutGetDelete(t *testing.T) {
 	if status, body := call(t, "GET", keyURL(srv.URL, "never/written"), ""); status != 404 || errorCode(t, body) != "key_not_found" {
 		t.Fatalf("GET unknown: %d %s", status, body)
 	}
-	if got := metricValue(t, n.reg, "shoal_kv_writes_total", "op", "put"); got != float64(len(keys)) {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_kv_writes_total", "op", "put"); got != float64(len(keys)) {
 		t.Fatalf("writes_total{put}: got %v, want %d", got, len(keys))
 	}
-	if got := metricValue(t, n.reg, "shoal_kv_keys"); got != float64(len(keys)-1) {
+	if got := moduletest.MetricValue(t, n.reg, "shoal_kv_keys"); got != float64(len(keys)-1) {
 		t.Fatalf("shoal_kv_keys: got %v, want %d", got, len(keys)-1)
 	}
 }

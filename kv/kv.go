@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/sse"
 	"shoal/modules"
 )
 
@@ -29,10 +30,15 @@ func init() {
 
 // Sizes of the module's queues and messages.
 const (
-	inboxSize   = 4096 // received messages waiting for the worker
-	outboxSize  = 4096 // messages waiting for a sender
-	numSenders  = 4    // goroutines sending outbox messages
-	workerBatch = 256  // messages the worker handles per pass
+	inboxSize = 4096 // received messages waiting for the worker
+	// maxInboxBytes bounds the bytes waiting in the inbox: full-sync
+	// chunks are up to 1 MiB each, and 4096 of them would be 4 GiB (a
+	// node that several peers served at once under load was killed for
+	// it). What is dropped, anti-entropy and sync bring again.
+	maxInboxBytes = 64 << 20
+	outboxSize    = 4096 // messages waiting for a sender
+	numSenders    = 4    // goroutines sending outbox messages
+	workerBatch   = 256  // messages the worker handles per pass
 	// maxChunk bounds the entries of one push or sync message, in bytes.
 	maxChunk = 1 << 20
 	// maxBroadcast is the largest message Broadcast takes (the gossip
@@ -80,15 +86,17 @@ type KV struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	inbox   chan []byte
-	outbox  chan outMsg
-	serving atomic.Int32
+	inbox      chan []byte
+	inboxBytes atomic.Int64 // bytes of the messages in inbox
+	outbox     chan outMsg
+	serving    atomic.Int32
 
 	ae antiEntropy
+	// askNext wakes the loop to ask the next peer for a full sync at once
+	// when one has refused, instead of at the next tick (see onNotSynced).
+	askNext chan struct{}
 
-	streamsMu sync.Mutex
-	streams   map[*stream]struct{}
-	streamWG  sync.WaitGroup
+	streams sse.Streams // open watches, ended by Stop
 }
 
 // ID returns "kv".
@@ -103,19 +111,11 @@ func (k *KV) Provision(host modules.Host) error {
 	k.host = host
 	k.logger = host.Logger()
 	k.node = host.NodeName()
-	switch c := host.Config().(type) {
-	case nil:
-		k.cfg = DefaultConfig()
-	case *Config:
-		k.cfg = *c
-	case Config:
-		k.cfg = c
-	default:
-		return fmt.Errorf("kv module: configuration of type %T: %w", c, ErrInvalidConfig)
-	}
-	if err := k.cfg.Validate(); err != nil {
+	cfg, err := modules.ConfigAs(host.Config(), DefaultConfig(), ErrInvalidConfig)
+	if err != nil {
 		return fmt.Errorf("kv module: %w", err)
 	}
+	k.cfg = cfg
 	if !validNode(k.node) {
 		return fmt.Errorf("kv module: node name %q cannot sign versions: %w", k.node, ErrInvalidConfig)
 	}
@@ -134,7 +134,6 @@ func (k *KV) Provision(host modules.Host) error {
 	k.m = m
 	k.clock = newHLC(k.cfg.now)
 	k.bus = newBus()
-	k.streams = map[*stream]struct{}{}
 	return nil
 }
 
@@ -147,6 +146,7 @@ func (k *KV) Start(ctx context.Context) error {
 		return fmt.Errorf("kv module: %w", err)
 	}
 	k.st = st
+	st.setGrace(k.settleGrace(), k.cfg.now)
 	k.clock.Observe(newest.Time, newest.Counter)
 	live, tombs, _ := st.counts()
 	k.m.keys.Set(float64(live))
@@ -157,6 +157,7 @@ func (k *KV) Start(ctx context.Context) error {
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.inbox = make(chan []byte, inboxSize)
 	k.outbox = make(chan outMsg, outboxSize)
+	k.askNext = make(chan struct{}, 1)
 	k.state.Store(stateRunning)
 	k.goroutine(k.worker)
 	for range numSenders {
@@ -188,15 +189,11 @@ func (k *KV) Stop(ctx context.Context) error {
 		return nil
 	}
 	k.cancel()
-	k.streamsMu.Lock()
-	for s := range k.streams {
-		s.stop()
-	}
-	k.streamsMu.Unlock()
+	k.streams.Stop()
 	done := make(chan error, 1)
 	go func() {
 		k.wg.Wait()
-		k.streamWG.Wait()
+		k.streams.Wait()
 		k.opsMu.Lock() // in-flight API operations finish first
 		defer k.opsMu.Unlock()
 		var errs []error
@@ -251,9 +248,16 @@ func (k *KV) NotifyMsg(msg []byte) {
 	default:
 		k.m.aeBytes.WithLabelValues("received").Add(float64(len(msg)))
 	}
+	n := int64(len(msg))
+	if k.inboxBytes.Add(n) > maxInboxBytes {
+		k.inboxBytes.Add(-n)
+		k.m.dropped.WithLabelValues("inbox_full").Inc()
+		return
+	}
 	select {
 	case k.inbox <- slices.Clone(msg):
 	default:
+		k.inboxBytes.Add(-n)
 		k.m.dropped.WithLabelValues("inbox_full").Inc()
 	}
 }

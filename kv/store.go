@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -21,8 +22,9 @@ var (
 type meta struct {
 	ver     Version
 	deleted bool
-	hash    uint64 // entryHash, as toggled into the tree
+	hash    uint64 // entryHash, as toggled into the trees
 	leaf    uint16
+	settled bool // toggled into the settled tree too
 }
 
 // change is one visible change of a key, as merges and writes report it.
@@ -48,9 +50,23 @@ type store struct {
 	mu       sync.RWMutex
 	index    map[string]*meta
 	leafKeys [numLeaves]map[string]struct{}
-	tree     *tree
+	tree     *tree // every entry: the digest the status reports
 	tombs    map[string]struct{}
-	live     int
+
+	// settled is the tree anti-entropy compares: it leaves out the
+	// entries younger than grace, which broadcast is still delivering.
+	// Under a steady stream of writes the full trees of two nodes never
+	// match (each lacks what is in flight to it), and comparing them
+	// would make every round expand down to the leaves for nothing. An
+	// entry settles grace after min(its version's time, its arrival):
+	// the same instant on every node for a normally delivered write, and
+	// at once for an old entry that anti-entropy brings. Until it
+	// settles, only broadcast (and the peer's own rounds) carry it.
+	settled *tree
+	pending pendingHeap
+	grace   int64        // ms; 0 settles every entry at once
+	nowMs   func() int64 // the module's clock, in Unix ms
+	live    int
 	// onChange is called with mu held for every visible change, in the
 	// order of the changes; it must not block or call back into the store.
 	onChange func(change)
@@ -64,7 +80,8 @@ func openStore(path string, onChange func(change)) (*store, Version, error) {
 		return nil, Version{}, fmt.Errorf("open kv store %s: %w", path, err)
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &store{db: db, index: map[string]*meta{}, tree: newTree(), tombs: map[string]struct{}{}, onChange: onChange}
+	s := &store{db: db, index: map[string]*meta{}, tree: newTree(), settled: newTree(), tombs: map[string]struct{}{},
+		onChange: onChange, nowMs: func() int64 { return time.Now().UnixMilli() }}
 	var newest Version
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketMeta); err != nil {
@@ -98,6 +115,15 @@ func openStore(path string, onChange func(change)) (*store, Version, error) {
 
 func (s *store) close() error { return s.db.Close() }
 
+// setGrace makes entries written or merged from now on settle grace after
+// min(version time, arrival) by the clock now (see store.settled).
+func (s *store) setGrace(grace time.Duration, now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.grace = grace.Milliseconds()
+	s.nowMs = func() int64 { return now().UnixMilli() }
+}
+
 // insertLocked sets the in-memory state of key to (ver, deleted),
 // replacing what was there; mu must be held for writing.
 func (s *store) insertLocked(key string, ver Version, deleted bool) {
@@ -111,10 +137,38 @@ func (s *store) insertLocked(key string, ver Version, deleted bool) {
 	}
 	s.leafKeys[m.leaf][key] = struct{}{}
 	s.tree.toggle(int(m.leaf), m.hash)
+	if s.grace == 0 {
+		s.settleLocked(m)
+	} else {
+		now := s.nowMs()
+		if at := min(ver.Time, now) + s.grace; at <= now {
+			s.settleLocked(m)
+		} else {
+			heap.Push(&s.pending, pendingEntry{at: at, key: key, m: m})
+		}
+	}
 	if deleted {
 		s.tombs[key] = struct{}{}
 	} else {
 		s.live++
+	}
+}
+
+func (s *store) settleLocked(m *meta) {
+	m.settled = true
+	s.settled.toggle(int(m.leaf), m.hash)
+}
+
+// settleDueLocked moves the entries whose time has come into the settled
+// tree; mu must be held for writing. Anti-entropy calls it (through the
+// methods below) before it reads the settled tree.
+func (s *store) settleDueLocked() {
+	now := s.nowMs()
+	for len(s.pending) > 0 && s.pending[0].at <= now {
+		p := heap.Pop(&s.pending).(pendingEntry)
+		if s.index[p.key] == p.m && !p.m.settled { // else replaced or removed since
+			s.settleLocked(p.m)
+		}
 	}
 }
 
@@ -123,6 +177,9 @@ func (s *store) removeLocked(key string, m *meta) {
 	delete(s.index, key)
 	delete(s.leafKeys[m.leaf], key)
 	s.tree.toggle(int(m.leaf), m.hash)
+	if m.settled {
+		s.settled.toggle(int(m.leaf), m.hash)
+	}
 	if m.deleted {
 		delete(s.tombs, key)
 	} else {
@@ -399,36 +456,42 @@ func (s *store) counts() (live, tombs int, root uint64) {
 	return s.live, len(s.tombs), s.tree.root()
 }
 
-// hashes returns this store's hashes of the given nodes of level.
+// hashes returns this store's settled hashes of the given nodes of level.
 func (s *store) hashes(level int, indexes []int) []treeNode {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.tree.nodes(level, indexes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleDueLocked()
+	return s.settled.nodes(level, indexes)
 }
 
-// mismatched returns the indexes among theirs whose hash differs here.
+// mismatched returns the indexes among theirs whose settled hash differs
+// here.
 func (s *store) mismatched(level int, theirs []treeNode) []int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleDueLocked()
 	var out []int
 	for _, n := range theirs {
-		if s.tree.hash(level, int(n.Index)) != n.Hash {
+		if s.settled.hash(level, int(n.Index)) != n.Hash {
 			out = append(out, int(n.Index))
 		}
 	}
 	return out
 }
 
-// summaries returns the versions of every entry in the given leaves.
+// summaries returns the versions of every settled entry in the given
+// leaves.
 func (s *store) summaries(leaves []int) []leafSummary {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleDueLocked()
 	out := make([]leafSummary, 0, len(leaves))
 	for _, l := range leaves {
 		ls := leafSummary{Leaf: uint32(l)}
 		for k := range s.leafKeys[l] {
-			m := s.index[k]
-			ls.Items = append(ls.Items, summaryItem{Key: k, Version: m.ver, Deleted: m.deleted})
+			if m := s.index[k]; m.settled {
+				ls.Items = append(ls.Items, summaryItem{Key: k, Version: m.ver, Deleted: m.deleted})
+			}
 		}
 		out = append(out, ls)
 	}
@@ -436,12 +499,14 @@ func (s *store) summaries(leaves []int) []leafSummary {
 }
 
 // diff compares a peer's leaf summaries with this store: push lists the
-// local versions the peer lacks or has older, wants the peer's versions
-// that are newer here or missing (except tombstones older than horizon of
-// keys this store does not hold, which it would not accept).
+// local versions the peer lacks or has older (of the absent keys, only
+// settled ones: the others are still being broadcast), wants the peer's
+// versions that are newer here or missing (except tombstones older than
+// horizon of keys this store does not hold, which it would not accept).
 func (s *store) diff(theirs []leafSummary, horizon int64) (push, wants []want) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settleDueLocked()
 	for _, ls := range theirs {
 		seen := make(map[string]struct{}, len(ls.Items))
 		for _, it := range ls.Items {
@@ -456,7 +521,7 @@ func (s *store) diff(theirs []leafSummary, horizon int64) (push, wants []want) {
 			}
 		}
 		for k := range s.leafKeys[ls.Leaf] {
-			if _, ok := seen[k]; !ok {
+			if _, ok := seen[k]; !ok && s.index[k].settled {
 				push = append(push, want{Key: k, Version: s.index[k].ver})
 			}
 		}
@@ -484,4 +549,25 @@ func (s *store) saveLastSync(t time.Time) error {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], uint64(t.UnixMilli()))
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaLastSync, buf[:]) })
+}
+
+// pendingEntry is an entry waiting to settle.
+type pendingEntry struct {
+	at  int64 // Unix ms
+	key string
+	m   *meta // the version it was for: a newer one replaces the meta
+}
+
+// pendingHeap orders pending entries by settle time (container/heap).
+type pendingHeap []pendingEntry
+
+func (h pendingHeap) Len() int           { return len(h) }
+func (h pendingHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h pendingHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pendingHeap) Push(x any)        { *h = append(*h, x.(pendingEntry)) }
+func (h *pendingHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

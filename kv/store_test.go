@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // openTestStore opens a store in a fresh directory and records its
@@ -282,5 +283,50 @@ func TestStore_ListPagesInKeyOrder(t *testing.T) {
 		if !slices.Equal(got, tt.want) || more != tt.more {
 			t.Fatalf("list(%q, after %q, %d): got %v more=%v, want %v more=%v", tt.prefix, tt.after, tt.limit, got, more, tt.want, tt.more)
 		}
+	}
+}
+
+// TestStore_SettledTree checks what anti-entropy compares: a new entry
+// joins the settled tree grace after its version's time, an old one at
+// once, a version replaced while pending never, and the full tree has
+// everything at once.
+func TestStore_SettledTree(t *testing.T) {
+	st, _ := openTestStore(t)
+	now := time.UnixMilli(1_000_000)
+	st.setGrace(2*time.Second, func() time.Time { return now })
+	settledRoot := func() uint64 { return st.hashes(0, []int{0})[0].Hash }
+	val := func(key string, v Version) entry { return entry{Key: key, Value: "x", Version: v} }
+
+	mergeAll(t, st, 0, val("old", ver(now.UnixMilli()-5000, 0, "a")))
+	oldOnly := settledRoot()
+	if oldOnly == 0 {
+		t.Fatal("an entry older than the grace is not settled at once")
+	}
+	mergeAll(t, st, 0, val("new", ver(now.UnixMilli()-500, 0, "a")))
+	if got := settledRoot(); got != oldOnly {
+		t.Fatal("an entry younger than the grace is settled already")
+	}
+	if _, _, full := st.counts(); full == oldOnly {
+		t.Fatal("the full tree (the status digest) lacks the pending entry")
+	}
+	if n := len(st.summaries([]int{leafOf("new")})[0].Items); leafOf("new") != leafOf("old") && n != 0 {
+		t.Fatalf("summary lists %d entries of a leaf whose only entry is pending", n)
+	}
+
+	// Replaced while pending: the first version must never settle.
+	mergeAll(t, st, 0, val("new", ver(now.UnixMilli()-400, 0, "a")))
+	now = now.Add(1600 * time.Millisecond) // the second version is due, not the first's slot twice
+	_, _, full := st.counts()
+	if got := settledRoot(); got != full {
+		t.Fatalf("after the grace the settled root %x differs from the full root %x", got, full)
+	}
+
+	// A version with a time in the future (a writer whose clock is ahead)
+	// settles grace after its arrival.
+	mergeAll(t, st, 0, val("ahead", ver(now.UnixMilli()+3*3600*1000, 0, "b")))
+	before := settledRoot()
+	now = now.Add(2 * time.Second)
+	if settledRoot() == before {
+		t.Fatal("an entry from a clock that is ahead did not settle grace after its arrival")
 	}
 }

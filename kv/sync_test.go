@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 )
 
 func TestSync_NewNodeGetsTheFullStateOnce(t *testing.T) {
@@ -18,13 +21,13 @@ func TestSync_NewNodeGetsTheFullStateOnce(t *testing.T) {
 	waitConverged(t, a, b)
 	c := startNode(t, net, "c", testConfig())
 	waitSynced(t, c)
-	if got := metricValue(t, c.reg, "shoal_kv_syncs_total", "result", "completed"); got != 1 {
+	if got := moduletest.MetricValue(t, c.reg, "shoal_kv_syncs_total", "result", "completed"); got != 1 {
 		t.Fatalf("c completed %v full syncs, want 1", got)
 	}
 	if c.live() != 1999 {
 		t.Fatalf("c has %d keys right after its sync, want 1999", c.live())
 	}
-	if got := metricValue(t, c.reg, "shoal_kv_merged_total", "via", "sync"); got < 1999 {
+	if got := moduletest.MetricValue(t, c.reg, "shoal_kv_merged_total", "via", "sync"); got < 1999 {
 		t.Fatalf("c merged %v entries by sync, want them all", got)
 	}
 	waitConverged(t, a, b, c)
@@ -50,7 +53,7 @@ func TestSync_NoResurrectionAfterTTL(t *testing.T) {
 		a.del(fmt.Sprintf("k%d", i))
 	}
 	a.put("k0", "written again") // a newer write after a delete survives
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		for _, n := range []*testNode{a, b} {
 			if _, tombs, _ := n.kv.st.counts(); tombs != 0 {
 				return fmt.Errorf("%s still has %d tombstones", n.name, tombs)
@@ -93,7 +96,7 @@ func TestSync_PartitionLongerThanTTL(t *testing.T) {
 	net.setCut("c", true)
 	a.del("doomed")
 	c.put("written/in/partition", "c") // newer than the horizon when it heals: kept
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		for _, n := range []*testNode{a, b} {
 			if _, tombs, _ := n.kv.st.counts(); tombs != 0 {
 				return fmt.Errorf("%s still has %d tombstones", n.name, tombs)
@@ -112,7 +115,7 @@ func TestSync_PartitionLongerThanTTL(t *testing.T) {
 			t.Fatalf("%s lost the write made in the partition: %q", n.name, v)
 		}
 	}
-	if got := metricValue(t, c.reg, "shoal_kv_syncs_total", "result", "completed"); got < 2 {
+	if got := moduletest.MetricValue(t, c.reg, "shoal_kv_syncs_total", "result", "completed"); got < 2 {
 		t.Fatalf("c completed %v full syncs, want a second one after the partition", got)
 	}
 }
@@ -120,7 +123,7 @@ func TestSync_PartitionLongerThanTTL(t *testing.T) {
 func TestSync_AloneNodeBecomesTheSource(t *testing.T) {
 	a := startNode(t, newFakeNet(), "a", testConfig())
 	waitSynced(t, a)
-	if got := metricValue(t, a.reg, "shoal_kv_syncs_total", "result", "self"); got != 1 {
+	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_syncs_total", "result", "self"); got != 1 {
 		t.Fatalf("syncs{self}: got %v, want 1", got)
 	}
 }
@@ -165,13 +168,80 @@ func TestStop_LeavesNoGoroutines(t *testing.T) {
 	next(t, events, 10*time.Second)
 	b.stop()
 	a.stop()
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		buf := make([]byte, 1<<22)
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		for _, g := range strings.Split(stacks, "\n\n") {
 			if strings.Contains(g, "shoal/kv.(*KV)") || strings.Contains(g, "shoal/kv.(*runner)") {
 				return fmt.Errorf("a module goroutine is left:\n%s", g)
 			}
+		}
+		return nil
+	})
+}
+
+// TestSync_FreshLargeClusterGetsGoing starts more nodes at once than one
+// node can ask in an answer TTL at one ask per interval: a new cluster
+// must still elect its source of truth, and every node sync from it.
+func TestSync_FreshLargeClusterGetsGoing(t *testing.T) {
+	cfg := testConfig()
+	cfg.GossipInterval = 100 * time.Millisecond // the TTL's 5 s floor covers 50 asks
+	net := newFakeNet()
+	nodes := make([]*testNode, 70)
+	for i := range nodes {
+		nodes[i] = startNode(t, net, fmt.Sprintf("n%02d", i), cfg)
+	}
+	waitSynced(t, nodes...)
+	nodes[len(nodes)-1].put("k", "v")
+	waitConverged(t, nodes...)
+}
+
+// TestAntiEntropy_IdleNodesSlowDown checks the pace: nodes whose rounds
+// find nothing slow down to a round every maxPace intervals, and a write
+// brings the writer back to a round every interval.
+func TestAntiEntropy_IdleNodesSlowDown(t *testing.T) {
+	net := newFakeNet()
+	a := startNode(t, net, "a", testConfig())
+	b := startNode(t, net, "b", testConfig())
+	waitSynced(t, a, b)
+	a.put("k", "v")
+	waitConverged(t, a, b)
+	pace := func(n *testNode) int {
+		n.kv.ae.mu.Lock()
+		defer n.kv.ae.mu.Unlock()
+		return n.kv.ae.pace
+	}
+	testcluster.Eventually(t, 30*time.Second, func() error {
+		for _, n := range []*testNode{a, b} {
+			if p := pace(n); p != maxPace {
+				return fmt.Errorf("%s: pace %d, want %d", n.name, p, maxPace)
+			}
+		}
+		return nil
+	})
+	a.put("k", "v2")
+	if p := pace(a); p != 1 {
+		t.Fatalf("pace right after a write: %d, want 1", p)
+	}
+	waitConverged(t, a, b)
+}
+
+// TestInbox_ByteBudget checks that received messages are bounded by bytes,
+// not only by count: a message that would take the inbox past its budget
+// is dropped and counted, and the accounting returns to zero.
+func TestInbox_ByteBudget(t *testing.T) {
+	net := newFakeNet()
+	a := startNode(t, net, "a", testConfig())
+	big := make([]byte, maxInboxBytes+1)
+	big[0] = byte(msgSyncData)
+	a.kv.NotifyMsg(big)
+	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_messages_dropped_total", "reason", "inbox_full"); got != 1 {
+		t.Fatalf("dropped for a full inbox: %v, want 1", got)
+	}
+	a.kv.NotifyMsg([]byte{byte(msgSyncData), 0xff}) // malformed, but accepted into the inbox
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		if n := a.kv.inboxBytes.Load(); n != 0 {
+			return fmt.Errorf("%d bytes still counted in the inbox", n)
 		}
 		return nil
 	})

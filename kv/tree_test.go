@@ -6,6 +6,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"shoal/internal/moduletest"
+	"shoal/internal/testcluster"
 )
 
 func TestTree_IncrementalEqualsRebuilt(t *testing.T) {
@@ -144,8 +147,8 @@ func TestAntiEntropy_RepairsWithoutBroadcasts(t *testing.T) {
 	if a.live() != 600 || b.live() != 600 {
 		t.Fatalf("got %d and %d live keys, want 600", a.live(), b.live())
 	}
-	if got := metricValue(t, a.reg, "shoal_kv_antientropy_rounds_total", "result", "repaired") +
-		metricValue(t, b.reg, "shoal_kv_antientropy_rounds_total", "result", "repaired"); got == 0 {
+	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_antientropy_rounds_total", "result", "repaired") +
+		moduletest.MetricValue(t, b.reg, "shoal_kv_antientropy_rounds_total", "result", "repaired"); got == 0 {
 		t.Fatalf("no round reported a repair")
 	}
 }
@@ -162,11 +165,11 @@ func TestAntiEntropy_IdleRoundsSendOnlyDigests(t *testing.T) {
 	waitConverged(t, a, b)
 	summaries, pushes, digests := net.bytesSent(msgSummary), net.bytesSent(msgPush), net.bytesSent(msgDigest)
 	rounds := func() float64 {
-		return metricValue(t, a.reg, "shoal_kv_antientropy_rounds_total", "result", "in_sync") +
-			metricValue(t, b.reg, "shoal_kv_antientropy_rounds_total", "result", "in_sync")
+		return moduletest.MetricValue(t, a.reg, "shoal_kv_antientropy_rounds_total", "result", "in_sync") +
+			moduletest.MetricValue(t, b.reg, "shoal_kv_antientropy_rounds_total", "result", "in_sync")
 	}
 	start := rounds()
-	eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 30*time.Second, func() error {
 		if n := rounds() - start; n < 20 {
 			return fmt.Errorf("%v idle rounds so far", n)
 		}

@@ -1,98 +1,15 @@
 package kv
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
-	"shoal/internal/httpjson"
+	"shoal/internal/sse"
 )
 
-const (
-	// watchBatch is the most events written between two flushes.
-	watchBatch = 256
-	// streamWriteTimeout bounds one write to a watch client; a client that
-	// does not read for that long is dropped.
-	streamWriteTimeout = 30 * time.Second
-)
-
-var errStreamStopped = errors.New("kv watch stopped")
-
-// stream is one open watch, tracked by the module so that Stop can end it.
-// Its handler goroutine writes; Stop may call stop concurrently.
-type stream struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	rc     *http.ResponseController
-
-	mu      sync.Mutex
-	stopped bool
-}
-
-// stop ends the stream: it cancels the handler's context and sets a write
-// deadline in the past, which fails a write blocked on a stalled client.
-func (s *stream) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopped = true
-	s.cancel()
-	_ = s.rc.SetWriteDeadline(time.Now()) // not every ResponseWriter supports deadlines
-}
-
-// send writes b and flushes, under a fresh write deadline.
-func (s *stream) send(w http.ResponseWriter, b []byte) error {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
-		return errStreamStopped
-	}
-	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-	s.mu.Unlock()
-	if len(b) > 0 {
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-	}
-	return s.rc.Flush()
-}
-
-// finish clears the write deadline of a stream that ends on its own.
-func (s *stream) finish() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.stopped {
-		_ = s.rc.SetWriteDeadline(time.Time{})
-	}
-}
-
-// openStream registers a stream for w; after Stop it is refused.
-func (k *KV) openStream(w http.ResponseWriter, r *http.Request) (*stream, error) {
-	k.streamsMu.Lock()
-	defer k.streamsMu.Unlock()
-	if k.state.Load() != stateRunning {
-		return nil, httpjson.ErrShuttingDown
-	}
-	ctx, cancel := context.WithCancel(r.Context())
-	s := &stream{ctx: ctx, cancel: cancel, rc: http.NewResponseController(w)}
-	k.streams[s] = struct{}{}
-	k.streamWG.Add(1)
-	k.m.watchers.Inc()
-	return s, nil
-}
-
-func (k *KV) closeStream(s *stream) {
-	s.finish()
-	s.cancel()
-	k.streamsMu.Lock()
-	delete(k.streams, s)
-	k.streamsMu.Unlock()
-	k.m.watchers.Dec()
-	k.streamWG.Done()
-}
+// watchBatch is the most events written between two flushes.
+const watchBatch = 256
 
 // SyncedJSON is the data of a synced event.
 type SyncedJSON struct {
@@ -123,24 +40,18 @@ func (k *KV) handleWatch(w http.ResponseWriter, r *http.Request, prefix string) 
 	k.ae.mu.Unlock()
 	k.release()
 	defer k.bus.unsubscribe(sub)
-	s, err := k.openStream(w, r)
+	s, err := k.streams.Open(w, r)
 	if err != nil {
 		return err
 	}
-	defer k.closeStream(s)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
+	defer s.Close()
+	k.m.watchers.Inc()
+	defer k.m.watchers.Dec()
 	if synced {
 		live, _, _ := k.st.counts()
-		k.writeEvent(&buf, enc, Event{Type: EventSynced, Keys: live})
+		k.queueEvent(s, Event{Type: EventSynced, Keys: live})
 	}
-	if err := s.send(w, buf.Bytes()); err != nil {
+	if err := s.Begin(); err != nil {
 		if errors.Is(err, http.ErrNotSupported) {
 			k.logger.Error("kv watch: the response writer cannot flush", "err", err)
 		}
@@ -149,55 +60,38 @@ func (k *KV) handleWatch(w http.ResponseWriter, r *http.Request, prefix string) 
 	ticker := time.NewTicker(k.cfg.StreamHeartbeat)
 	defer ticker.Stop()
 	for {
-		buf.Reset()
 		select {
 		case ev := <-sub.ch:
-			k.writeEvent(&buf, enc, ev)
+			k.queueEvent(s, ev)
 		drain:
 			for range watchBatch - 1 {
 				select {
 				case ev := <-sub.ch:
-					k.writeEvent(&buf, enc, ev)
+					k.queueEvent(s, ev)
 				default:
 					break drain
 				}
 			}
 		case <-sub.lost:
-			buf.WriteString("event: error\ndata: ")
-			_ = enc.Encode(errorBody(ErrWatchOverflow))
-			buf.WriteByte('\n')
-			_ = s.send(w, buf.Bytes())
+			s.ErrorEvent(ErrWatchOverflow)
+			_ = s.Flush()
 			return nil
 		case <-ticker.C:
-			buf.WriteString(": ping\n\n")
-		case <-s.ctx.Done():
+			s.Heartbeat()
+		case <-s.Done():
 			return nil
 		}
-		if err := s.send(w, buf.Bytes()); err != nil {
+		if err := s.Flush(); err != nil {
 			return nil
 		}
 	}
 }
 
-// writeEvent appends one event in SSE form.
-func (k *KV) writeEvent(buf *bytes.Buffer, enc *json.Encoder, ev Event) {
-	buf.WriteString("event: ")
-	buf.WriteString(string(ev.Type))
-	buf.WriteString("\ndata: ")
+// queueEvent queues one event on a watch stream.
+func (k *KV) queueEvent(s *sse.Stream, ev Event) {
 	if ev.Type == EventSynced {
-		_ = enc.Encode(SyncedJSON{Node: k.node, Keys: ev.Keys})
-	} else {
-		_ = enc.Encode(ev.Entry.json()) // one line of compact JSON and '\n'
+		_ = s.JSONEvent(string(ev.Type), "", SyncedJSON{Node: k.node, Keys: ev.Keys}) // always encodes
+		return
 	}
-	buf.WriteByte('\n')
-}
-
-// errorBody is err in the API's error shape, as WriteError writes it.
-func errorBody(err error) map[string]any {
-	e := httpjson.As(err)
-	body := map[string]any{"code": e.Code, "message": e.Message}
-	for k, v := range e.Details {
-		body[k] = v
-	}
-	return map[string]any{"error": body}
+	_ = s.JSONEvent(string(ev.Type), "", ev.Entry.json()) // always encodes
 }
