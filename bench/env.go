@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -50,12 +51,24 @@ const stopTimeout = 5 * time.Second
 // SIGKILL to those still running after stopTimeout) and removes the run
 // directory. It blocks for at most about stopTimeout plus the removal.
 func (e *env) close() error {
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		e.procs[i].signal(syscall.SIGTERM)
+	stopAll(e.procs)
+	if err := os.RemoveAll(e.dir); err != nil {
+		return fmt.Errorf("remove run directory %s: %w", e.dir, err)
+	}
+	return nil
+}
+
+// stopAll stops ps as close does: SIGTERM to all, in reverse order, then
+// SIGKILL to those still running after stopTimeout. A scenario that runs
+// clusters one after the other stops each with it before starting the
+// next.
+func stopAll(ps []*proc) {
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].signal(syscall.SIGTERM)
 	}
 	deadline := time.After(stopTimeout)
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		p := e.procs[i]
+	for i := len(ps) - 1; i >= 0; i-- {
+		p := ps[i]
 		select {
 		case <-p.done:
 		case <-deadline:
@@ -63,10 +76,6 @@ func (e *env) close() error {
 			<-p.done
 		}
 	}
-	if err := os.RemoveAll(e.dir); err != nil {
-		return fmt.Errorf("remove run directory %s: %w", e.dir, err)
-	}
-	return nil
 }
 
 // proc is one child process. Its output goes to a log file in the run
@@ -216,28 +225,33 @@ func (e *env) printNotable(out io.Writer) {
 
 // port returns a 127.0.0.1:port address whose port was free for both TCP
 // and UDP (gossip uses both) and was not handed out before in this run.
-// Another program could still take it before the child binds it; the
-// child then fails to start and the run reports its log.
+// Ports come from below the kernel's ephemeral range (32768 and up on
+// Linux), so that no client socket of an earlier child (a Serf agent's
+// statsd sender, an HTTP connection) can take one before its child binds
+// it; another program still could, and the child then fails to start and
+// the run reports its log.
 func (e *env) port() (string, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", fmt.Errorf("find a free port: %w", err)
+	const lo, hi = 20000, 32768
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if e.ports[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, uerr := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, uerr := net.ListenPacket("udp", addr)
 		_ = l.Close()
 		if uerr != nil {
 			continue
 		}
 		_ = u.Close()
-		if e.ports[port] {
-			continue
-		}
 		e.ports[port] = true
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+		return addr, nil
 	}
-	return "", errors.New("find a free port: no free loopback port after 100 tries")
+	return "", errors.New("find a free port: no free loopback port below 32768 after 1000 tries")
 }
 
 // command runs a short command to completion and returns its combined

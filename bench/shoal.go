@@ -20,11 +20,14 @@ type shoalNode struct {
 	gossipAddr string
 	proc       *proc
 	client     *client.Client
+	args       []string // the agent's command line, to restart it
 }
 
 // shoalCluster is a shoal cluster of agents started by the benchmark.
 type shoalCluster struct {
 	bin   string
+	label string   // prefix of the agents' data directories and logs
+	extra []string // flags given to every agent
 	nodes []*shoalNode
 }
 
@@ -50,43 +53,77 @@ func buildShoal(ctx context.Context, e *env, repo string) (string, error) {
 // every agent but the first joins the first one's gossip address. It
 // returns once the processes are started: see wait.
 func startShoal(e *env, bin string, n int) (*shoalCluster, error) {
-	c := &shoalCluster{bin: bin}
+	c := &shoalCluster{bin: bin, label: "shoal"}
+	return c, c.add(e, n, n)
+}
+
+// startShoalCluster starts n agents of which the first expect form the
+// cluster (--bootstrap-expect expect, given to those only) and the others
+// join it; extra flags go to every agent. label names the cluster's data
+// directories and logs, so that one run can start several clusters.
+func startShoalCluster(e *env, bin, label string, n, expect int, extra ...string) (*shoalCluster, error) {
+	c := &shoalCluster{bin: bin, label: label, extra: extra}
+	return c, c.add(e, n, expect)
+}
+
+// add starts n more agents. Of the cluster's agents, the first expect get
+// --bootstrap-expect expect; every agent but the first joins the first.
+func (c *shoalCluster) add(e *env, n, expect int) error {
+	first := len(c.nodes)
 	for i := range n {
-		node := &shoalNode{name: fmt.Sprintf("n%d", i+1)}
+		node := &shoalNode{name: fmt.Sprintf("n%d", first+i+1)}
 		for _, a := range []*string{&node.httpAddr, &node.raftAddr, &node.gossipAddr} {
 			addr, err := e.port()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			*a = addr
 		}
 		cl, err := client.New("http://" + node.httpAddr)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		node.client = cl
 		c.nodes = append(c.nodes, node)
 	}
-	for i, node := range c.nodes {
+	for i, node := range c.nodes[first:] {
+		i += first
 		args := []string{"agent",
 			"--node-name", node.name,
-			"--data-dir", e.path("data", "shoal-"+node.name),
+			"--data-dir", e.path("data", c.label+"-"+node.name),
 			"--http-addr", node.httpAddr,
 			"--raft-addr", node.raftAddr,
 			"--gossip-addr", node.gossipAddr,
 			"--advertise", "127.0.0.1",
-			"--bootstrap-expect", fmt.Sprint(n),
+		}
+		if i < expect {
+			args = append(args, "--bootstrap-expect", fmt.Sprint(expect))
 		}
 		if i > 0 {
 			args = append(args, "--join", c.nodes[0].gossipAddr)
 		}
-		p, err := e.start("shoal-"+node.name, bin, args...)
+		args = append(args, c.extra...)
+		node.args = args
+		p, err := e.start(c.label+"-"+node.name, c.bin, args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		node.proc = p
 	}
-	return c, nil
+	return nil
+}
+
+// restart starts the stopped agents nodes again, on their data and ports,
+// with their command lines.
+func (c *shoalCluster) restart(e *env, nodes []*shoalNode) error {
+	for _, node := range nodes {
+		p, err := e.start(fmt.Sprintf("%s-%s-restart%d", c.label, node.name, len(e.procs)), c.bin, node.args...)
+		if err != nil {
+			return err
+		}
+		node.proc = p
+	}
+	return nil
 }
 
 // wait polls until every agent is ready and all agree on one leader, or
