@@ -89,6 +89,12 @@ func (g fakeGossip) Broadcast(key string, msg []byte) error {
 	return nil
 }
 
+// Spread delivers like Broadcast: the fake network has no gossip rounds
+// for a push to beat.
+func (g fakeGossip) Spread(key string, msg []byte, fanout int) error {
+	return g.Broadcast(key, msg)
+}
+
 func (g fakeGossip) SendTo(ctx context.Context, node string, msg []byte) error {
 	k := g.net.reachable(g.name, node)
 	if k == nil {

@@ -76,12 +76,14 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	used := 0
 	for i := range chans {
 		c := chans[(start+i)%len(chans)]
-		for _, msg := range c.queue.GetBroadcasts(overhead, limit-used) {
-			used += overhead + len(msg)
-			out = append(out, msg)
-		}
-		if limit-used <= overhead {
-			break
+		for _, q := range [...]*memberlist.TransmitLimitedQueue{c.spread, c.queue} {
+			for _, msg := range q.GetBroadcasts(overhead, limit-used) {
+				used += overhead + len(msg)
+				out = append(out, msg)
+			}
+			if limit-used <= overhead {
+				return out
+			}
 		}
 	}
 	return out

@@ -10,7 +10,8 @@
 // Every user message memberlist carries for shoal is a frame that starts
 // with a tag byte:
 //
-//	[tag][payload]        a Channel.Broadcast, piggybacked on gossip
+//	[tag][payload]        a Channel.Broadcast or Spread, piggybacked on
+//	                      gossip; or a Spread's push, a UDP packet of its own
 //	[0][tag][payload]     a Channel.SendTo, sent over TCP
 //
 // Tag 0 (modules.TagNone) is reserved by this package, so module tags are

@@ -45,6 +45,11 @@ type Membership struct {
 
 	table              // member table and subscriptions
 	numUp atomic.Int32 // alive + suspect members, kept by recountLocked
+	// upPeers are the members up, this node excluded, as memberlist nodes
+	// of our own (memberlist's are mutated under its lock): what push
+	// picks from. Kept by recountLocked; replaced, never modified.
+	upPeers atomic.Pointer[[]*memberlist.Node]
+	pushes  pushBudget
 
 	// metaMu serializes UpdateMeta and Leave; it guards localMeta and left.
 	metaMu       sync.Mutex
@@ -373,6 +378,7 @@ func (m *Membership) Shutdown() error {
 	m.closeTable()
 	for _, c := range *m.chanList.Load() {
 		c.queue.Reset()
+		c.spread.Reset()
 	}
 	m.metrics.unregister()
 	m.logger.Info("membership stopped")

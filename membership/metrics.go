@@ -13,6 +13,13 @@ const (
 	kindState     = "state"
 )
 
+// Results of a push, the values of the result label.
+const (
+	pushSent     = "sent"
+	pushFailed   = "failed"
+	pushDeferred = "deferred" // over the push budget: piggybacked instead
+)
+
 // Reasons a received message is dropped, the values of the reason label.
 const (
 	dropNoHandler = "no_handler"
@@ -28,6 +35,7 @@ type metrics struct {
 	dropped         *prometheus.CounterVec
 	broadcastsQueue prometheus.GaugeFunc
 	reconnects      prometheus.Counter
+	pushes          *prometheus.CounterVec
 	sentBytes       *prometheus.CounterVec
 	receivedBytes   *prometheus.CounterVec
 
@@ -57,6 +65,10 @@ func newMetrics(queued func() float64) *metrics {
 			Name: "shoal_membership_reconnects_total",
 			Help: "Failed members reached again by the reconnect loop (gossip healed).",
 		}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_membership_pushes_total",
+			Help: "Pushes of a spread message to one member, by result (sent; failed; deferred: over the push budget, piggybacked instead).",
+		}, []string{"result"}),
 		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_membership_sent_bytes_total",
 			Help: "Bytes of gossip sent, by transport (udp: gossip, probes, broadcasts; tcp: joins, push/pull, direct messages).",
@@ -75,6 +87,9 @@ func newMetrics(queued func() float64) *metrics {
 	}
 	for _, r := range []string{dropNoHandler, dropMalformed} {
 		mt.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{pushSent, pushFailed, pushDeferred} {
+		mt.pushes.WithLabelValues(r)
 	}
 	for _, tr := range []string{transportUDP, transportTCP} {
 		mt.sentBytes.WithLabelValues(tr)
@@ -99,7 +114,7 @@ func (mt *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	mt.reg = reg
-	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue, mt.reconnects, mt.sentBytes, mt.receivedBytes} {
+	for _, c := range []prometheus.Collector{mt.members, mt.eventsDropped, mt.received, mt.dropped, mt.broadcastsQueue, mt.reconnects, mt.pushes, mt.sentBytes, mt.receivedBytes} {
 		if err := reg.Register(c); err != nil {
 			mt.unregister()
 			return fmt.Errorf("register metrics: %w", err)

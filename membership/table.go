@@ -260,13 +260,22 @@ func (m *Membership) publishLocked(ev Event) {
 func (m *Membership) recountLocked() {
 	counts := map[Status]int{StatusAlive: 0, StatusSuspect: 0, StatusDead: 0, StatusLeft: 0}
 	up := 0
+	var peers []*memberlist.Node
 	for _, e := range m.members {
 		counts[e.member.Status]++
-		if e.member.Up() {
-			up++
+		if !e.member.Up() {
+			continue
+		}
+		up++
+		if e.member.Name == m.cfg.NodeName {
+			continue
+		}
+		if nd, err := nodeAt(e.member); err == nil {
+			peers = append(peers, nd)
 		}
 	}
 	m.numUp.Store(int32(up))
+	m.upPeers.Store(&peers)
 	for st, n := range counts {
 		m.metrics.members.WithLabelValues(string(st)).Set(float64(n))
 	}

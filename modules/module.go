@@ -118,6 +118,12 @@ type Gossip interface {
 	// message too large to piggyback on a gossip packet is refused with an
 	// error (send large state with SendTo or the push/pull exchange).
 	Broadcast(key string, msg []byte) error
+	// Spread is Broadcast made fast: it also pushes msg at once, over UDP,
+	// to fanout random members, and piggybacks it fewer times. A module
+	// whose nodes Spread again each message that is new to them gets an
+	// epidemic whose hops take a round trip instead of a gossip interval
+	// (kv does, for writes). Without that relay, prefer Broadcast.
+	Spread(key string, msg []byte, fanout int) error
 	// SendTo sends msg reliably (over TCP) to one member by name.
 	SendTo(ctx context.Context, node string, msg []byte) error
 	// Members lists the members currently alive or suspect, this node included.

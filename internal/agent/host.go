@@ -84,6 +84,14 @@ func (g gossipHandle) Broadcast(key string, msg []byte) error {
 	return ch.Broadcast(key, msg)
 }
 
+func (g gossipHandle) Spread(key string, msg []byte, fanout int) error {
+	ch, err := g.channel()
+	if err != nil {
+		return err
+	}
+	return ch.Spread(key, msg, fanout)
+}
+
 func (g gossipHandle) SendTo(ctx context.Context, node string, msg []byte) error {
 	ch, err := g.channel()
 	if err != nil {
