@@ -395,13 +395,23 @@ func serfEventSystem(c *serfCluster, run string) (gossipSystem, func(), error) {
 
 // gossipBytes is what a cluster's agents have sent so far: by transport,
 // and (shoal only) the kv module's anti-entropy messages, which travel in
-// tcp and are counted before compression.
-type gossipBytes struct{ udp, tcp, kvAE float64 }
+// tcp and are counted before compression. For shoal it also counts how
+// the versions the agents applied came (by broadcast: pushed or
+// piggybacked; or repaired by anti-entropy) and the pushes.
+type gossipBytes struct {
+	udp, tcp, kvAE             float64
+	viaBroadcast, viaAE        float64
+	pushesSent, pushesDeferred float64
+}
 
 func (g gossipBytes) total() float64 { return g.udp + g.tcp }
 
 func (g gossipBytes) sub(o gossipBytes) gossipBytes {
-	return gossipBytes{udp: g.udp - o.udp, tcp: g.tcp - o.tcp, kvAE: g.kvAE - o.kvAE}
+	return gossipBytes{
+		udp: g.udp - o.udp, tcp: g.tcp - o.tcp, kvAE: g.kvAE - o.kvAE,
+		viaBroadcast: g.viaBroadcast - o.viaBroadcast, viaAE: g.viaAE - o.viaAE,
+		pushesSent: g.pushesSent - o.pushesSent, pushesDeferred: g.pushesDeferred - o.pushesDeferred,
+	}
 }
 
 // shoalSent scrapes what the agents nodes have sent.
@@ -415,6 +425,10 @@ func shoalSent(ctx context.Context, nodes []*shoalNode) (gossipBytes, error) {
 		g.udp += snap[`shoal_membership_sent_bytes_total{transport="udp"}`]
 		g.tcp += snap[`shoal_membership_sent_bytes_total{transport="tcp"}`]
 		g.kvAE += snap[`shoal_kv_antientropy_bytes_total{direction="sent"}`]
+		g.viaBroadcast += snap[`shoal_kv_merged_total{via="broadcast"}`]
+		g.viaAE += snap[`shoal_kv_merged_total{via="antientropy"}`]
+		g.pushesSent += snap[`shoal_membership_pushes_total{result="sent"}`]
+		g.pushesDeferred += snap[`shoal_membership_pushes_total{result="deferred"}`]
 	}
 	return g, nil
 }
@@ -639,7 +653,8 @@ func measurePropagation(ctx context.Context, sys gossipSystem, f kvFlags) (propR
 	}
 	load := b2.sub(b1)
 	res.bytesPerNode = load.total() / float64(sys.nodes)
-	res.breakdown = gossipBytes{udp: load.udp / float64(sys.nodes), tcp: load.tcp / float64(sys.nodes), kvAE: load.kvAE / float64(sys.nodes)}
+	res.breakdown = gossipBytes{udp: load.udp / float64(sys.nodes), tcp: load.tcp / float64(sys.nodes), kvAE: load.kvAE / float64(sys.nodes),
+		viaBroadcast: load.viaBroadcast, viaAE: load.viaAE, pushesSent: load.pushesSent, pushesDeferred: load.pushesDeferred}
 	res.loadRate = res.bytesPerNode / res.loadWindow.Seconds()
 
 	rec.mu.Lock()
@@ -678,6 +693,10 @@ func (r propResult) print(out io.Writer) {
 	fmt.Fprintf(out, "  %s bytes per node in the load window: udp %.0f  tcp %.0f", r.system, r.breakdown.udp, r.breakdown.tcp)
 	if r.breakdown.kvAE > 0 {
 		fmt.Fprintf(out, " (kv anti-entropy before compression %.0f)", r.breakdown.kvAE)
+	}
+	if b := r.breakdown; b.viaBroadcast+b.viaAE > 0 {
+		fmt.Fprintf(out, "\n  %s versions applied in the load window: by broadcast %.0f, by anti-entropy %.0f (%.2f%%); pushes sent %.0f, deferred %.0f",
+			r.system, b.viaBroadcast, b.viaAE, 100*b.viaAE/(b.viaBroadcast+b.viaAE), b.pushesSent, b.pushesDeferred)
 	}
 	fmt.Fprintln(out)
 }

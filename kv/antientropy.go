@@ -52,6 +52,9 @@ type antiEntropy struct {
 	// the last tick. See slowDownLocked and speedUpLocked.
 	pace, wait int
 	numPeers   int
+	// repairs counts the entries anti-entropy (or a sync) brought this
+	// node that were new to it: a round that raised it found something.
+	repairs uint64
 }
 
 type syncSession struct {
@@ -73,6 +76,7 @@ type round struct {
 	peer     string
 	started  time.Time
 	diverged bool
+	repairs  uint64 // antiEntropy.repairs when it started
 }
 
 type peerRecord struct {
@@ -105,9 +109,12 @@ func (a *antiEntropy) slowDownLocked(limit int) {
 	a.pace = min(a.pace*2, limit)
 }
 
-// speedUpLocked returns to a round every interval: on a difference, a
-// local write, a merge, or a change of peers, when rounds have something
-// to find. ae.mu must be held.
+// speedUpLocked returns to a round every interval: when a round brought
+// entries this node lacked, or the peers changed, and rounds have
+// something to find. Not on a write or a broadcast: broadcast carries
+// them, and under a steady load of writes two trees rarely match (entries
+// settle while a digest is on its way), so rounds that speed up on every
+// difference would run at full pace for nothing. ae.mu must be held.
 func (a *antiEntropy) speedUpLocked() {
 	a.pace, a.wait = 1, 0
 }
@@ -161,9 +168,11 @@ func (k *KV) maxPace() int {
 	return max(1, min(maxPace, int(k.cfg.TombstoneTTL/(4*k.cfg.GossipInterval))))
 }
 
-// changed makes this node's rounds fast again: its keyspace changed.
-func (k *KV) changed() {
+// repaired records that anti-entropy or a sync brought n entries new to
+// this node, and makes its rounds fast again: there may be more.
+func (k *KV) repaired(n int) {
 	k.ae.mu.Lock()
+	k.ae.repairs += uint64(n)
 	k.ae.speedUpLocked()
 	k.ae.mu.Unlock()
 }
@@ -300,7 +309,7 @@ func (k *KV) startRound(peers []string, now time.Time) {
 	peer := peers[rand.IntN(len(peers))]
 	ref := newRef()
 	k.ae.mu.Lock()
-	k.ae.rounds[ref] = &round{peer: peer, started: now}
+	k.ae.rounds[ref] = &round{peer: peer, started: now, repairs: k.ae.repairs}
 	k.ae.mu.Unlock()
 	k.m.hooks.WithLabelValues("before_gossip").Inc()
 	// The root alone: most rounds find the trees equal, and then cost
@@ -411,7 +420,6 @@ func (k *KV) sendEntries(to string, last message, entries []entry) {
 func (k *KV) markDiverged(ref uint64) {
 	k.ae.mu.Lock()
 	defer k.ae.mu.Unlock()
-	k.ae.speedUpLocked()
 	if r := k.ae.rounds[ref]; r != nil {
 		r.diverged = true
 	}
@@ -439,7 +447,11 @@ func (k *KV) roundDone(peer string, ref uint64) {
 		result := "in_sync"
 		if r.diverged {
 			result = "repaired"
-		} else {
+		}
+		if k.ae.repairs == r.repairs {
+			// Nothing new here: the trees matched, or differed by entries
+			// broadcast was bringing (the peer speeds up itself if it
+			// took any).
 			k.ae.slowDownLocked(k.maxPace())
 		}
 		k.m.rounds.WithLabelValues(result).Inc()

@@ -27,16 +27,19 @@
 //
 // # Propagation
 //
-// A write is persisted, applied, answered and broadcast at once on the
-// node's gossip channel (piggybacked by memberlist, keyed by the key so a
-// newer write replaces an older one still queued). memberlist hands a
-// broadcast to only a few random nodes, so, as Serf does with user events,
-// every node that receives by broadcast a version newer than its own
-// broadcasts it once more, before its own fsync (durability is the
+// A write is persisted, applied, answered and spread at once on the
+// node's gossip channel (Gossip.Spread): pushed in a UDP packet to every
+// member (up to originFanout), and piggybacked on gossip, keyed by the key
+// so a newer write replaces an older one still queued, for a member a push
+// missed. Every node that receives by broadcast a version newer than its
+// own piggybacks it once more, before its own fsync (durability is the
 // writer's); a node that holds the version already does not, which ends
-// the epidemic. A write too large for a gossip packet is broadcast as
-// a notice (key and version); a node that lacks that version pulls the
-// entry from the node that sent the notice, over TCP.
+// the spread. In a cluster larger than the writer's pushes reach, each of
+// those nodes also pushes it to relayFanout members, an epidemic as Serf's
+// user events are, with hops of a round trip instead of a gossip interval.
+// A write too large for a gossip packet is spread as a notice (key and
+// version); a node that lacks that version pulls the entry from the node
+// that sent the notice, over TCP.
 //
 // Anti-entropy repairs whatever broadcasts miss. Each node keeps a Merkle
 // tree over its keyspace: 4096 leaves (keys are placed by a hash), three
@@ -58,9 +61,12 @@
 // Younger entries are broadcast's to deliver; without the grace, two
 // nodes' trees never match while writes stream in, and every round
 // descends to the leaves for nothing (see store.settled). A node whose
-// rounds find its peers in sync doubles the gap between its rounds, up to
-// maxPace intervals, and returns to one round an interval on any
-// difference, write, merge or change of peers.
+// rounds bring it nothing new doubles the gap between its rounds, up to
+// maxPace intervals, and returns to one round an interval when a round
+// (or a sync) brings it an entry it lacked, or its peers change. Not on a
+// write or a difference: under a steady load of writes, entries settle
+// while a digest is on its way, two trees rarely match, and rounds that
+// sped up on every difference ran at full pace for nothing.
 //
 // An idle round thus exchanges one hash each way, whatever the number of
 // keys; a round never carries more than 128 leaves of summaries, and later

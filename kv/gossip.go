@@ -62,14 +62,16 @@ func (k *KV) sender() {
 	}
 }
 
-// broadcast gossips a write (local, or new here and received by
-// broadcast) to every member: the whole entry when
-// it fits a gossip packet, else a notice with its version, from which
-// every node that lacks it pulls the entry from this node over TCP (and
-// anti-entropy repairs what a lost notice or pull misses). The broadcast
-// is keyed by the key, so a newer write of the same key replaces one
-// still queued.
-func (k *KV) broadcast(e entry) {
+// broadcast spreads a write to every member (Gossip.Spread): a local one
+// pushed at once to every member (up to originFanout), one new here and
+// received by broadcast passed on by piggybacking, and in a cluster larger
+// than the writer's pushes reach, also pushed to relayFanout members. It
+// sends the whole entry when it fits a gossip packet, else a notice with
+// its version, from which every node that lacks it pulls the entry from
+// this node over TCP (and anti-entropy repairs what a lost notice or pull
+// misses). It is keyed by the key, so a newer write of the same key
+// replaces one still queued.
+func (k *KV) broadcast(e entry, relay bool) {
 	msg := encodeMessage(message{Type: msgEntry, From: k.node, Entries: []entry{e}})
 	kind := "entry"
 	if len(msg) > maxBroadcast {
@@ -78,7 +80,14 @@ func (k *KV) broadcast(e entry) {
 		msg = encodeMessage(message{Type: msgNotice, From: k.node, Entries: []entry{n}})
 		kind = "notice"
 	}
-	if err := k.host.Gossip().Broadcast(e.Key, msg); err != nil {
+	fanout := originFanout
+	if relay {
+		fanout = 0
+		if len(k.host.Gossip().Members())-1 > originFanout {
+			fanout = relayFanout
+		}
+	}
+	if err := k.host.Gossip().Spread(e.Key, msg, fanout); err != nil {
 		k.m.dropped.WithLabelValues("send_failed").Inc()
 		k.logger.Debug("kv broadcast refused; anti-entropy will carry the write", "err", err)
 		return
@@ -199,7 +208,7 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 			// it already does not, which ends the epidemic. It goes before
 			// the fsync: durability is the writer's, and the next hop
 			// should not wait for this node's disk.
-			k.broadcast(e)
+			k.broadcast(e, true)
 		}
 	}
 	if err := k.st.persist(accepted, false); err != nil {
@@ -210,13 +219,17 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	}
 	applied := k.st.apply(accepted, horizon)
 	k.updateGauges()
-	if len(applied) > 0 {
-		k.changed()
-	}
 	nowMs := now.UnixMilli()
+	repairs := 0
 	for _, e := range applied {
 		k.m.merged.WithLabelValues(source[e.Key]).Inc()
 		k.m.lag.Observe(float64(max(nowMs-e.Version.Time, 0)) / 1000)
+		if source[e.Key] != "broadcast" {
+			repairs++
+		}
+	}
+	if repairs > 0 {
+		k.repaired(repairs)
 	}
 }
 
@@ -234,8 +247,7 @@ func (k *KV) write(key, value string, deleted bool) (entry, error) {
 	}
 	k.st.apply([]entry{e}, k.horizon(k.cfg.now()))
 	k.updateGauges()
-	k.changed()
-	k.broadcast(e)
+	k.broadcast(e, false)
 	op := "put"
 	if deleted {
 		op = "delete"

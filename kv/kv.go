@@ -44,6 +44,18 @@ const (
 	// maxBroadcast is the largest message Broadcast takes (the gossip
 	// layer's 1200-byte frame, minus its tag byte).
 	maxBroadcast = 1199
+	// originFanout is how many members the node that takes a write pushes
+	// it to at once (Gossip.Spread): in a cluster of up to 65 nodes, all
+	// of them, so a write reaches every node in one hop, and the nodes it
+	// reaches only piggyback it on, as a backstop for a lost push. That is
+	// as many pushes per write as any epidemic needs (one per node), and
+	// none is left to chance: random relay pushes miss a node with
+	// probability e^-fanout, and a write is complete only when its last
+	// node has it.
+	originFanout = 64
+	// relayFanout is how many members each node a write is new to pushes it
+	// on to, in a cluster too large for its writer to push to every node.
+	relayFanout = 4
 	// maxServing bounds the full syncs this node serves at once.
 	maxServing = 2
 	// watchBuffer is a watcher's event buffer; a watcher further behind is

@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shoal_kv_writes_total", Help: "Writes accepted through this node's API, by op (put, delete).",
 		}, []string{"op"}),
 		broadcastSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shoal_kv_broadcasts_sent_total", Help: "Writes queued for gossip broadcast, by kind: entry (the whole entry) or notice (version only; peers pull the value).",
+			Name: "shoal_kv_broadcasts_sent_total", Help: "Writes spread by gossip (pushed to a few members, piggybacked for the rest), by kind: entry (the whole entry) or notice (version only; peers pull the value).",
 		}, []string{"kind"}),
 		broadcastRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_kv_broadcasts_received_total", Help: "Gossip broadcasts received, by kind (entry, notice).",

@@ -197,8 +197,8 @@ func TestSync_FreshLargeClusterGetsGoing(t *testing.T) {
 }
 
 // TestAntiEntropy_IdleNodesSlowDown checks the pace: nodes whose rounds
-// find nothing slow down to a round every maxPace intervals, and a write
-// brings the writer back to a round every interval.
+// find nothing slow down to a round every maxPace intervals; a write does
+// not speed them up (broadcast carries it), a repair does.
 func TestAntiEntropy_IdleNodesSlowDown(t *testing.T) {
 	net := newFakeNet()
 	a := startNode(t, net, "a", testConfig())
@@ -219,11 +219,22 @@ func TestAntiEntropy_IdleNodesSlowDown(t *testing.T) {
 		}
 		return nil
 	})
+	// A write whose broadcast is lost: b's slow rounds still find it,
+	// and the repair counts.
+	net.mu.Lock()
+	net.dropBroadcasts = true
+	net.mu.Unlock()
 	a.put("k", "v2")
-	if p := pace(a); p != 1 {
-		t.Fatalf("pace right after a write: %d, want 1", p)
+	if p := pace(a); p != maxPace {
+		t.Fatalf("pace right after a write: %d, want still %d", p, maxPace)
 	}
 	waitConverged(t, a, b)
+	b.kv.ae.mu.Lock()
+	repairs := b.kv.ae.repairs
+	b.kv.ae.mu.Unlock()
+	if repairs != 1 {
+		t.Fatalf("b counted %d repairs, want 1 (the lost write)", repairs)
+	}
 }
 
 // TestInbox_ByteBudget checks that received messages are bounded by bytes,
