@@ -148,12 +148,13 @@ func (c *Channel) Broadcast(key string, msg []byte) error {
 
 // Spread sends msg to every member like Broadcast, and sooner: it pushes
 // msg at once, in a UDP packet, to fanout members picked at random among
-// those up (this node excluded), and queues it to be piggybacked with a
-// quarter of Broadcast's retransmissions for the members no push reached. A module
-// that spreads on a message that is new to it (kv does) turns this into an
-// epidemic whose hops take a network round trip instead of a wait for the
-// next gossip round: with every member pushing to fanout others, a member
-// misses all pushes with probability about e^-fanout, and then gets a
+// those up (this node excluded), and queues it to be piggybacked, with a
+// quarter of Broadcast's retransmissions, for the members no push reached.
+// A fanout of every member reaches each in one hop (kv's writers do that,
+// up to 64 members). A module whose nodes spread on, with a smaller
+// fanout, a message that is new to them gets an epidemic whose hops take a
+// network round trip instead of a wait for the next gossip round; a member
+// then misses every push with probability about e^-fanout and gets a
 // piggybacked copy. Delivery stays best effort. key and the size limit are
 // as for Broadcast; a push that cannot be sent is counted and left to the
 // piggybacked copies. Pushes are bounded per gossip interval (see
