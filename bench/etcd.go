@@ -29,36 +29,48 @@ type etcdCluster struct {
 }
 
 // findEtcd returns the path of the etcd server binary, installing Debian's
-// etcd-server package when etcd is not on PATH (apt-get update is run only
-// if the first install fails).
+// etcd-server package when etcd is not on PATH.
 func findEtcd(ctx context.Context, out io.Writer) (string, error) {
-	if bin, err := exec.LookPath("etcd"); err == nil {
-		return bin, nil
-	}
-	fmt.Fprintln(out, "etcd is not on PATH: installing the Debian package etcd-server")
-	if _, err := command(ctx, "", "apt-get", "install", "-y", "etcd-server"); err != nil {
-		if _, uerr := command(ctx, "", "apt-get", "update"); uerr != nil {
-			return "", fmt.Errorf("install etcd-server: %w (apt-get update: %w)", err, uerr)
-		}
-		if _, err := command(ctx, "", "apt-get", "install", "-y", "etcd-server"); err != nil {
-			return "", fmt.Errorf("install etcd-server: %w", err)
-		}
-	}
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		return "", fmt.Errorf("etcd-server installed but etcd is not on PATH: %w", err)
-	}
-	return bin, nil
+	return findDebianBinary(ctx, out, "etcd", "etcd-server")
 }
 
-// etcdVersion returns the first line of `etcd --version`.
-func etcdVersion(ctx context.Context, bin string) string {
-	out, err := command(ctx, "", bin, "--version")
+// findDebianBinary returns the path of bin, installing the Debian package
+// pkg when bin is not on PATH (apt-get update is run only if the first
+// install fails).
+func findDebianBinary(ctx context.Context, out io.Writer, bin, pkg string) (string, error) {
+	if path, err := exec.LookPath(bin); err == nil {
+		return path, nil
+	}
+	fmt.Fprintf(out, "%s is not on PATH: installing the Debian package %s\n", bin, pkg)
+	if _, err := command(ctx, "", "apt-get", "install", "-y", pkg); err != nil {
+		if _, uerr := command(ctx, "", "apt-get", "update"); uerr != nil {
+			return "", fmt.Errorf("install %s: %w (apt-get update: %w)", pkg, err, uerr)
+		}
+		if _, err := command(ctx, "", "apt-get", "install", "-y", pkg); err != nil {
+			return "", fmt.Errorf("install %s: %w", pkg, err)
+		}
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s installed but %s is not on PATH: %w", pkg, bin, err)
+	}
+	return path, nil
+}
+
+// versionLine returns the first line that bin prints when run with args,
+// or "unknown".
+func versionLine(ctx context.Context, bin string, args ...string) string {
+	out, err := command(ctx, "", bin, args...)
 	if err != nil {
 		return "unknown"
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return strings.TrimPrefix(first, "etcd Version: ")
+	return first
+}
+
+// etcdVersion returns the version `etcd --version` prints first.
+func etcdVersion(ctx context.Context, bin string) string {
+	return strings.TrimPrefix(versionLine(ctx, bin, "--version"), "etcd Version: ")
 }
 
 // startEtcd starts an n-member cluster (--initial-cluster-state new) on

@@ -223,12 +223,19 @@ func waitShoalKV(ctx context.Context, c *shoalCluster, timeout time.Duration) er
 	if err := c.wait(ctx, timeout); err != nil {
 		return err
 	}
+	return untilEveryNode(ctx, c, timeout, 500*time.Millisecond, "kv not synced on every node", kvSynced)
+}
+
+// untilEveryNode polls check on every node of c, every poll, until it
+// passes on all of them; after timeout it fails with what and the last
+// node's error.
+func untilEveryNode(ctx context.Context, c *shoalCluster, timeout, poll time.Duration, what string, check func(context.Context, *shoalNode) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		var last error
 		for _, node := range c.nodes {
-			if last = kvSynced(ctx, node); last != nil {
+			if last = check(ctx, node); last != nil {
 				break
 			}
 		}
@@ -237,8 +244,8 @@ func waitShoalKV(ctx context.Context, c *shoalCluster, timeout time.Duration) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kv not synced on every node after %v: %w", timeout, last)
-		case <-time.After(500 * time.Millisecond):
+			return fmt.Errorf("%s after %v: %w", what, timeout, last)
+		case <-time.After(poll):
 		}
 	}
 }

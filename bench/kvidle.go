@@ -200,59 +200,28 @@ func loadKeys(ctx context.Context, node *shoalNode, run string, n, valueBytes in
 
 // waitAllKeys waits until every node reports at least keys live keys.
 func waitAllKeys(ctx context.Context, c *shoalCluster, keys int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		var last error
-		for _, node := range c.nodes {
-			ks, err := shoalKVStatus(ctx, node)
-			if err == nil && ks.Keys < keys {
-				err = fmt.Errorf("%s has %d of %d keys", node.name, ks.Keys, keys)
-			}
-			if err != nil {
-				last = err
-				break
-			}
+	return untilEveryNode(ctx, c, timeout, time.Second, "keys not everywhere", func(ctx context.Context, node *shoalNode) error {
+		ks, err := shoalKVStatus(ctx, node)
+		if err == nil && ks.Keys < keys {
+			err = fmt.Errorf("%s has %d of %d keys", node.name, ks.Keys, keys)
 		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("keys not everywhere after %v: %w", timeout, last)
-		case <-time.After(time.Second):
-		}
-	}
+		return err
+	})
 }
 
 // waitQuietQueues waits until no node has a broadcast queued: the writes'
 // broadcasts are over, and what follows is the idle cost.
 func waitQuietQueues(ctx context.Context, c *shoalCluster, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		var last error
-		for _, node := range c.nodes {
-			snap, err := scrape(ctx, node.httpAddr)
-			if err == nil {
-				if q := snap["shoal_membership_broadcast_queue_messages"]; q > 0 {
-					err = fmt.Errorf("%s has %.0f broadcasts queued", node.name, q)
-				}
-			}
-			if err != nil {
-				last = err
-				break
-			}
+	return untilEveryNode(ctx, c, timeout, time.Second, "broadcast queues not empty", func(ctx context.Context, node *shoalNode) error {
+		snap, err := scrape(ctx, node.httpAddr)
+		if err != nil {
+			return err
 		}
-		if last == nil {
-			return nil
+		if q := snap["shoal_membership_broadcast_queue_messages"]; q > 0 {
+			return fmt.Errorf("%s has %.0f broadcasts queued", node.name, q)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("broadcast queues not empty after %v: %w", timeout, last)
-		case <-time.After(time.Second):
-		}
-	}
+		return nil
+	})
 }
 
 // pushPullState encodes the anti-entropy part's keyspace as a gossip

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,33 +35,12 @@ type serfCluster struct {
 // findSerf returns the path of the serf binary, installing Debian's serf
 // package when it is not on PATH.
 func findSerf(ctx context.Context, out io.Writer) (string, error) {
-	if bin, err := exec.LookPath("serf"); err == nil {
-		return bin, nil
-	}
-	fmt.Fprintln(out, "serf is not on PATH: installing the Debian package serf")
-	if _, err := command(ctx, "", "apt-get", "install", "-y", "serf"); err != nil {
-		if _, uerr := command(ctx, "", "apt-get", "update"); uerr != nil {
-			return "", fmt.Errorf("install serf: %w (apt-get update: %w)", err, uerr)
-		}
-		if _, err := command(ctx, "", "apt-get", "install", "-y", "serf"); err != nil {
-			return "", fmt.Errorf("install serf: %w", err)
-		}
-	}
-	bin, err := exec.LookPath("serf")
-	if err != nil {
-		return "", fmt.Errorf("serf installed but not on PATH: %w", err)
-	}
-	return bin, nil
+	return findDebianBinary(ctx, out, "serf", "serf")
 }
 
 // serfVersion returns the first line of `serf version`.
 func serfVersion(ctx context.Context, bin string) string {
-	out, err := command(ctx, "", bin, "version")
-	if err != nil {
-		return "unknown"
-	}
-	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return first
+	return versionLine(ctx, bin, "version")
 }
 
 // startSerf starts n agents with the LAN profile (200 ms gossip, as

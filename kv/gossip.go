@@ -82,8 +82,13 @@ func (k *KV) broadcast(e entry, relay bool) {
 	}
 	fanout := originFanout
 	if relay {
+		// The peer count of the last tick, not a fresh member list: this
+		// runs for every write a node relays.
+		k.ae.mu.Lock()
+		peers := k.ae.numPeers
+		k.ae.mu.Unlock()
 		fanout = 0
-		if len(k.host.Gossip().Members())-1 > originFanout {
+		if peers > originFanout {
 			fanout = relayFanout
 		}
 	}

@@ -6,12 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"shoal/internal/testlog"
 )
 
 // eventually calls check until it returns nil or timeout passes, then fails
@@ -33,33 +34,11 @@ func eventually(t testing.TB, timeout time.Duration, check func() error) {
 	}
 }
 
-// testLog is a log writer into t that goes silent once the test's cleanup
-// has run, because memberlist's goroutines may still log after Shutdown.
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // testLogger returns a logger into t.Log for node name; records, if not
 // nil, also sees every record.
 func testLogger(t testing.TB, name string, records *recorder) *slog.Logger {
-	w := &testLog{t: t}
-	t.Cleanup(func() { // registered first, so it runs after every Shutdown
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	var h slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+	// Created before the node, so its cleanup runs after every Shutdown.
+	var h slog.Handler = slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo})
 	if records != nil {
 		records.next = h
 		h = records
