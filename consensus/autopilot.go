@@ -66,23 +66,33 @@ func (a *autopilot) reconcile(ctx context.Context) {
 	}
 	leaderCommit := n.raft.CommitIndex()
 
+	if a.repairAddresses(members) {
+		// Addresses moved: work from the configuration as it is now.
+		if cfg, err = n.Configuration(); err != nil {
+			return
+		}
+		clear(servers)
+		for _, s := range cfg.Servers {
+			servers[string(s.ID)] = s
+		}
+	}
+	addrHeld := map[string]bool{}
+	for _, s := range cfg.Servers {
+		addrHeld[string(s.Address)] = true
+	}
+
 	for name, m := range members {
 		if name == n.cfg.NodeID || m.Status != membership.StatusAlive {
 			continue
 		}
 		s, known := servers[name]
 		switch {
-		case !known:
+		case !known && !addrHeld[m.Meta.RaftAddr]:
 			a.change("add_nonvoter", name, n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
 			delete(a.caughtUpSince, name)
-		case string(s.Address) != m.Meta.RaftAddr:
-			// The node came back with a new address (a new container IP):
-			// re-adding the same ID updates the address, keeping suffrage.
-			if s.Suffrage == raft.Voter {
-				a.change("update_address", name, n.raft.AddVoter(s.ID, raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
-			} else {
-				a.change("update_address", name, n.raft.AddNonvoter(s.ID, raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
-			}
+		case !known:
+			// Its address is still held by a server that moved away or
+			// died; repairAddresses frees it first.
 		case s.Suffrage == raft.Nonvoter:
 			a.maybePromote(ctx, m, s, leaderCommit)
 		}

@@ -186,6 +186,13 @@ func readBytes(data []byte, what string) ([]byte, []byte, error) {
 var ErrOutcomeUnknown = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown",
 	Message: "the write was sent to the leader but no answer came in time; its outcome is unknown", RetryAfter: time.Second}
 
+// errLeaderChanged and errForwardTimeout are why a forwarded batch's
+// request was cancelled.
+var (
+	errLeaderChanged  = errors.New("the leader changed")
+	errForwardTimeout = errors.New("the apply timeout passed")
+)
+
 // forwardRequest is one follower write waiting to join a batch.
 type forwardRequest struct {
 	cmd  []byte
@@ -243,18 +250,36 @@ func (n *Node) sendBatch(batch []*forwardRequest) {
 			r.done <- Outcome{Err: err}
 		}
 	}
+	// Take the change signal before reading the leader, so a change
+	// between the two is not missed.
+	changed := n.leaderChanged.wait()
 	leaderID, _ := n.Leader()
 	if leaderID == "" || leaderID == n.cfg.NodeID {
 		fail(ErrNoLeader)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), n.cfg.ApplyTimeout, errForwardTimeout)
 	defer cancel()
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	// A batch never waits on a leader this node no longer follows: once
+	// another leader is known (or none), the request to the old one is
+	// cancelled and its slot freed for writes to the new one.
 	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
+		for {
+			select {
+			case <-n.stop:
+				cancelCause(ErrShutdown)
+				return
+			case <-ctx.Done():
+				return
+			case <-changed:
+				changed = n.leaderChanged.wait()
+				if id, _ := n.Leader(); id != leaderID {
+					cancelCause(errLeaderChanged)
+					return
+				}
+			}
 		}
 	}()
 	cmds := make([][]byte, len(batch))
@@ -264,6 +289,10 @@ func (n *Node) sendBatch(batch []*forwardRequest) {
 	outs, err := n.forwarder.ForwardApply(ctx, leaderID, cmds)
 	if err == nil && len(outs) != len(batch) {
 		err = ErrOutcomeUnknown.WithMessage("the leader answered %d outcomes for %d writes", len(outs), len(batch))
+	}
+	if err != nil && errors.Is(context.Cause(ctx), errLeaderChanged) && errors.Is(err, ErrOutcomeUnknown) {
+		n.metrics.forwardsAbandoned.Inc()
+		err = ErrOutcomeUnknown.WithMessage("the leader changed while the write was with %s; its outcome is unknown: retry it (a publish with the same id is applied once)", leaderID)
 	}
 	if err != nil {
 		fail(err)

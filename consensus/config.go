@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"shoal/internal/faultnet"
 )
 
 // Config configures a Node.
@@ -18,10 +16,10 @@ type Config struct {
 	NodeID string
 	// Dir holds raft.db (log and stable store) and snapshots/.
 	Dir string
-	// BindAddr is the host:port the Raft transport listens on.
-	BindAddr string
-	// AdvertiseAddr is the host:port other servers dial; empty means the
-	// bound address (which must then not be unspecified).
+	// AdvertiseAddr is the host:port other servers dial (a host name
+	// stays a name, resolved by whoever dials); empty means the cluster
+	// port's bound address, which must then not be unspecified. A port of
+	// 0, or none, means the bound port.
 	AdvertiseAddr string
 
 	// SnapshotThreshold is how many entries since the last snapshot trigger
@@ -49,8 +47,10 @@ type Config struct {
 	// Raft configuration with gossip membership.
 	ReconcileInterval time.Duration
 
-	// Gate, if set, injects network partitions (tests only).
-	Gate *faultnet.Gate
+	// OnElected, if set, is called with the term each time this node wins
+	// an election (tests record it to check that no term has two leaders).
+	// It runs on raft's goroutine and must not block.
+	OnElected func(term uint64)
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -88,7 +88,6 @@ func LocalTiming() Timing {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:          "0.0.0.0:7481",
 		SnapshotThreshold: 8192,
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      10240,
@@ -117,9 +116,6 @@ func (c Config) Validate() error {
 		return errors.New("reconcile interval must be positive")
 	case c.Timing.HeartbeatTimeout <= 0 || c.Timing.ElectionTimeout <= 0 || c.Timing.LeaderLeaseTimeout <= 0:
 		return errors.New("raft timeouts must be positive")
-	}
-	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
-		return fmt.Errorf("raft bind address %q: %w", c.BindAddr, err)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {

@@ -13,6 +13,9 @@ type metrics struct {
 	applySeconds     *prometheus.HistogramVec
 	autopilotActions *prometheus.CounterVec
 	forwardBatch     prometheus.Histogram
+	// forwardsAbandoned counts forwarded batches answered "outcome
+	// unknown" because the leader changed while they were with it.
+	forwardsAbandoned prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +31,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Writes per batch a follower forwarded to the leader.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
+		forwardsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_raft_forward_batches_abandoned_total",
+			Help: "Forwarded write batches answered outcome_unknown at once because the leader changed while they were with the old one.",
+		}),
 		autopilotActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_raft_autopilot_actions_total",
 			Help: "Raft configuration changes made by autopilot, by action.",
@@ -37,7 +44,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.applySeconds, m.autopilotActions, m.forwardBatch,
+		m.applySeconds, m.autopilotActions, m.forwardBatch, m.forwardsAbandoned, n.electionsWon,
 		gauge("shoal_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),

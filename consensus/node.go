@@ -15,8 +15,9 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"shoal/internal/faultnet"
+	"shoal/internal/clusterport"
 	"shoal/internal/httpjson"
 	"shoal/internal/logging"
 	"shoal/membership"
@@ -43,6 +44,10 @@ type Cluster interface {
 	AppliedIndex(ctx context.Context, m membership.Member) (uint64, error)
 	// Forget drops a member that was removed from Raft after leaving.
 	Forget(name string)
+	// RaftAddr is the Raft address a member announces in gossip now. Raft
+	// dials it rather than the address in its configuration, which may be
+	// stale after a restart. It must not block: raft calls it per dial.
+	RaftAddr(name string) (string, bool)
 }
 
 // ErrLeaderUnreachable: the leader is known but the request to it could not
@@ -56,7 +61,7 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *FSM
 	store     *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport *transport
 	advertise string
 	hadState  bool
 
@@ -65,16 +70,24 @@ type Node struct {
 	onLeadership func(isLeader bool)
 
 	leaderReady atomic.Bool // leads, and its term-start marker is applied
-	forwardQ    chan *forwardRequest
-	stop        chan struct{}
-	stopOnce    sync.Once
-	wg          sync.WaitGroup
-	metrics     *metrics
-	autopilot   *autopilot
+	// leaderChanged fires when the leader this node knows changes:
+	// forwarded batches in flight to the old one are answered at once.
+	leaderChanged *leaderSignal
+	leaderObs     *raft.Observer
+	electionsWon  prometheus.Counter
+	forwardQ      chan *forwardRequest
+	stop          chan struct{}
+	stopOnce      sync.Once
+	wg            sync.WaitGroup
+	metrics       *metrics
+	autopilot     *autopilot
 }
 
 // Deps are the parts of the node consensus calls back into.
 type Deps struct {
+	// Port is the node's cluster port; Raft is served on it and dials
+	// peers through it.
+	Port      *clusterport.Port
 	Forwarder Forwarder
 	Cluster   Cluster
 	// OnLeadership is called with true once this node leads and has
@@ -93,7 +106,12 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
 	n = &Node{cfg: cfg, fsm: fsm, forwarder: deps.Forwarder, cluster: deps.Cluster,
-		onLeadership: deps.OnLeadership, stop: make(chan struct{}), forwardQ: make(chan *forwardRequest, maxBatchCommands)}
+		onLeadership: deps.OnLeadership, stop: make(chan struct{}), forwardQ: make(chan *forwardRequest, maxBatchCommands),
+		leaderChanged: newLeaderSignal(),
+		electionsWon: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_raft_elections_won_total",
+			Help: "Elections this node won.",
+		})}
 	if n.onLeadership == nil {
 		n.onLeadership = func(bool) {}
 	}
@@ -121,25 +139,31 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.BindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.BindAddr, err)
+	if deps.Port == nil {
+		return nil, errors.New("consensus: a cluster port is required")
 	}
-	closers = append(closers, ln.Close)
-	n.advertise, err = advertiseAddr(cfg.AdvertiseAddr, ln.Addr().(*net.TCPAddr))
+	n.advertise, err = advertiseAddr(cfg.AdvertiseAddr, deps.Port.Addr().(*net.TCPAddr))
 	if err != nil {
 		return nil, err
 	}
-	adv, err := net.ResolveTCPAddr("tcp", n.advertise)
+	raftLn, err := deps.Port.Listen(clusterport.KindRaft)
 	if err != nil {
-		return nil, fmt.Errorf("resolve raft advertise address %s: %w", n.advertise, err)
+		return nil, fmt.Errorf("serve raft on the cluster port: %w", err)
 	}
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  faultnet.NewRaftStreamLayer(ln, adv, cfg.Gate),
-		MaxPool: 5,
-		Timeout: 10 * time.Second,
-		Logger:  hclogger.Named("transport"),
-	})
+	closers = append(closers, raftLn.Close)
+	var lookup func(string) (string, bool)
+	if n.cluster != nil {
+		lookup = n.cluster.RaftAddr
+	}
+	n.transport = &transport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  &streamLayer{Listener: raftLn, port: deps.Port, advertise: n.advertise},
+			MaxPool: 5,
+			Timeout: 10 * time.Second,
+			Logger:  hclogger.Named("transport"),
+		}),
+		lookup: lookup,
+	}
 	closers = append(closers, n.transport.Close)
 
 	n.hadState, err = raft.HasExistingState(logs, n.store, snaps)
@@ -149,7 +173,7 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = hclogger
+	rc.Logger = &electionLogger{Logger: hclogger, won: n.elected}
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	if cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = cfg.SnapshotInterval
@@ -174,8 +198,15 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, err
 	}
 	n.autopilot = newAutopilot(n)
-	n.wg.Add(2)
+	obs := make(chan raft.Observation, 1)
+	n.leaderObs = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(n.leaderObs)
+	n.wg.Add(3)
 	go n.watchLeadership()
+	go n.watchLeaderChanges(obs)
 	go n.runForwarder()
 	return n, nil
 }
@@ -312,7 +343,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (res []byte, idx uint
 // outcome waits for an apply future and maps raft's errors to ours; retry
 // says the command was certainly not submitted.
 func (n *Node) outcome(f raft.ApplyFuture) (res []byte, idx uint64, err error, retry bool) {
-	if err := f.Error(); err != nil {
+	if err := n.await(f); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return nil, 0, ErrNotLeader, true
@@ -333,6 +364,21 @@ func (n *Node) outcome(f raft.ApplyFuture) (res []byte, idx uint64, err error, r
 		return nil, f.Index(), fmt.Errorf("raft apply: unexpected response %T", f.Response()), false
 	}
 	return r.data, f.Index(), r.err, false
+}
+
+// await waits for f, or until the node stops. raft answers every future
+// it took, except one still queued in its batching channel when it shuts
+// down (hashicorp/raft#498): without the stop, a write racing a stop would
+// wait forever. Its waiter goroutine then stays until the process exits.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.stop:
+		return raft.ErrRaftShutdown
+	}
 }
 
 // LeaderReadIndex returns an index such that every write committed before
@@ -572,6 +618,7 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		n.raft.DeregisterObserver(n.leaderObs)
 		shutdownErr := n.raft.Shutdown().Error()
 		// Close the pooled connections to the peers too: raft's Close
 		// stops only the listener, and each pooled connection keeps a

@@ -8,6 +8,8 @@ package e2e
 
 import (
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/anishathalye/porcupine"
@@ -177,5 +179,30 @@ func TestCheckPublished_Control(t *testing.T) {
 		if err := checkPublished(clients, entries); err == nil {
 			t.Errorf("%s: checkPublished accepted %v", name, entries)
 		}
+	}
+}
+
+// TestElectionCheck_Control feeds the election check the lines raft logs:
+// one winner per term passes, two winners of one term (issue 9) fail.
+func TestElectionCheck_Control(t *testing.T) {
+	line := func(term int) string {
+		return `time=2026-12-05T10:51:16.970Z level=INFO msg="election won" node=shoal2 component=raft term=` +
+			strconv.Itoa(term) + " tally=2\n"
+	}
+	good := map[string]string{
+		"shoal1": line(2) + "time=... level=INFO msg=\"entering leader state\"\n" + line(5),
+		"shoal2": line(3) + line(4),
+		"shoal3": "time=... msg=\"election won\" term=x\n", // not a number: ignored
+	}
+	if err := checkOneLeaderPerTerm(electionWins(good)); err != nil {
+		t.Fatalf("one winner per term: %v", err)
+	}
+	if got := len(electionWins(good)); got != 4 {
+		t.Fatalf("found %d won terms, want 4", got)
+	}
+	bad := map[string]string{"shoal2": line(3), "shoal3": line(3) + line(4), "shoal1": line(4)}
+	err := checkOneLeaderPerTerm(electionWins(bad))
+	if err == nil || !strings.Contains(err.Error(), "term 3 won by shoal2 and shoal3") || !strings.Contains(err.Error(), "term 4 won by shoal1 and shoal3") {
+		t.Fatalf("two winners in terms 3 and 4: got %v", err)
 	}
 }

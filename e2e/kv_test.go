@@ -120,25 +120,15 @@ func parseVersion(s string) (client.KVVersion, error) {
 	return client.KVVersion{Time: t, Counter: uint32(n), Node: node}, nil
 }
 
-// testKVAfterPartition writes on both sides of a partition (the cut-off
-// node through docker exec), including one key written on both sides;
-// after healing every node holds every key, and the key written on both
-// sides has the newer version everywhere.
-func testKVAfterPartition(t *testing.T, c *cluster) {
-	skipWithoutKV(t, c)
+// kvWritesOnBothSides writes kv keys on both sides of a partition while
+// cut is cut off (on its side through docker exec), including one key
+// written on both sides, and returns what every node must hold once the
+// partition heals: every key, and for the key written on both sides the
+// value with the newer version.
+func kvWritesOnBothSides(t *testing.T, c *cluster, cut *node, majority []*node) map[string]string {
+	t.Helper()
 	const prefix = "e2e/partition/"
 	want := map[string]string{}
-	cut := c.others(c.leader(t, 10*time.Second))[0]
-	majority := c.others(cut)
-
-	cutAt := time.Now()
-	c.disconnect(t, cut)
-	healed := false
-	defer func() {
-		if !healed {
-			_, _ = docker("network", "connect", "--alias", cut.name, c.network, cut.container)
-		}
-	}()
 	for i := range 10 {
 		k, v := fmt.Sprintf("%smajority-%02d", prefix, i), fmt.Sprintf("m%d", i)
 		kvPut(t, majority[i%2], k, v)
@@ -164,10 +154,13 @@ func testKVAfterPartition(t *testing.T, c *cluster) {
 	if vMinority.Compare(vMajority) > 0 {
 		want[prefix+"both"] = "minority"
 	}
+	return want
+}
 
-	holdFault(t, nil, cutAt, partitionHold)
-	healed = true
-	c.heal(t, cut)
+// kvConvergedAfterPartition checks what kvWritesOnBothSides wrote.
+func kvConvergedAfterPartition(t *testing.T, c *cluster, want map[string]string) {
+	t.Helper()
+	const prefix = "e2e/partition/"
 	got := kvConverged(t, c, prefix, want)
 	t.Logf("%d keys converged on every node; the key written on both sides holds %q (%s)", len(got), got[prefix+"both"].Value, got[prefix+"both"].Version)
 }

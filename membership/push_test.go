@@ -126,10 +126,12 @@ func TestChannel_SpreadPushesAtOnce(t *testing.T) {
 }
 
 // TestChannel_SpreadIsPiggybacked spreads with no push at all: the
-// piggybacked copies reach the members (two peers; RetransmitMult 8 gives
-// spreads a multiplier of 2, so two transmissions, in one gossip round).
+// piggybacked copies reach the members (two peers; RetransmitMult 32 gives
+// spreads a multiplier of 8, so eight transmissions over a few gossip
+// rounds: with only two, one gossip packet lost on a loaded machine, or a
+// round that picked one peer, left a member without the message).
 func TestChannel_SpreadIsPiggybacked(t *testing.T) {
-	nodes := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RetransmitMult = 8 })
+	nodes := startCluster(t, 3, func(_ int, cfg *Config) { cfg.RetransmitMult = 32 })
 	handlers := make([]*recordingHandler, len(nodes))
 	for i, m := range nodes {
 		handlers[i] = &recordingHandler{}

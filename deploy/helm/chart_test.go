@@ -259,7 +259,10 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 		t.Errorf("--join=%s, want %s", got, strings.Join(joins, ","))
 	}
 	for flag, val := range map[string]string{
-		"--node-name": "$(POD_NAME)", "--advertise": "$(POD_IP)", "--data-dir": "/data",
+		"--node-name": "$(POD_NAME)", "--data-dir": "/data",
+		// The stable DNS name, not the pod IP, which changes when pods are
+		// recreated (issue 9).
+		"--advertise": fmt.Sprintf("$(POD_NAME).%s.%s.svc.cluster.local", spec.ServiceName, namespace),
 		"--http-addr": "0.0.0.0:7480", "--raft-addr": "0.0.0.0:7481", "--gossip-addr": "0.0.0.0:7482",
 	} {
 		if args[flag] != val {
@@ -272,9 +275,6 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	}
 	if e := env["POD_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("POD_NAME is not the pod's name: %+v", e)
-	}
-	if e := env["POD_IP"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
-		t.Errorf("POD_IP is not the pod's IP: %+v", e)
 	}
 
 	// Ports and probes.

@@ -19,6 +19,7 @@ import (
 
 	"shoal/api"
 	"shoal/consensus"
+	"shoal/internal/clusterport"
 	"shoal/membership"
 	"shoal/modules"
 )
@@ -30,6 +31,7 @@ type Agent struct {
 	registry *prometheus.Registry
 
 	mods    *modules.Manager
+	port    *clusterport.Port
 	node    *consensus.Node
 	members *membership.Membership
 	// gossip is members, published for the consensus goroutines that may
@@ -164,7 +166,6 @@ func (a *Agent) startConsensus(advHost string) error {
 	ccfg := consensus.DefaultConfig()
 	ccfg.NodeID = a.cfg.NodeName
 	ccfg.Dir = filepath.Join(a.cfg.DataDir, "raft")
-	ccfg.BindAddr = a.cfg.RaftAddr
 	ccfg.AdvertiseAddr = net.JoinHostPort(advHost, portOf(a.cfg.RaftAddr))
 	ccfg.SnapshotThreshold = a.cfg.SnapshotThreshold
 	if a.cfg.SnapshotInterval > 0 {
@@ -179,7 +180,7 @@ func (a *Agent) startConsensus(advHost string) error {
 			ccfg.TrailingLogs = a.cfg.SnapshotThreshold
 		}
 	}
-	ccfg.Gate = a.cfg.Gate
+	ccfg.OnElected = a.cfg.OnElected
 	ccfg.Logger = a.logger.With("component", "raft")
 	ccfg.Registerer = a.registry
 
@@ -193,7 +194,22 @@ func (a *Agent) startConsensus(advHost string) error {
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", a.cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the cluster port on %s: %w", a.cfg.RaftAddr, err)
+	}
+	a.port, err = clusterport.New(ln, clusterport.Config{
+		NodeName:   a.cfg.NodeName,
+		Dial:       a.cfg.Gate.DialContext, // a nil gate dials directly
+		Logger:     a.logger.With("component", "clusterport"),
+		Registerer: a.registry,
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	a.node, err = consensus.New(ccfg, fsm, consensus.Deps{
+		Port:         a.port,
 		Forwarder:    a.peers,
 		Cluster:      clusterView{a},
 		OnLeadership: a.leader.set,
@@ -214,7 +230,7 @@ func (a *Agent) startMembership(advHost string) error {
 	mcfg := membership.DefaultConfig()
 	mcfg.NodeName = a.cfg.NodeName
 	mcfg.BindAddr = a.cfg.GossipAddr
-	gossipHost, err := resolveHost(advHost)
+	gossipHost, err := a.resolveAdvertised(advHost)
 	if err != nil {
 		return err
 	}
@@ -297,6 +313,27 @@ func (a *Agent) announceRaftState() {
 			}
 			return
 		}
+	}
+}
+
+// advertiseResolveWait is how long a node waits at start for its own
+// advertised name to resolve: a Kubernetes pod's DNS record through a
+// headless Service appears a moment after the pod starts.
+const advertiseResolveWait = 30 * time.Second
+
+// resolveAdvertised resolves the advertised host for gossip, which
+// announces an IP address (memberlist requires one), retrying while the
+// name does not resolve yet. Raft and HTTP keep the name itself: it
+// survives a restart that changes the IP.
+func (a *Agent) resolveAdvertised(host string) (string, error) {
+	deadline := time.Now().Add(advertiseResolveWait)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		ip, err := resolveHost(host)
+		if err == nil || time.Now().After(deadline) {
+			return ip, err
+		}
+		a.logger.Info("the advertised host does not resolve yet; retrying", "host", host, "err", err)
+		time.Sleep(wait) // start-up only: nothing else runs on this node yet
 	}
 }
 
@@ -427,6 +464,9 @@ func (a *Agent) stopAll(ctx context.Context) error {
 	}
 	if a.members != nil {
 		errs = append(errs, a.members.Shutdown())
+	}
+	if a.port != nil {
+		errs = append(errs, a.port.Close())
 	}
 	a.wg.Wait()
 	if a.peers != nil {

@@ -56,6 +56,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Gate injects network partitions (tests only).
 	Gate *faultnet.Gate
+	// OnElected, if set, is called with the term each time this node wins
+	// a Raft election (tests check that no term has two leaders). It must
+	// not block.
+	OnElected func(term uint64)
 }
 
 // DefaultConfig returns the production defaults.

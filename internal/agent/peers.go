@@ -181,6 +181,20 @@ func (c clusterView) Forget(name string) {
 	}
 }
 
+// RaftAddr is the Raft address a member announces now; a member that
+// left has none.
+func (c clusterView) RaftAddr(name string) (string, bool) {
+	g := c.a.gossip.Load()
+	if g == nil {
+		return "", false
+	}
+	m, ok := g.Member(name)
+	if !ok || m.Status == membership.StatusLeft || m.Meta.RaftAddr == "" {
+		return "", false
+	}
+	return m.Meta.RaftAddr, true
+}
+
 func (c clusterView) AppliedIndex(ctx context.Context, m membership.Member) (uint64, error) {
 	var out struct {
 		AppliedIndex uint64 `json:"applied_index"`

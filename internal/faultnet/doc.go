@@ -7,7 +7,7 @@
 // with, and routes its outbound traffic through it:
 //
 //   - HTTP clients use [Gate.DialContext] as http.Transport.DialContext;
-//   - Raft uses the stream layer from [NewRaftStreamLayer];
+//   - the cluster port (Raft) dials peers with [Gate.DialContext];
 //   - memberlist uses the transport from [WrapTransport].
 //
 // Blocking an address refuses new dials to it, closes the connections the gate

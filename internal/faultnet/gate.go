@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrBlocked is wrapped by every error this package returns because an
@@ -25,7 +26,10 @@ var ErrBlocked = errors.New("faultnet: address blocked by partition")
 type Gate struct {
 	mu      sync.Mutex
 	blocked map[string]struct{}
-	conns   map[string]map[*gatedConn]struct{}
+	// paused maps a frozen peer's address to a channel closed when it
+	// thaws (see pause.go).
+	paused map[string]chan struct{}
+	conns  map[string]map[*gatedConn]struct{}
 }
 
 // NewGate returns a Gate that blocks nothing.
@@ -76,14 +80,19 @@ func (g *Gate) Unblock(addrs ...string) {
 	}
 }
 
-// Heal unblocks every address.
+// Heal unblocks and resumes every address.
 func (g *Gate) Heal() {
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	clear(g.blocked)
+	addrs := make([]string, 0, len(g.paused))
+	for a := range g.paused {
+		addrs = append(addrs, a)
+	}
+	g.mu.Unlock()
+	g.Resume(addrs...)
 }
 
 // Blocked reports whether traffic with addr is currently blocked. It is
@@ -128,7 +137,7 @@ func (g *Gate) track(network, addr string, c net.Conn) (net.Conn, error) {
 		return c, nil
 	}
 	key := normalize(addr)
-	gc := &gatedConn{Conn: c, gate: g, key: key, network: network}
+	gc := &gatedConn{Conn: c, gate: g, key: key, network: network, closed: make(chan struct{})}
 	g.mu.Lock()
 	if _, blocked := g.blocked[key]; blocked {
 		g.mu.Unlock()
@@ -178,12 +187,19 @@ type gatedConn struct {
 	key     string
 	network string
 	severed atomic.Bool
+	closed  chan struct{} // closed by Close and sever
+	closing sync.Once
+
+	mu           sync.Mutex
+	queued       [][]byte  // written while the peer is paused, sent when it thaws
+	readDeadline time.Time // as set by the owner; a paused read honours it
 }
 
 // sever marks c as cut by a partition and closes it, which wakes up any
 // goroutine blocked in Read or Write.
 func (c *gatedConn) sever() {
 	c.severed.Store(true)
+	c.closing.Do(func() { close(c.closed) })
 	_ = c.Conn.Close()
 }
 
@@ -207,6 +223,9 @@ func (c *gatedConn) Read(b []byte) (int, error) {
 	if err != nil && c.severed.Load() {
 		err = c.blockedErr("read")
 	}
+	if herr := c.holdWhilePaused(); herr != nil {
+		return 0, herr
+	}
 	return n, err
 }
 
@@ -215,6 +234,9 @@ func (c *gatedConn) Read(b []byte) (int, error) {
 func (c *gatedConn) Write(b []byte) (int, error) {
 	if c.severed.Load() {
 		return 0, c.blockedErr("write")
+	}
+	if c.queueWhilePaused(b) {
+		return len(b), nil
 	}
 	n, err := c.Conn.Write(b)
 	if err != nil && c.severed.Load() {
@@ -226,6 +248,7 @@ func (c *gatedConn) Write(b []byte) (int, error) {
 // Close closes the connection and stops the gate from tracking it.
 func (c *gatedConn) Close() error {
 	c.gate.untrack(c)
+	c.closing.Do(func() { close(c.closed) })
 	return c.Conn.Close()
 }
 

@@ -71,7 +71,7 @@ func (w *transport) filter() {
 			if !ok {
 				return
 			}
-			if p == nil || (p.From != nil && w.gate.Blocked(p.From.String())) {
+			if p == nil || (p.From != nil && w.gate.Drops(p.From.String())) {
 				continue
 			}
 			select {
@@ -89,24 +89,26 @@ func (w *transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 	return w.inner.FinalAdvertiseAddr(ip, port)
 }
 
-// WriteTo sends b to addr unless addr is blocked, in which case b is dropped.
+// WriteTo sends b to addr unless addr is blocked or paused, in which case b
+// is dropped.
 func (w *transport) WriteTo(b []byte, addr string) (time.Time, error) {
-	if w.gate.Blocked(addr) {
+	if w.gate.Drops(addr) {
 		return time.Now(), nil
 	}
 	return w.inner.WriteTo(b, addr)
 }
 
-// WriteToAddress sends b to addr unless addr is blocked, in which case b is
-// dropped.
+// WriteToAddress sends b to addr unless addr is blocked or paused, in which
+// case b is dropped.
 func (w *transport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
-	if w.gate.Blocked(addr.Addr) {
+	if w.gate.Drops(addr.Addr) {
 		return time.Now(), nil
 	}
 	return w.inner.WriteToAddress(b, addr)
 }
 
-// PacketCh returns the inbound packets whose source is not blocked.
+// PacketCh returns the inbound packets whose source is neither blocked nor
+// paused.
 func (w *transport) PacketCh() <-chan *memberlist.Packet {
 	return w.packets
 }

@@ -23,6 +23,9 @@ type Cluster struct {
 	opts  options
 	nodes []*Node
 	logw  io.Writer // to t.Log until the test ends
+	// elections records every election any node won; the cluster's
+	// cleanup fails the test if two nodes won the same term.
+	elections *Elections
 }
 
 // Node is one node of a Cluster. Agent is nil while the node is down.
@@ -44,7 +47,7 @@ func (n *Node) Agent() *agent.Agent {
 }
 
 // URL is the node's HTTP base URL.
-func (n *Node) URL() string { return "http://" + n.cfg.HTTPAddr }
+func (n *Node) URL() string { return "http://" + n.Addresses().HTTP }
 
 // Up reports whether the node is running.
 func (n *Node) Up() bool { return n.Agent() != nil }
@@ -98,8 +101,13 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	// The writer's cleanup is registered first, so it runs last: nodes
 	// stop before logging does.
-	c := &Cluster{t: t, opts: o, logw: testlog.Writer(t)}
-	t.Cleanup(c.stopAll)
+	c := &Cluster{t: t, opts: o, logw: testlog.Writer(t), elections: NewElections()}
+	t.Cleanup(func() {
+		c.stopAll()
+		if err := c.elections.Check(); err != nil {
+			t.Errorf("raft safety: %v", err)
+		}
+	})
 	for i := 0; i < n; i++ {
 		c.addNode(n)
 	}
@@ -142,13 +150,14 @@ func (c *Cluster) addNode(expect int) *Node {
 		cfg.BootstrapExpect = expect
 	}
 	if i > 0 {
-		cfg.Join = []string{c.nodes[0].cfg.GossipAddr}
+		cfg.Join = []string{c.nodes[0].Addresses().Gossip}
 	}
 	if c.opts.configure != nil {
 		c.opts.configure(i, &cfg)
 	}
 	node := &Node{Index: i, Name: name, Gate: faultnet.NewGate()}
 	cfg.Gate = node.Gate
+	cfg.OnElected = func(term uint64) { c.elections.Won(name, term) }
 	a, err := agent.New(cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -302,20 +311,45 @@ func (c *Cluster) Kill(i int) {
 	}
 }
 
+// Elections is the record of every election the cluster's nodes won.
+func (c *Cluster) Elections() *Elections { return c.elections }
+
+// Addresses are the addresses a node listens on.
+type Addresses struct{ HTTP, Raft, Gossip string }
+
+// Addresses returns the addresses node n listens on (or did, while down).
+func (n *Node) Addresses() Addresses {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return Addresses{HTTP: n.cfg.HTTPAddr, Raft: n.cfg.RaftAddr, Gossip: n.cfg.GossipAddr}
+}
+
 // Restart starts node i again on its addresses and data directory. It
 // rejoins through the other nodes' gossip addresses.
 func (c *Cluster) Restart(i int) *Node {
+	c.t.Helper()
+	return c.RestartOn(i, c.nodes[i].Addresses())
+}
+
+// RestartOn starts node i again on its data directory but on addrs, which
+// may be another node's (the others must be down then): a platform that
+// hands out addresses in start order does that to a whole cluster that
+// restarts. It rejoins through the other nodes' gossip addresses.
+func (c *Cluster) RestartOn(i int, addrs Addresses) *Node {
 	c.t.Helper()
 	n := c.nodes[i]
 	if n.Up() {
 		c.t.Fatalf("restart %s: it is running", n.Name)
 	}
+	n.mu.Lock()
+	n.cfg.HTTPAddr, n.cfg.RaftAddr, n.cfg.GossipAddr = addrs.HTTP, addrs.Raft, addrs.Gossip
 	cfg := n.cfg
+	n.mu.Unlock()
 	cfg.BootstrapExpect = 0
 	cfg.Join = nil
 	for _, other := range c.nodes {
 		if other != n {
-			cfg.Join = append(cfg.Join, other.cfg.GossipAddr)
+			cfg.Join = append(cfg.Join, other.Addresses().Gossip)
 		}
 	}
 	var a *agent.Agent
@@ -341,13 +375,38 @@ func (c *Cluster) Partition(idx ...int) {
 	for i, a := range c.nodes {
 		for j, b := range c.nodes {
 			if inside[i] != inside[j] {
-				a.Gate.Block(b.cfg.HTTPAddr, b.cfg.RaftAddr, b.cfg.GossipAddr)
+				ba := b.Addresses()
+				a.Gate.Block(ba.HTTP, ba.Raft, ba.Gossip)
 			}
 		}
 	}
 }
 
-// Heal removes every partition.
+// Pause freezes node i as docker pause or SIGSTOP would: its connections
+// stay open but nothing it sends arrives and nothing sent to it is
+// answered, and its gossip packets are dropped, until Resume. Clients can
+// still reach its API, as they could a frozen process through a load
+// balancer's open connection; tests drive writes through other nodes.
+func (c *Cluster) Pause(i int) { c.bothWays(i, (*faultnet.Gate).Pause) }
+
+// Resume thaws node i.
+func (c *Cluster) Resume(i int) { c.bothWays(i, (*faultnet.Gate).Resume) }
+
+// bothWays applies f to node i's addresses on every other node's gate and
+// to every other node's addresses on node i's gate.
+func (c *Cluster) bothWays(i int, f func(g *faultnet.Gate, addrs ...string)) {
+	p := c.nodes[i]
+	pa := p.Addresses()
+	for _, n := range c.nodes {
+		if n != p {
+			na := n.Addresses()
+			f(n.Gate, pa.HTTP, pa.Raft, pa.Gossip)
+			f(p.Gate, na.HTTP, na.Raft, na.Gossip)
+		}
+	}
+}
+
+// Heal removes every partition and pause.
 func (c *Cluster) Heal() {
 	for _, n := range c.nodes {
 		n.Gate.Heal()
