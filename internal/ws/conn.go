@@ -1,0 +1,480 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// Errors of Send and Replace.
+var (
+	// ErrQueueFull: the frame was not queued because the connection's send
+	// queue holds Config.SendQueue frames; the connection stays open and
+	// the caller decides (see Send).
+	ErrQueueFull = errors.New("websocket send queue is full")
+	// ErrClosed: the connection is closing or closed; nothing was queued.
+	ErrClosed = errors.New("websocket connection is closed")
+)
+
+// Conn is one open websocket connection of a Hub. Its methods may be
+// called from any goroutine, and none of them blocks on the client: Send,
+// Replace and Close only touch the queue and wake the writer.
+//
+// Frames reach the client in the order they were queued, each as one text
+// message. A frame is never copied: the same bytes may be queued on any
+// number of connections (Broadcast), and the caller must not modify them
+// afterwards.
+type Conn struct {
+	hub       *Hub
+	ws        *websocket.Conn
+	raw       net.Conn // under ws: its deadlines bound writes and closes
+	id        uint64
+	remote    string
+	logger    *slog.Logger
+	onMessage Handler
+	onClose   func(*Conn)
+
+	ctx    context.Context // cancelled, with the *CloseError as cause, when closing starts
+	cancel context.CancelCauseFunc
+	done   chan struct{}  // closed when the connection is closed and gone from the hub
+	wake   chan struct{}  // one token: the queue has frames for the writer
+	loops  sync.WaitGroup // the reader and the keepalive; the writer waits for them
+
+	mu      sync.Mutex
+	queue   [][]byte // ring buffer of SendQueue frames
+	head, n int
+	closing bool
+	cause   *CloseError
+	label   string // the closes metric's reason
+	hard    bool   // close without a handshake: the peer cannot take part
+}
+
+func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts AcceptOptions) *Conn {
+	id := h.ids.Add(1)
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	return &Conn{
+		hub: h, ws: wsc, raw: raw, id: id, remote: r.RemoteAddr,
+		logger:    h.logger.With("conn", id),
+		onMessage: opts.OnMessage, onClose: opts.OnClose,
+		ctx: ctx, cancel: cancel,
+		done:  make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+		queue: make([][]byte, h.cfg.SendQueue),
+	}
+}
+
+// ID returns the connection's number, unique within its hub.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the client's address as the HTTP server saw it
+// (http.Request.RemoteAddr; a proxy's own address behind a proxy).
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Context returns the connection's context: it carries the upgrade
+// request's values and is cancelled when the connection starts to close,
+// with the *CloseError that Cause returns as its cause.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Done is closed once the connection is closed, its goroutines have ended
+// and OnClose has returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Cause returns why the connection closed, or nil while it is open: the
+// status and reason of the close frame sent (or received from the peer);
+// 1006 (abnormal closure) when the connection was dropped without one.
+func (c *Conn) Cause() *CloseError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
+// Send queues frame to be written as one text message, and never blocks.
+// It returns ErrQueueFull, and queues nothing, if Config.SendQueue frames
+// are waiting already: the connection stays open and the caller decides
+// what to do, for example Replace its queue with one frame that supersedes
+// them (a full state instead of diffs), or Close it. It returns ErrClosed
+// once the connection is closing. The frame must be valid UTF-8 and must
+// not be modified afterwards.
+func (c *Conn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.n == len(c.queue) {
+		c.mu.Unlock()
+		c.hub.m.dropped.WithLabelValues(droppedOverflow).Inc()
+		return ErrQueueFull
+	}
+	c.queue[(c.head+c.n)%len(c.queue)] = frame
+	c.n++
+	c.mu.Unlock()
+	c.notify()
+	return nil
+}
+
+// Replace discards every frame still waiting in the queue (a frame being
+// written completes) and queues frame instead; it never blocks. A caller
+// whose Send met ErrQueueFull uses it to collapse what the client missed
+// into one frame, such as the full state, which then arrives before any
+// frame sent after Replace. It returns ErrClosed once the connection is
+// closing.
+func (c *Conn) Replace(frame []byte) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	discarded := c.clearLocked()
+	c.queue[0] = frame
+	c.n = 1
+	c.mu.Unlock()
+	c.hub.m.dropped.WithLabelValues(droppedReplaced).Add(float64(discarded))
+	c.notify()
+	return nil
+}
+
+// Queued returns how many frames wait in the send queue.
+func (c *Conn) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// Broadcast queues the same frame on each of conns (see Send) without
+// copying it, and returns those whose queue was full, for the caller to
+// deal with (see Replace); connections that are closing are skipped.
+func Broadcast(frame []byte, conns []*Conn) (full []*Conn) {
+	for _, c := range conns {
+		if errors.Is(c.Send(frame), ErrQueueFull) {
+			full = append(full, c)
+		}
+	}
+	return full
+}
+
+// Close starts closing the connection with status and reason (at most 123
+// bytes; longer is cut) and returns at once; Done says when it is closed.
+// Frames still queued are dropped. The context is cancelled now; the close
+// frame follows any frame being written, the handshake is bounded by
+// Config.CloseTimeout. A status that cannot be sent (1005, 1006, 1015, or
+// outside 1000-1014 and 3000-4999) is sent as 1011. Later calls do
+// nothing.
+func (c *Conn) Close(status StatusCode, reason string) {
+	c.shutdown(&CloseError{Status: sendable(status), Reason: closeReason(reason)}, closedByCaller, false)
+}
+
+// notify wakes the writer, if it is not awake already.
+func (c *Conn) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// clearLocked empties the queue and returns how many frames it held. The
+// caller holds c.mu.
+func (c *Conn) clearLocked() int {
+	n := c.n
+	for i := range c.n {
+		c.queue[(c.head+i)%len(c.queue)] = nil
+	}
+	c.head, c.n = 0, 0
+	return n
+}
+
+// pop takes the next frame off the queue.
+func (c *Conn) pop() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		return nil, false
+	}
+	f := c.queue[c.head]
+	c.queue[c.head] = nil
+	c.head = (c.head + 1) % len(c.queue)
+	c.n--
+	return f, true
+}
+
+// shutdown starts closing the connection, if it is not closing already:
+// the first cause wins. A soft close bounds the write in flight by
+// CloseTimeout, then sends a close frame; a hard one fails every blocked
+// read and write at once and closes without a handshake.
+func (c *Conn) shutdown(cause *CloseError, label string, hard bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing, c.cause, c.label, c.hard = true, cause, label, hard
+	c.mu.Unlock()
+	if hard {
+		_ = c.raw.SetDeadline(time.Now())
+	} else {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+	}
+	c.cancel(cause)
+}
+
+// awaitShutdown is for a goroutine that saw the connection fail in a way
+// another goroutine reports more precisely (a peer's close frame, a local
+// timeout): it waits for that report, then reports label itself.
+func (c *Conn) awaitShutdown(label string) {
+	t := time.NewTimer(c.hub.cfg.CloseTimeout)
+	defer t.Stop()
+	select {
+	case <-c.ctx.Done():
+	case <-t.C:
+		c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "connection lost"}, label, true)
+	}
+}
+
+// kill drops the TCP connection, whatever is in progress: Stop's last
+// resort once its context is done.
+func (c *Conn) kill() {
+	_ = c.raw.Close()
+}
+
+// start runs the connection's goroutines.
+func (c *Conn) start() {
+	c.loops.Add(2)
+	go c.read()
+	go c.keepalive()
+	go c.write()
+}
+
+// write is the writer goroutine: it drains the queue until the connection
+// starts to close, then closes it and retires it from the hub.
+func (c *Conn) write() {
+	c.writeQueued()
+	c.finish()
+}
+
+func (c *Conn) writeQueued() {
+	for {
+		if c.ctx.Err() != nil {
+			return
+		}
+		frame, ok := c.pop()
+		if !ok {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		// Not the connection's context: cancelling it must not cut a frame
+		// in half; shutdown bounds the write with a deadline instead.
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
+		err := c.ws.Write(ctx, websocket.MessageText, frame)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "write timed out"}, closedWriteTimeout, true)
+			} else {
+				c.awaitShutdown(closedWriteFailed)
+			}
+			return
+		}
+		c.hub.m.sent.Inc()
+	}
+}
+
+// finish closes the connection (handshake or not, as shutdown decided),
+// waits for the reader and the keepalive, and retires the connection.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	cause, label, hard := c.cause, c.label, c.hard
+	dropped := c.clearLocked()
+	c.mu.Unlock()
+	c.hub.m.dropped.WithLabelValues(droppedClosed).Add(float64(dropped))
+
+	if hard {
+		_ = c.ws.CloseNow()
+	} else {
+		// Bounds the whole handshake, including what coder/websocket does
+		// not bound (skipping the rest of a huge unread message).
+		_ = c.raw.SetDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+		_ = c.ws.Close(cause.Status, cause.Reason) // an error means the peer did not take part; it is closed either way
+	}
+	c.loops.Wait()
+
+	c.hub.remove(c, label)
+	c.logger.Debug("websocket closed", "reason", label, "status", int(cause.Status))
+	if c.onClose != nil {
+		c.onClose(c)
+	}
+	close(c.done)
+	c.hub.wg.Done()
+}
+
+// read is the reader goroutine: it reads messages and hands text ones to
+// the handler until the connection fails or starts to close.
+func (c *Conn) read() {
+	defer c.loops.Done()
+	limit := c.hub.cfg.MaxMessageBytes
+	for {
+		// Not the connection's context: its cancellation would drop the
+		// connection at once, before the close handshake.
+		typ, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			c.shutdown(&CloseError{Status: websocket.StatusUnsupportedData, Reason: "binary messages are not supported"}, closedBinary, false)
+			return
+		}
+		msg, err := io.ReadAll(io.LimitReader(r, limit+1))
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if int64(len(msg)) > limit {
+			c.shutdown(&CloseError{Status: websocket.StatusMessageTooBig, Reason: fmt.Sprintf("message too big: the limit is %d bytes", limit)}, closedTooBig, false)
+			return
+		}
+		c.hub.m.received.Inc()
+		if c.ctx.Err() != nil {
+			return // closing: the close handshake reads the rest
+		}
+		if c.onMessage == nil {
+			c.shutdown(&CloseError{Status: websocket.StatusPolicyViolation, Reason: "this endpoint accepts no messages"}, closedUnexpected, false)
+			return
+		}
+		if err := c.onMessage(c.ctx, c, msg); err != nil {
+			c.handlerFailed(err)
+			return
+		}
+	}
+}
+
+// readFailed reports why reading failed.
+func (c *Conn) readFailed(err error) {
+	var ce websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		c.shutdown(&CloseError{Status: ce.Code, Reason: ce.Reason}, closedByPeer, false)
+	case errors.Is(err, net.ErrClosed):
+		// Closed on this side: by our own close, or by coder/websocket on
+		// a write or ping timeout, which the writer or keepalive reports.
+		c.awaitShutdown(closedPeerGone)
+	default: // EOF, reset, a broken frame
+		c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "connection lost"}, closedPeerGone, true)
+	}
+}
+
+// handlerFailed closes the connection as the handler's error says.
+func (c *Conn) handlerFailed(err error) {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		c.shutdown(&CloseError{Status: sendable(ce.Status), Reason: closeReason(ce.Reason)}, closedHandlerError, false)
+		return
+	}
+	if c.ctx.Err() != nil {
+		return // closing already; the handler saw its context end
+	}
+	c.logger.Warn("websocket message handler failed", "err", err)
+	c.shutdown(&CloseError{Status: websocket.StatusInternalError, Reason: "internal error"}, closedHandlerError, false)
+}
+
+// keepalive is the keepalive goroutine: it pings every PingInterval and
+// drops the connection when a pong does not come within PingTimeout.
+func (c *Conn) keepalive() {
+	defer c.loops.Done()
+	t := time.NewTicker(c.hub.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.PingTimeout)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure,
+				Reason: fmt.Sprintf("no pong within %s", c.hub.cfg.PingTimeout)}, closedPingTimeout, true)
+			return
+		}
+		if err != nil {
+			return // the connection closed; the reader reports why
+		}
+	}
+}
+
+// StatusCode is a websocket close status (RFC 6455 section 7.4).
+type StatusCode = websocket.StatusCode
+
+// The close statuses a module uses; 4000-4999 are free for its own.
+const (
+	StatusNormalClosure   = websocket.StatusNormalClosure   // 1000: done
+	StatusGoingAway       = websocket.StatusGoingAway       // 1001: the server is stopping
+	StatusProtocolError   = websocket.StatusProtocolError   // 1002
+	StatusUnsupportedData = websocket.StatusUnsupportedData // 1003: a binary message
+	StatusPolicyViolation = websocket.StatusPolicyViolation // 1008: a message the module refuses
+	StatusMessageTooBig   = websocket.StatusMessageTooBig   // 1009
+	StatusInternalError   = websocket.StatusInternalError   // 1011
+	StatusTryAgainLater   = websocket.StatusTryAgainLater   // 1013: overloaded, come back later
+)
+
+// CloseError is why a connection closed: the status and reason of its
+// close frame. A message handler returns one (Closef) to close its
+// connection with that status; Conn.Cause returns one.
+type CloseError struct {
+	Status StatusCode
+	Reason string // at most 123 bytes are sent
+}
+
+// Closef returns a *CloseError with a formatted reason.
+func Closef(status StatusCode, format string, args ...any) *CloseError {
+	return &CloseError{Status: status, Reason: fmt.Sprintf(format, args...)}
+}
+
+var _ error = (*CloseError)(nil)
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("websocket closed with status %d: %s", int(e.Status), e.Reason)
+}
+
+// maxReason is the longest close reason: a control frame carries 125
+// bytes, two of them the status.
+const maxReason = 123
+
+// closeReason makes reason fit a close frame: valid UTF-8 of at most
+// maxReason bytes, cut at a character boundary.
+func closeReason(reason string) string {
+	reason = strings.ToValidUTF8(reason, "")
+	if len(reason) <= maxReason {
+		return reason
+	}
+	i := maxReason
+	for i > 0 && !utf8.RuneStart(reason[i]) {
+		i--
+	}
+	return reason[:i]
+}
+
+// sendable returns status if a close frame may carry it, else 1011.
+func sendable(status StatusCode) StatusCode {
+	switch {
+	case status == 1004, status == 1005, status == 1006, status == 1015:
+		return StatusInternalError
+	case status >= 1000 && status <= 1014, status >= 3000 && status <= 4999:
+		return status
+	}
+	return StatusInternalError
+}

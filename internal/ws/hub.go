@@ -1,0 +1,361 @@
+package ws
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"shoal/internal/httpjson"
+)
+
+// Refusals Accept answers with (besides httpjson.ErrShuttingDown after
+// Stop); errors.Is matches them by code.
+var (
+	// ErrNotWebsocket: the request is not a websocket upgrade (426 with
+	// "Upgrade: websocket").
+	ErrNotWebsocket = httpjson.Errorf(http.StatusUpgradeRequired, "websocket_required", "this endpoint serves websocket connections only")
+	// ErrSubprotocol: the client did not offer the hub's subprotocol; the
+	// error's "subprotocol" detail names it.
+	ErrSubprotocol = httpjson.BadRequest("subprotocol_required", "the client must offer this endpoint's websocket subprotocol")
+	// ErrFull: the hub holds Config.MaxConns connections. It is a 503 with
+	// Retry-After, not a 429: the limit protects this node as a whole and
+	// says nothing about this client's rate, and a client (or a load
+	// balancer) that gets a 503 may try another node at once, which holds
+	// its own connections.
+	ErrFull = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "too_many_connections",
+		Message: "this node holds as many websocket connections as it may", RetryAfter: 5 * time.Second}
+)
+
+// Hub is the set of one module's websocket connections. It upgrades
+// requests (Accept), keeps every connection until it closes, and closes
+// them all on Stop. Its methods may be called from any goroutine.
+//
+// Each open connection is served by three goroutines that the hub owns: a
+// reader (which runs the message handler), a writer (which drains the send
+// queue, then closes the connection and runs OnClose) and a keepalive
+// (which pings). They end when the connection closes; Stop waits for them.
+type Hub struct {
+	cfg    Config
+	logger *slog.Logger
+	m      *metrics
+	ids    atomic.Uint64
+	full   *httpjson.Error // ErrFull with the configured Retry-After
+
+	mu        sync.Mutex
+	conns     map[*Conn]struct{}
+	upgrading int  // upgrades in progress, counted against MaxConns
+	stopped   bool // set by Stop: Accept refuses
+	// wg counts upgrades in progress and open connections; Add happens
+	// under mu and only before stopped is set, so Stop's Wait is sound.
+	wg sync.WaitGroup
+
+	unregister sync.Once
+}
+
+// NewHub validates cfg and registers the hub's metrics. It starts nothing:
+// a module calls it when it is provisioned and Stop when it stops.
+func NewHub(cfg Config) (*Hub, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.MetricPrefix)
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.OriginPatterns = append([]string(nil), cfg.OriginPatterns...)
+	full := *ErrFull
+	full.RetryAfter = cfg.RetryAfter
+	return &Hub{cfg: cfg, logger: logger, m: m, full: &full, conns: map[*Conn]struct{}{}}, nil
+}
+
+// AcceptOptions are what one connection does with what it reads.
+type AcceptOptions struct {
+	// OnMessage receives each text message, in order, from the
+	// connection's reader goroutine (see Handler). Nil means the client
+	// has nothing to say: a message closes the connection with 1008.
+	OnMessage Handler
+	// OnClose, if set, is called once when the connection has closed and
+	// left the hub, from its writer goroutine, before Done is closed and
+	// before Stop returns. c.Cause says why. It must not block for long,
+	// and must not call Stop: Stop waits for it.
+	OnClose func(c *Conn)
+}
+
+// Handler handles one text message of a connection. It is called from the
+// connection's reader goroutine, one message at a time; msg is its own to
+// keep. ctx is the connection's context, cancelled when the connection
+// starts to close: a handler that waits on something must also wait on
+// ctx. While it runs, nothing is read from the connection, pongs included,
+// so it must return well within Config.PingTimeout (hand long work to a
+// goroutine of its own, or queue replies with Send, which never blocks);
+// it must not call Hub.Stop, which waits for it.
+//
+// A returned error closes the connection: with the status and reason of
+// a *CloseError in its chain (see Closef), else with 1011 "internal
+// error", the error itself being logged and not sent.
+type Handler func(ctx context.Context, c *Conn, msg []byte) error
+
+// Accept upgrades r to a websocket connection that speaks the hub's
+// subprotocol and returns it, open and tracked by the hub until it closes;
+// its reader, writer and keepalive have started (OnMessage may run before
+// Accept returns). The handler returns afterwards; the connection lives on
+// (http.Server has handed it over).
+//
+// Accept answers every failure itself: before the upgrade with the API's
+// JSON error shape (ErrNotWebsocket, ErrSubprotocol, ErrFull,
+// httpjson.ErrShuttingDown, 400/403/405 for a bad handshake or a foreign
+// origin), and returns the error too, for the caller's information only:
+// the caller must not write to w after an error.
+//
+// The request's context values (such as a request id) stay with the
+// connection's context; its cancellation does not.
+func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*Conn, error) {
+	if !hasToken(r.Header.Values("Upgrade"), "websocket", true) {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		return nil, h.refuse(w, r, refusedNotWebsocket, ErrNotWebsocket)
+	}
+	if !hasToken(r.Header.Values("Sec-WebSocket-Protocol"), h.cfg.Subprotocol, false) {
+		return nil, h.refuse(w, r, refusedSubprotocol, ErrSubprotocol.
+			WithMessage("offer the websocket subprotocol %q in Sec-WebSocket-Protocol", h.cfg.Subprotocol).
+			WithDetail("subprotocol", h.cfg.Subprotocol))
+	}
+	if !canHijack(w) {
+		// A middleware hides the connection (or this is HTTP/2): a bug
+		// worth logging, which WriteError does for internal errors.
+		return nil, h.refuse(w, r, refusedNotHijackable,
+			fmt.Errorf("accept websocket: the response writer cannot hand over its connection: %w", http.ErrNotSupported))
+	}
+	if reason, err := h.reserve(); err != nil {
+		return nil, h.refuse(w, r, reason, err)
+	}
+
+	uw := &upgradeWriter{ResponseWriter: w}
+	wsc, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{h.cfg.Subprotocol},
+		OriginPatterns: h.cfg.OriginPatterns,
+	})
+	if err != nil {
+		h.release()
+		if uw.conn == nil && uw.refusal != 0 {
+			return nil, h.refuse(w, r, refusedHandshake, handshakeError(uw.refusal, uw.msg.String()))
+		}
+		return nil, fmt.Errorf("accept websocket: %w", err)
+	}
+	if uw.conn == nil || wsc.Subprotocol() != h.cfg.Subprotocol {
+		// coder/websocket matches subprotocols ignoring case and could pick
+		// another spelling the client also offered; we speak ours only.
+		h.abandon(wsc, uw.conn, websocket.StatusProtocolError, "subprotocol mismatch")
+		h.m.closes.WithLabelValues(closedProtocolError).Inc()
+		h.release()
+		return nil, fmt.Errorf("accept websocket: negotiated subprotocol %q, want %q", wsc.Subprotocol(), h.cfg.Subprotocol)
+	}
+	wsc.SetReadLimit(-1) // the reader enforces MaxMessageBytes, with its own close reason
+
+	h.mu.Lock()
+	h.upgrading--
+	if h.stopped {
+		h.mu.Unlock()
+		h.abandon(wsc, uw.conn, websocket.StatusGoingAway, goingAwayReason)
+		h.m.closes.WithLabelValues(closedGoingAway).Inc()
+		h.wg.Done()
+		return nil, fmt.Errorf("accept websocket: %w", httpjson.ErrShuttingDown)
+	}
+	c := newConn(h, wsc, uw.conn, r, opts)
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+	h.m.open.Inc()
+	c.logger.Debug("websocket opened", "remote", c.remote)
+	c.start()
+	return c, nil
+}
+
+// goingAwayReason is the reason of the close frame Stop sends.
+const goingAwayReason = "server shutting down"
+
+// Stop closes every open connection with 1001 (going away), refuses new
+// ones with httpjson.ErrShuttingDown, and waits until every connection's
+// goroutines have ended (OnClose included), or until ctx is done: then it
+// drops the connections still open without a close handshake and returns
+// ctx's error (a message handler that ignores its context can still hold
+// its goroutine). Stop unregisters the hub's metrics. It may be called
+// more than once.
+func (h *Hub) Stop(ctx context.Context) error {
+	h.mu.Lock()
+	h.stopped = true
+	open := h.snapshot()
+	h.mu.Unlock()
+	for _, c := range open {
+		c.shutdown(&CloseError{Status: websocket.StatusGoingAway, Reason: goingAwayReason}, closedGoingAway, false)
+	}
+	defer h.unregister.Do(h.m.unregister)
+
+	done := make(chan struct{})
+	go func() { // ends when the last connection does; bounded by the kill below
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	open = h.snapshot()
+	h.mu.Unlock()
+	for _, c := range open {
+		c.kill()
+	}
+	return fmt.Errorf("stop websocket hub: %d connections still closing: %w", len(open), ctx.Err())
+}
+
+// Len returns the number of open connections.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// snapshot returns the open connections. The caller holds h.mu.
+func (h *Hub) snapshot() []*Conn {
+	out := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// reserve counts an upgrade in progress against MaxConns, or says why
+// there is no room for it.
+func (h *Hub) reserve() (reason string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.stopped:
+		return refusedShuttingDown, httpjson.ErrShuttingDown
+	case len(h.conns)+h.upgrading >= h.cfg.MaxConns:
+		return refusedFull, h.full
+	}
+	h.upgrading++
+	h.wg.Add(1)
+	return "", nil
+}
+
+// release gives back what reserve took, for an upgrade that failed.
+func (h *Hub) release() {
+	h.mu.Lock()
+	h.upgrading--
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// remove forgets a closed connection. Its writer calls it once.
+func (h *Hub) remove(c *Conn, label string) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	h.m.open.Dec()
+	h.m.closes.WithLabelValues(label).Inc()
+}
+
+// abandon closes a connection that was upgraded but never joined the hub,
+// with a close handshake bounded by CloseTimeout.
+func (h *Hub) abandon(wsc *websocket.Conn, raw net.Conn, status websocket.StatusCode, reason string) {
+	if raw != nil {
+		_ = raw.SetDeadline(time.Now().Add(h.cfg.CloseTimeout))
+	}
+	_ = wsc.Close(status, reason) // the peer may be gone; nothing left to do about it
+}
+
+// refuse answers r with err in the API's error shape and counts it.
+func (h *Hub) refuse(w http.ResponseWriter, r *http.Request, reason string, err error) error {
+	h.m.refused.WithLabelValues(reason).Inc()
+	httpjson.WriteError(w, r, err)
+	return err
+}
+
+// handshakeError turns a refusal coder/websocket wrote as plain text
+// (bad version or key, wrong method, foreign origin) into the API's error.
+func handshakeError(status int, msg string) *httpjson.Error {
+	msg = strings.TrimSpace(msg)
+	switch status {
+	case http.StatusMethodNotAllowed:
+		return httpjson.ErrMethod.WithMessage("%s", msg)
+	case http.StatusForbidden:
+		return httpjson.Errorf(status, "origin_forbidden", "%s", msg)
+	case http.StatusUpgradeRequired:
+		return ErrNotWebsocket.WithMessage("%s", msg)
+	}
+	return httpjson.Errorf(status, "bad_handshake", "%s", msg)
+}
+
+// upgradeWriter is the ResponseWriter coder/websocket upgrades through. It
+// keeps the hijacked connection, for the deadlines that bound writes and
+// closes, and holds back a plain-text refusal so that Accept can send it
+// in the API's JSON shape instead.
+type upgradeWriter struct {
+	http.ResponseWriter
+	refusal int             // status of a refusal, 0 if none
+	msg     strings.Builder // its text
+	conn    net.Conn        // set by Hijack
+}
+
+func (u *upgradeWriter) WriteHeader(status int) {
+	if status == http.StatusSwitchingProtocols {
+		u.ResponseWriter.WriteHeader(status)
+		return
+	}
+	u.refusal = status
+}
+
+func (u *upgradeWriter) Write(p []byte) (int, error) {
+	if u.refusal == 0 {
+		return u.ResponseWriter.Write(p)
+	}
+	if u.msg.Len() < 1024 {
+		u.msg.Write(p)
+	}
+	return len(p), nil
+}
+
+// Hijack takes the connection over and clears the deadlines http.Server
+// may have left on it (ReadHeaderTimeout's).
+func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	u.conn = conn
+	return conn, brw, nil
+}
+
+// canHijack reports whether w, or a ResponseWriter it wraps (found through
+// Unwrap, as http.ResponseController does), can hand its connection over.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+var _ http.Hijacker = (*upgradeWriter)(nil)
