@@ -20,7 +20,6 @@ func TestAuth_BearerToken(t *testing.T) {
 		{http.MethodGet, "/v1/raft/peers"},
 		{http.MethodGet, "/v1/logs"},
 		{http.MethodGet, "/metrics"},
-		{http.MethodGet, "/v1/internal/applied"},
 		{http.MethodPost, "/v1/cluster/join"},
 		{http.MethodPost, "/v1/cluster/leave"},
 		{http.MethodPost, "/v1/raft/transfer-leadership"},

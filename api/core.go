@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -10,7 +8,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/hashicorp/raft"
 
-	"shoal/consensus"
 	"shoal/internal/httpjson"
 	"shoal/membership"
 	"shoal/modules"
@@ -229,40 +226,5 @@ func (s *server) transferLeadership(w http.ResponseWriter, r *http.Request) erro
 	}
 	leader, _ := s.Raft.Leader()
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"previous": s.NodeName, "leader": leader})
-	return nil
-}
-
-// internalApply applies a batch of commands a follower forwarded. It never
-// forwards again: a node that is not the leader answers not_leader for
-// each command and the follower retries with the leader it learns next.
-func (s *server) internalApply(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return err
-	}
-	cmds, err := consensus.DecodeBatch(body)
-	if err != nil {
-		return httpjson.BadRequest("bad_command", "%s", err.Error())
-	}
-	outs := s.Raft.ApplyBatch(r.Context(), cmds)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(consensus.EncodeOutcomes(outs))
-	return nil
-}
-
-func (s *server) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	idx, err := s.Raft.LeaderReadIndex(ctx)
-	if err != nil {
-		return err
-	}
-	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"index": idx})
-	return nil
-}
-
-func (s *server) internalApplied(w http.ResponseWriter, r *http.Request) error {
-	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"applied_index": s.Raft.FSM().Applied()})
 	return nil
 }

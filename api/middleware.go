@@ -107,19 +107,11 @@ func (s *server) observe(next http.Handler) http.Handler {
 	})
 }
 
-// commandOverhead is the room forwarded Raft commands may take beyond the
-// body limit: a module wraps a client's body in its own framing, and a
-// follower batches up to 1 MiB of small commands in one request.
-const commandOverhead = 2 << 20
-
 // limitBody caps request bodies; reading past the cap fails with a
 // *http.MaxBytesError, which httpjson reports as 413.
 func (s *server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := s.MaxBodyBytes
-		if strings.HasPrefix(r.URL.Path, "/v1/internal/") {
-			limit += commandOverhead
-		}
 		if r.ContentLength > limit {
 			httpjson.WriteError(w, r, httpjson.ErrBodyTooLarge.WithMessage(
 				"request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, limit))

@@ -277,12 +277,13 @@ func testBodyTooLarge(t *testing.T, c *testcluster.Cluster) {
 			}
 		})
 	}
-	t.Run("internal endpoints are limited too", func(t *testing.T) {
-		// Forwarded batches may exceed the client limit by the framing and
-		// batching allowance (2 MiB), but not without bound.
-		huge := strings.Repeat("x", maxBody+3<<20)
-		r := call(t, http.MethodPost, n.URL()+"/v1/internal/apply", huge, nil)
-		wantError(t, r, http.StatusRequestEntityTooLarge, "body_too_large")
+	t.Run("no internal endpoints", func(t *testing.T) {
+		// Node-to-node calls ride the cluster port, never the client API
+		// (a client could forge Raft commands through them).
+		for _, path := range []string{"/v1/internal/apply", "/v1/internal/read-index", "/v1/internal/applied"} {
+			r := call(t, http.MethodPost, n.URL()+path, "x", nil)
+			wantError(t, r, http.StatusNotFound, "not_found")
+		}
 	})
 	t.Run("at the limit", func(t *testing.T) {
 		body := `{"addrs":[]}` + strings.Repeat(" ", maxBody-len(`{"addrs":[]}`))

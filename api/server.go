@@ -96,7 +96,4 @@ func (s *server) routes(r chi.Router) {
 	r.Post("/raft/transfer-leadership", httpjson.Handle(s.onLeader(s.transferLeadership)))
 
 	// Followers reach the leader through these; they are not a public API.
-	r.Post("/internal/apply", httpjson.Handle(s.internalApply))
-	r.Get("/internal/read-index", httpjson.Handle(s.internalReadIndex))
-	r.Get("/internal/applied", httpjson.Handle(s.internalApplied))
 }

@@ -3,7 +3,6 @@ package consensus
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -83,16 +82,6 @@ func DecodeBatch(data []byte) ([][]byte, error) {
 	return cmds, nil
 }
 
-// wireError is how an outcome's error crosses the wire: the fields of an
-// *httpjson.Error, so the follower rebuilds the same status and code.
-type wireError struct {
-	Status       int            `json:"status"`
-	Code         string         `json:"code"`
-	Message      string         `json:"message"`
-	RetryAfterMS int64          `json:"retry_after_ms,omitempty"`
-	Details      map[string]any `json:"details,omitempty"`
-}
-
 // EncodeOutcomes frames the leader's answer: a uvarint count, then for each
 // command its index, a kind byte (0 result, 1 error) and a length-prefixed
 // result or JSON error.
@@ -104,9 +93,7 @@ func EncodeOutcomes(outs []Outcome) []byte {
 		kind := byte(0)
 		if o.Err != nil {
 			kind = 1
-			e := httpjson.As(o.Err)
-			payload, _ = json.Marshal(wireError{Status: e.Status, Code: e.Code, Message: e.Message,
-				RetryAfterMS: e.RetryAfter.Milliseconds(), Details: e.Details})
+			payload = httpjson.MarshalError(o.Err)
 		}
 		buf = append(buf, kind)
 		buf = binary.AppendUvarint(buf, uint64(len(payload)))
@@ -142,15 +129,11 @@ func DecodeOutcomes(data []byte) ([]Outcome, error) {
 		case 0:
 			o.Result = payload
 		case 1:
-			var w wireError
-			if err := json.Unmarshal(payload, &w); err != nil {
+			e, err := httpjson.UnmarshalError(payload)
+			if err != nil {
 				return nil, fmt.Errorf("decode outcomes: error %d: %w", i, err)
 			}
-			if w.Status < 400 || w.Status > 599 || w.Code == "" {
-				return nil, fmt.Errorf("decode outcomes: error %d has status %d and code %q", i, w.Status, w.Code)
-			}
-			o.Err = &httpjson.Error{Status: w.Status, Code: w.Code, Message: w.Message,
-				RetryAfter: time.Duration(w.RetryAfterMS) * time.Millisecond, Details: w.Details}
+			o.Err = e
 		default:
 			return nil, fmt.Errorf("decode outcomes: unknown kind %d", kind)
 		}
@@ -341,9 +324,16 @@ func (n *Node) ApplyBatch(ctx context.Context, cmds [][]byte) []Outcome {
 	start := time.Now()
 	futures := make([]raft.ApplyFuture, len(cmds))
 	for i, cmd := range cmds {
+		if err := n.fsm.Check(cmd); err != nil {
+			outs[i].Err = err // refused: never reaches the log
+			continue
+		}
 		futures[i] = n.raft.Apply(cmd, timeout)
 	}
 	for i, f := range futures {
+		if f == nil {
+			continue
+		}
 		res, idx, err, _ := n.outcome(f)
 		outs[i] = Outcome{Index: idx, Result: res, Err: err}
 		n.metrics.observeApply("batch", start, err)

@@ -30,6 +30,10 @@ var (
 	// owns. Every node must run the same set of Raft modules.
 	ErrUnknownCommand = httpjson.Errorf(http.StatusInternalServerError, "unknown_command",
 		"the command belongs to a module this node does not run")
+	// ErrUndeclaredCommand: a command whose tag or op no module of the
+	// leader declares. It was refused before it reached the log.
+	ErrUndeclaredCommand = httpjson.Errorf(http.StatusBadRequest, "undeclared_command",
+		"the command belongs to no module operation the leader runs")
 	// ErrTimeout: the command could not be submitted in time.
 	ErrTimeout = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "raft_timeout",
 		Message: "the write could not be submitted to the leader in time", RetryAfter: time.Second}

@@ -23,7 +23,8 @@ import (
 // goroutine; Applied and WaitApplied may be called from any goroutine.
 type FSM struct {
 	handlers map[modules.Tag]modules.RaftHandler
-	tags     []modules.Tag // sorted: snapshot sections are written in this order
+	ops      map[modules.Tag]map[byte]bool // what each module declares
+	tags     []modules.Tag                 // sorted: snapshot sections are written in this order
 	logger   *slog.Logger
 
 	applied atomic.Uint64
@@ -44,6 +45,7 @@ type applyResult struct {
 func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.Registerer) (*FSM, error) {
 	f := &FSM{
 		handlers: make(map[modules.Tag]modules.RaftHandler, len(handlers)),
+		ops:      make(map[modules.Tag]map[byte]bool, len(handlers)),
 		logger:   logger,
 		advance:  make(chan struct{}),
 		unknownCommands: prometheus.NewCounter(prometheus.CounterOpts{
@@ -61,6 +63,10 @@ func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.
 		}
 		f.handlers[tag] = h
 		f.tags = append(f.tags, tag)
+		f.ops[tag] = map[byte]bool{}
+		for _, op := range h.Ops() {
+			f.ops[tag][op] = true
+		}
 	}
 	sort.Slice(f.tags, func(i, j int) bool { return f.tags[i] < f.tags[j] })
 	if reg != nil {
@@ -91,6 +97,26 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	}
 	data, err := h.ApplyCommand(modules.Command{Index: l.Index, Time: l.AppendedAt, Op: op, Payload: payload})
 	return &applyResult{data: data, err: err}
+}
+
+// Check reports whether cmd is a command this node's modules declare: a
+// well-formed envelope whose tag is a Raft module's and whose op that
+// module lists (modules.RaftHandler.Ops). The leader checks every command
+// before it reaches the log, so the log never holds a command no module
+// declared. Check is safe for concurrent use.
+func (f *FSM) Check(cmd []byte) error {
+	tag, op, _, err := DecodeCommand(cmd)
+	if err != nil {
+		return ErrUndeclaredCommand.WithMessage("the command is not a well-formed envelope: %s", err.Error())
+	}
+	ops, ok := f.ops[tag]
+	if !ok {
+		return ErrUndeclaredCommand.WithMessage("no raft module on the leader has tag %d", tag)
+	}
+	if !ops[op] {
+		return ErrUndeclaredCommand.WithMessage("the module with tag %d declares no operation %d", tag, op)
+	}
+	return nil
 }
 
 // StoreConfiguration implements raft.ConfigurationStore, so that membership

@@ -333,6 +333,9 @@ func retryable(err error) bool {
 // applyLocal applies on this node as leader; retry says the command was
 // certainly not submitted and leadership moved.
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) (res []byte, idx uint64, err error, retry bool) {
+	if err := n.fsm.Check(cmd); err != nil {
+		return nil, 0, err, false
+	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)

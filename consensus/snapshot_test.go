@@ -20,6 +20,7 @@ type blob struct {
 
 func (b *blob) Tag() modules.Tag                             { return b.tag }
 func (b *blob) ApplyCommand(modules.Command) ([]byte, error) { return nil, nil }
+func (b *blob) Ops() []byte                                  { return []byte{1} }
 func (b *blob) Snapshot() (modules.Snapshot, error)          { return blobSnap(b.state), nil }
 func (b *blob) Restore(r io.Reader) error {
 	b.restores++

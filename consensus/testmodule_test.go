@@ -41,6 +41,8 @@ func (r *register) Start(ctx context.Context) error { return nil }
 func (r *register) Stop(ctx context.Context) error  { return nil }
 func (r *register) Tag() modules.Tag                { return modules.TagTest }
 
+func (r *register) Ops() []byte { return []byte{opAppend, opFail} }
+
 func (r *register) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	switch cmd.Op {
 	case opAppend:

@@ -162,6 +162,11 @@ func (l *Locks) Tag() modules.Tag { return modules.TagLocks }
 // them. A malformed command or an unknown op is an error and changes
 // nothing; so is a refused one (semaphore full, not a holder), whose error
 // is the *httpjson.Error the client gets.
+// Ops implements modules.RaftHandler.
+func (l *Locks) Ops() []byte {
+	return []byte{opCreate, opDelete, opAcquire, opRelease, opRenew, opCancel, opExpire, opRearm}
+}
+
 func (l *Locks) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	l.init()
 	apply, err := decodeCommand(cmd.Op, cmd.Payload)

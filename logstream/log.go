@@ -105,6 +105,9 @@ func (l *Log) Tag() modules.Tag { return modules.TagLog }
 // command and never blocks on readers or streams (it wakes them by closing
 // channels). A malformed command or an unknown op is an error and changes
 // nothing.
+// Ops implements modules.RaftHandler.
+func (l *Log) Ops() []byte { return []byte{opAppend} }
+
 func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	l.init()
 	switch cmd.Op {

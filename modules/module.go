@@ -172,6 +172,10 @@ type Command struct {
 type RaftHandler interface {
 	// Tag is the module's command tag (see tags.go).
 	Tag() Tag
+	// Ops lists the operations ApplyCommand accepts. The leader refuses a
+	// command with any other op before it reaches the log: a node that
+	// forwards a write cannot make the log hold what no module declared.
+	Ops() []byte
 	// ApplyCommand applies one committed command and returns a result for
 	// the caller of Raft.Apply. A returned error is a deterministic outcome
 	// of the command (for example "semaphore full"), not a failure of the

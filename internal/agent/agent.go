@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"shoal/api"
 	"shoal/consensus"
 	"shoal/internal/clusterport"
+	"shoal/internal/peerrpc"
 	"shoal/membership"
 	"shoal/modules"
 )
@@ -38,7 +40,9 @@ type Agent struct {
 	// start asking for it (a restarted leader's autopilot) before it is set.
 	gossip atomic.Pointer[membership.Membership]
 	leader *leadershipRelay
-	peers  *peerClient
+	peers  *peerClient     // calls to other nodes, over the cluster port
+	rpc    *peerrpc.Server // calls from other nodes
+	proxy  *http.Transport // the API's proxy of leader-only requests
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -90,7 +94,11 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	a.httpAddr = net.JoinHostPort(adv, strconv.Itoa(a.httpLn.Addr().(*net.TCPAddr).Port))
 
-	a.peers = newPeerClient(a)
+	a.proxy = &http.Transport{
+		DialContext:         cfg.Gate.DialContext, // a nil gate dials directly
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}
 	a.leader = newLeadershipRelay(a.logger)
 
 	infos, err := modules.Resolve(cfg.Modules)
@@ -126,7 +134,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		Stopping:     a.stopping.Load,
 		Leave:        a.leaveAsync,
 		LeaderHTTP:   a.leaderHTTPAddr,
-		Transport:    a.peers.transport,
+		Transport:    a.proxy,
 	})
 	if err != nil {
 		return nil, err
@@ -208,6 +216,10 @@ func (a *Agent) startConsensus(advHost string) error {
 		_ = ln.Close()
 		return err
 	}
+	a.peers = &peerClient{a: a, rpc: peerrpc.NewClient(a.port, peerrpc.ClientConfig{
+		DecodeError: peerCodec.decode,
+		Logger:      a.logger.With("component", "peerrpc"),
+	})}
 	a.node, err = consensus.New(ccfg, fsm, consensus.Deps{
 		Port:         a.port,
 		Forwarder:    a.peers,
@@ -218,6 +230,15 @@ func (a *Agent) startConsensus(advHost string) error {
 		return err
 	}
 	a.raftAddr = a.node.Addr()
+	a.rpc, err = peerrpc.NewServer(a.port, peerrpc.ServerConfig{
+		EncodeError: peerCodec.encode,
+		Logger:      a.logger.With("component", "peerrpc"),
+		Registerer:  a.registry,
+	})
+	if err != nil {
+		return err
+	}
+	a.serveConsensus(a.rpc)
 	if a.cfg.BootstrapSelf {
 		if err := a.node.BootstrapSelf(); err != nil {
 			return err
@@ -462,6 +483,12 @@ func (a *Agent) stopAll(ctx context.Context) error {
 	} else if a.node != nil {
 		errs = append(errs, a.node.Shutdown())
 	}
+	if a.rpc != nil {
+		errs = append(errs, a.rpc.Close())
+	}
+	if a.peers != nil {
+		errs = append(errs, a.peers.rpc.Close())
+	}
 	if a.members != nil {
 		errs = append(errs, a.members.Shutdown())
 	}
@@ -469,8 +496,8 @@ func (a *Agent) stopAll(ctx context.Context) error {
 		errs = append(errs, a.port.Close())
 	}
 	a.wg.Wait()
-	if a.peers != nil {
-		a.peers.close()
+	if a.proxy != nil {
+		a.proxy.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
 }
@@ -544,24 +571,15 @@ func (a *Agent) removedFromRaft(ctx context.Context) (bool, error) {
 	if !present || others == 0 {
 		return true, nil
 	}
-	addr, ok := a.leaderHTTPAddr()
-	if !ok || a.node.IsLeader() {
+	leaderID, _ := a.node.Leader()
+	if leaderID == "" || a.node.IsLeader() {
 		return false, nil
 	}
-	var peers struct {
-		Peers []struct {
-			ID string `json:"id"`
-		} `json:"peers"`
-	}
-	if err := a.peers.getJSON(ctx, addr, "/v1/raft/peers", &peers); err != nil {
+	ids, err := a.peers.leaderServers(ctx, leaderID)
+	if err != nil {
 		return false, err
 	}
-	for _, p := range peers.Peers {
-		if p.ID == a.cfg.NodeName {
-			return false, nil
-		}
-	}
-	return true, nil
+	return !slices.Contains(ids, a.cfg.NodeName), nil
 }
 
 // leaderHTTPAddr returns the HTTP address of the current Raft leader.

@@ -1,111 +1,132 @@
 package agent
 
 import (
-	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"shoal/consensus"
 	"shoal/internal/faultnet"
 	"shoal/internal/httpjson"
+	"shoal/internal/peerrpc"
 	"shoal/membership"
 )
 
-// peerClient talks to other nodes' HTTP APIs: it forwards writes and read
-// index requests to the leader and asks non-voters how far they applied.
-// Its transport dials through the partition gate in tests.
-type peerClient struct {
-	a         *Agent
-	transport *http.Transport
-	client    *http.Client
-}
-
-func newPeerClient(a *Agent) *peerClient {
-	t := &http.Transport{
-		DialContext:         a.cfg.Gate.DialContext,
-		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	return &peerClient{a: a, transport: t, client: &http.Client{Transport: t}}
-}
-
-func (p *peerClient) close() { p.transport.CloseIdleConnections() }
-
-// Internal endpoints served by the api package.
+// The calls consensus makes between nodes, over the cluster port (never
+// the client API). Method names are part of the wire protocol.
 const (
-	pathApply     = "/v1/internal/apply"
-	pathReadIndex = "/v1/internal/read-index"
-	pathApplied   = "/v1/internal/applied"
+	methodApply     = "consensus.apply"      // a follower's batch of writes, to the leader
+	methodReadIndex = "consensus.read_index" // a read index, from the leader
+	methodApplied   = "consensus.applied"    // how far a member's FSM applied
+	methodServers   = "consensus.servers"    // the leader's Raft configuration (a leaving node checks it)
 )
 
-func (p *peerClient) httpAddrOf(name string) (string, error) {
-	g := p.a.gossip.Load()
-	if g == nil {
-		return "", consensus.ErrLeaderUnreachable.WithMessage("gossip is not running yet")
-	}
-	m, ok := g.Member(name)
-	if !ok || m.Meta.HTTPAddr == "" {
-		return "", consensus.ErrLeaderUnreachable.WithMessage("the leader %s is not known to gossip yet", name)
-	}
-	return m.Meta.HTTPAddr, nil
+// peerCodec carries *httpjson.Error values between nodes, so a module's
+// sentinel error still matches with errors.Is after forwarding.
+var peerCodec = struct {
+	encode func(error) []byte
+	decode func([]byte) error
+}{
+	encode: httpjson.MarshalError,
+	decode: func(b []byte) error {
+		e, err := httpjson.UnmarshalError(b)
+		if err != nil {
+			return fmt.Errorf("a peer answered an error that could not be read: %w", err)
+		}
+		return e
+	},
 }
 
-func (p *peerClient) do(ctx context.Context, method, addr, path string, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+// serveConsensus registers the consensus calls this node answers.
+func (a *Agent) serveConsensus(s *peerrpc.Server) {
+	s.Handle(methodApply, func(ctx context.Context, from string, body []byte) ([]byte, error) {
+		cmds, err := consensus.DecodeBatch(body)
+		if err != nil {
+			return nil, httpjson.BadRequest("bad_command", "%s", err.Error())
+		}
+		return consensus.EncodeOutcomes(a.node.ApplyBatch(ctx, cmds)), nil
+	})
+	s.Handle(methodReadIndex, func(ctx context.Context, from string, body []byte) ([]byte, error) {
+		idx, err := a.node.LeaderReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return binary.AppendUvarint(nil, idx), nil
+	})
+	s.Handle(methodApplied, func(ctx context.Context, from string, body []byte) ([]byte, error) {
+		return binary.AppendUvarint(nil, a.node.FSM().Applied()), nil
+	})
+	s.Handle(methodServers, func(ctx context.Context, from string, body []byte) ([]byte, error) {
+		if !a.node.IsLeader() {
+			return nil, consensus.ErrNotLeader
+		}
+		cfg, err := a.node.Configuration()
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]string, len(cfg.Servers))
+		for i, s := range cfg.Servers {
+			ids[i] = string(s.ID)
+		}
+		return json.Marshal(ids)
+	})
+}
+
+// peerClient is consensus's Forwarder and the agent's caller of other
+// nodes' consensus, over peer RPC.
+type peerClient struct {
+	a   *Agent
+	rpc *peerrpc.Client
+}
+
+// clusterAddrOf returns the cluster port address of a node: what it
+// announces in gossip, else (for the leader) the address raft heard from it.
+func (p *peerClient) clusterAddrOf(name string) (string, error) {
+	if g := p.a.gossip.Load(); g != nil {
+		if m, ok := g.Member(name); ok && m.Meta.RaftAddr != "" {
+			return m.Meta.RaftAddr, nil
+		}
+	}
+	if id, addr := p.a.node.Leader(); id == name && addr != "" {
+		return addr, nil
+	}
+	return "", consensus.ErrLeaderUnreachable.WithMessage("the address of %s is not known yet", name)
+}
+
+// call calls method on a node and maps peer RPC's failure classes to
+// consensus's: not delivered (retry is safe) or outcome unknown.
+func (p *peerClient) call(ctx context.Context, to, method string, body []byte) ([]byte, error) {
+	addr, err := p.clusterAddrOf(to)
 	if err != nil {
-		return nil, fmt.Errorf("build request to %s: %w", addr, err)
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("X-Shoal-Forwarded", "1")
-	if p.a.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.a.cfg.Token)
+	out, err := p.rpc.Call(ctx, to, addr, method, body)
+	var e *httpjson.Error
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &e):
+		return nil, e // the peer's own answer, e.g. not_leader
+	case errors.Is(err, peerrpc.ErrNotDelivered):
+		return nil, consensus.ErrLeaderUnreachable.WithMessage("%s could not be reached: %s", to, err.Error())
+	case errors.Is(err, peerrpc.ErrNoMethod):
+		return nil, consensus.ErrLeaderUnreachable.WithMessage("%s does not serve %s (is it running an older version?)", to, method)
+	default:
+		return nil, consensus.ErrOutcomeUnknown.WithMessage("%s did not answer: %s", to, err.Error())
 	}
-	return p.client.Do(req)
-}
-
-// notDelivered reports whether a failed request certainly did not reach
-// the peer (it could not connect), so retrying it cannot apply it twice.
-func notDelivered(err error) bool {
-	var op *net.OpError
-	return errors.Is(err, faultnet.ErrBlocked) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 // ForwardApply implements consensus.Forwarder.
 func (p *peerClient) ForwardApply(ctx context.Context, leaderID string, cmds [][]byte) ([]consensus.Outcome, error) {
-	addr, err := p.httpAddrOf(leaderID)
+	out, err := p.call(ctx, leaderID, methodApply, consensus.EncodeBatch(cmds))
 	if err != nil {
 		return nil, err
 	}
-	resp, err := p.do(ctx, http.MethodPost, addr, pathApply, consensus.EncodeBatch(cmds))
-	if err != nil {
-		if notDelivered(err) {
-			return nil, consensus.ErrLeaderUnreachable
-		}
-		if ctx.Err() != nil {
-			return nil, consensus.ErrOutcomeUnknown
-		}
-		return nil, consensus.ErrOutcomeUnknown.WithMessage("the connection to the leader failed mid-request; the write's outcome is unknown")
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, consensus.ErrOutcomeUnknown.WithMessage("reading the leader's answer failed; the write's outcome is unknown")
-	}
-	if resp.StatusCode != http.StatusOK {
-		// The whole batch was refused before any command was submitted.
-		return nil, readError(resp, body)
-	}
-	outs, err := consensus.DecodeOutcomes(body)
+	outs, err := consensus.DecodeOutcomes(out)
 	if err != nil {
 		return nil, consensus.ErrOutcomeUnknown.WithMessage("the leader's answer could not be read (%s); the write's outcome is unknown", err.Error())
 	}
@@ -116,53 +137,32 @@ func (p *peerClient) ForwardApply(ctx context.Context, leaderID string, cmds [][
 // changes nothing, so any failure to get an answer is reported as
 // ErrLeaderUnreachable, which consensus retries.
 func (p *peerClient) ForwardReadIndex(ctx context.Context, leaderID string) (uint64, error) {
-	addr, err := p.httpAddrOf(leaderID)
-	if err != nil {
+	out, err := p.call(ctx, leaderID, methodReadIndex, nil)
+	var e *httpjson.Error
+	if err != nil && errors.As(err, &e) && !errors.Is(err, consensus.ErrOutcomeUnknown) {
 		return 0, err
 	}
-	var out struct {
-		Index uint64 `json:"index"`
+	if err != nil {
+		return 0, consensus.ErrLeaderUnreachable.WithMessage("%s", err.Error())
 	}
-	if err := p.getJSON(ctx, addr, pathReadIndex, &out); err != nil {
-		var e *httpjson.Error
-		if !errors.As(err, &e) {
-			return 0, fmt.Errorf("%w: %w", consensus.ErrLeaderUnreachable, err)
-		}
-		return 0, err
+	idx, n := binary.Uvarint(out)
+	if n <= 0 {
+		return 0, consensus.ErrLeaderUnreachable.WithMessage("the leader's read index could not be read")
 	}
-	return out.Index, nil
+	return idx, nil
 }
 
-func (p *peerClient) getJSON(ctx context.Context, addr, path string, v any) error {
-	resp, err := p.do(ctx, http.MethodGet, addr, path, nil)
+// leaderServers asks the leader for the server IDs of its configuration.
+func (p *peerClient) leaderServers(ctx context.Context, leaderID string) ([]string, error) {
+	out, err := p.call(ctx, leaderID, methodServers, nil)
 	if err != nil {
-		if notDelivered(err) {
-			return consensus.ErrLeaderUnreachable
-		}
-		return fmt.Errorf("get %s from %s: %w", path, addr, err)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read %s from %s: %w", path, addr, err)
+	var ids []string
+	if err := json.Unmarshal(out, &ids); err != nil {
+		return nil, fmt.Errorf("read the leader's servers: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return readError(resp, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("decode %s from %s: %w", path, addr, err)
-	}
-	return nil
-}
-
-// readError rebuilds the peer's error, Retry-After included, so the client
-// of this node is told when to retry just as the leader said.
-func readError(resp *http.Response, body []byte) error {
-	e := httpjson.ReadError(resp.StatusCode, body)
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-		e.RetryAfter = time.Duration(secs) * time.Second
-	}
-	return e
+	return ids, nil
 }
 
 // clusterView is the gossip view consensus follows (consensus.Cluster).
@@ -196,13 +196,15 @@ func (c clusterView) RaftAddr(name string) (string, bool) {
 }
 
 func (c clusterView) AppliedIndex(ctx context.Context, m membership.Member) (uint64, error) {
-	var out struct {
-		AppliedIndex uint64 `json:"applied_index"`
+	out, err := c.a.peers.rpc.Call(ctx, m.Name, m.Meta.RaftAddr, methodApplied, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ask %s how far it applied: %w", m.Name, err)
 	}
-	if err := c.a.peers.getJSON(ctx, m.Meta.HTTPAddr, pathApplied, &out); err != nil {
-		return 0, err
+	idx, n := binary.Uvarint(out)
+	if n <= 0 {
+		return 0, fmt.Errorf("ask %s how far it applied: a bad answer", m.Name)
 	}
-	return out.AppliedIndex, nil
+	return idx, nil
 }
 
 func gateTransport(gate *faultnet.Gate) func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {

@@ -14,12 +14,20 @@ type Kind byte
 const (
 	// KindRaft carries hashicorp/raft's NetworkTransport protocol.
 	KindRaft Kind = 1
+	// KindRPC carries pipelined calls between nodes (peerrpc).
+	KindRPC Kind = 2
+	// KindStream carries one long-lived byte stream of a module (peerrpc).
+	KindStream Kind = 3
 )
 
 func (k Kind) String() string {
 	switch k {
 	case KindRaft:
 		return "raft"
+	case KindRPC:
+		return "rpc"
+	case KindStream:
+		return "stream"
 	default:
 		return fmt.Sprintf("kind(%d)", byte(k))
 	}

@@ -26,9 +26,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Initialise the label sets an operator alerts on, so they read 0
 	// rather than being absent until the first refusal.
-	for _, r := range []Reason{accepted, ReasonWrongNode, ReasonSelf, ReasonUnknownKind} {
-		m.inbound.WithLabelValues(KindRaft.String(), r.String())
-		m.outbound.WithLabelValues(KindRaft.String(), r.String())
+	for _, k := range []Kind{KindRaft, KindRPC, KindStream} {
+		for _, r := range []Reason{accepted, ReasonWrongNode, ReasonSelf, ReasonUnknownKind} {
+			m.inbound.WithLabelValues(k.String(), r.String())
+			m.outbound.WithLabelValues(k.String(), r.String())
+		}
 	}
 	if reg == nil {
 		return m, nil
@@ -47,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // a label value of its own.
 func kindLabel(k Kind) string {
 	switch k {
-	case KindRaft:
+	case KindRaft, KindRPC, KindStream:
 		return k.String()
 	default:
 		return "unknown"

@@ -164,7 +164,7 @@ func (p *Port) handshake(conn net.Conn) {
 	timer := time.NewTimer(p.cfg.HandshakeTimeout)
 	defer timer.Stop()
 	select {
-	case l.conns <- conn:
+	case l.conns <- &peerConn{Conn: conn, from: h.From}:
 		p.metrics.accepted(h.Kind, accepted.String())
 	case <-l.done:
 		_ = conn.Close()
@@ -257,6 +257,21 @@ func (p *Port) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// peerConn is an accepted connection that knows which node opened it.
+type peerConn struct {
+	net.Conn
+	from string
+}
+
+// PeerName returns the name of the node that opened conn, as its header
+// said, for a connection a kind's listener accepted; "" for any other.
+func PeerName(conn net.Conn) string {
+	if pc, ok := conn.(*peerConn); ok {
+		return pc.from
+	}
+	return ""
 }
 
 // kindListener is the net.Listener of one kind's connections.
