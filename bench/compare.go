@@ -43,12 +43,16 @@ type comparison struct {
 // returns early with ctx's error when interrupted, or when a process of a
 // contender died.
 func (c comparison) run(ctx context.Context, out io.Writer, cs []*contender) error {
+	width := 6 // the names' column, as wide as the longest name
+	for _, k := range cs {
+		width = max(width, len(k.name))
+	}
 	for r := 1; r <= c.rounds; r++ {
 		for _, k := range cs {
 			if c.warmup > 0 {
 				w := c.load.run(ctx, c.warmup, k.op)
 				if w.errors > 0 && ctx.Err() == nil {
-					fmt.Fprintf(out, "  round %d %-6s warm-up: %d errors (%s)\n", r, k.name, w.errors, firstErr(w.errMsgs))
+					fmt.Fprintf(out, "  round %d %-*s warm-up: %d errors (%s)\n", r, width, k.name, w.errors, firstErr(w.errMsgs))
 				}
 			}
 			var after func(context.Context)
@@ -71,8 +75,8 @@ func (c comparison) run(ctx context.Context, out io.Writer, cs []*contender) err
 			}
 			lo, hi := wholeSeconds(s.perSec)
 			st := s.summarize(s.elapsed)
-			fmt.Fprintf(out, "  round %d %-6s %8.0f ops/s  p50 %s  p99 %s  errors %d  (whole seconds: %d..%d ops)\n",
-				r, k.name, st.opsPerSec, ms(st.p50), ms(st.p99), st.errors, lo, hi)
+			fmt.Fprintf(out, "  round %d %-*s %8.0f ops/s  p50 %s  p99 %s  errors %d  (whole seconds: %d..%d ops)\n",
+				r, width, k.name, st.opsPerSec, ms(st.p50), ms(st.p99), st.errors, lo, hi)
 			if k.elapsed == 0 || lo < k.lo {
 				k.lo = lo
 			}

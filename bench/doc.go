@@ -5,11 +5,13 @@
 //
 // Usage (from the repository root or from bench/):
 //
-//	bench/run log [-duration 10s] [-rounds 2] [-clients 64] [-targets all|leader]
+//	bench/run log [-duration 10s] [-rounds 2] [-clients 64] [-targets all|leader] [-peers etcd,jetstream]
 //	cd bench && go run . log
 //
 // Each scenario is a subcommand in its own file that registers itself from
-// init (log.go is the first: log publish against etcd put). A scenario owns
+// init (log.go is the first: log publish against etcd put and NATS
+// JetStream publish, whose server is built once with go install into the
+// user's cache directory; see jetstream.go). A scenario owns
 // a run (see env.go): a temporary directory for binaries, data and process
 // logs, and a process group that stops every child it started, in reverse
 // order, when the scenario returns, fails or is interrupted.

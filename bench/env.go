@@ -160,8 +160,9 @@ func (p *proc) tail(n int) string {
 }
 
 // notableLevel matches the level of a warning or error line, in shoal's
-// slog text and JSON formats and in etcd's zap JSON.
-var notableLevel = regexp.MustCompile(`(?i)\blevel"?[=:]"?(warn|warning|error|fatal|panic)\b`)
+// slog text and JSON formats, in etcd's zap JSON and in nats-server's
+// "[WRN]" labels.
+var notableLevel = regexp.MustCompile(`(?i)\blevel"?[=:]"?(warn|warning|error|fatal|panic)\b|\[(WRN|ERR|FTL)\]`)
 
 // markLogs makes notable look only at what the children log from now on.
 func (e *env) markLogs() {
@@ -274,4 +275,41 @@ func pidsOf(ps []*proc) []int {
 		pids[i] = p.cmd.Process.Pid
 	}
 	return pids
+}
+
+// pollReady calls check every 200 ms until it passes. It fails with what
+// and check's last error at the deadline, or at once when one of procs
+// exited (with the tail of its log).
+func pollReady(ctx context.Context, timeout time.Duration, what string, procs []*proc, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		last := check(ctx)
+		if last == nil {
+			return nil
+		}
+		for _, p := range procs {
+			if err := p.exitErr(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s after %v: %w", what, timeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// procsAlive returns a contender's alive function: an error, with the
+// tail of its log, once one of ps exited.
+func procsAlive(ps []*proc) func() error {
+	return func() error {
+		for _, p := range ps {
+			if err := p.exitErr(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }

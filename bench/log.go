@@ -10,17 +10,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func init() {
 	register(scenario{
 		name:    "log",
-		summary: "shoal log publish (POST /v1/logs/bench) vs etcd put, 3-node clusters side by side",
+		summary: "shoal log publish (POST /v1/logs/bench) vs etcd put and JetStream publish, 3-node clusters side by side",
 		run:     runLog,
 	})
 }
@@ -39,18 +41,23 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.SetOutput(os.Stderr)
 	duration := fs.Duration("duration", 10*time.Second, "measured time of each system in each round")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load before each measured phase")
-	rounds := fs.Int("rounds", 2, "rounds; each runs shoal then etcd")
+	rounds := fs.Int("rounds", 2, "rounds; each runs shoal, then each peer in -peers order")
 	clients := fs.Int("clients", 64, "concurrent clients (closed loop: each waits for its answer)")
 	size := fs.Int("value-size", 256, "bytes of each value (for shoal: of the JSON data, a string)")
-	targets := fs.String("targets", "all", "all: spread clients over the three nodes (client i → node i mod 3; etcd: one client balanced over all endpoints); leader: send every request to the leader")
+	targets := fs.String("targets", "all", "all: spread clients over the three nodes (client i → node i mod 3; etcd: one client balanced over all endpoints); leader: send every request to the leader (JetStream: the stream's leader)")
+	peersFlag := fs.String("peers", "etcd,jetstream", "comma-separated peers to compare shoal with: etcd, jetstream")
 	repo := fs.String("repo", "..", "shoal repository to build the binary from")
 	opTimeout := fs.Duration("op-timeout", 5*time.Second, "timeout of one operation (counted as an error)")
-	baseline := fs.Bool("baseline", false, "afterwards, one more round without consensus: shoal GET /v1/health/live vs etcd serializable get (the request path alone)")
+	baseline := fs.Bool("baseline", false, "afterwards, one more round without consensus: shoal GET /v1/health/live vs etcd serializable get (the request path alone; needs etcd in -peers)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: bench log [flags]\n\nStart a 3-node shoal cluster and a 3-member etcd cluster on 127.0.0.1 and compare\nshoal's log publish with etcd's put under the same closed-loop load.\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: bench log [flags]\n\nStart a 3-node shoal cluster, a 3-member etcd cluster and a 3-server NATS JetStream\ncluster on 127.0.0.1 and compare shoal's log publish with etcd's put and JetStream's\npublish (R3 file stream, Nats-Msg-Id dedup) under the same closed-loop load.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	peers, err := parsePeers(*peersFlag)
+	if err != nil {
 		return err
 	}
 	switch {
@@ -64,6 +71,8 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 		return errors.New("-value-size must be at least 2 (a JSON string)")
 	case *targets != "all" && *targets != "leader":
 		return fmt.Errorf("-targets must be all or leader, not %q", *targets)
+	case *baseline && !slices.Contains(peers, peerEtcd):
+		return errors.New("-baseline compares with etcd: -peers must include etcd")
 	}
 
 	e, err := newEnv(out)
@@ -82,29 +91,77 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	etcdBin, err := findEtcd(ctx, out)
-	if err != nil {
-		return err
+	var etcdBin, natsBin string
+	for _, p := range peers {
+		switch p {
+		case peerEtcd:
+			etcdBin, err = findEtcd(ctx, out)
+		case peerJetStream:
+			natsBin, err = findNatsServer(ctx, out)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	sc, err := startShoal(e, shoalBin, clusterSize)
 	if err != nil {
 		return err
 	}
-	ec, err := startEtcd(e, etcdBin, clusterSize)
-	if err != nil {
-		return err
+	var ec *etcdCluster
+	if etcdBin != "" {
+		if ec, err = startEtcd(e, etcdBin, clusterSize); err != nil {
+			return err
+		}
+	}
+	var jc *jetstreamCluster
+	if natsBin != "" {
+		if jc, err = startJetStream(e, natsBin, clusterSize); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	if err := sc.wait(ctx, readyTimeout); err != nil {
 		return err
 	}
-	if err := ec.wait(ctx, readyTimeout); err != nil {
-		return err
+	if ec != nil {
+		if err := ec.wait(ctx, readyTimeout); err != nil {
+			return err
+		}
+	}
+	// The JetStream connections are opened here, before the stream can
+	// be created, and closed before the run directory is removed.
+	var jconns []*jetstreamConn
+	defer func() {
+		for _, c := range jconns {
+			c.close()
+		}
+	}()
+	if jc != nil {
+		if err := jc.wait(ctx, readyTimeout); err != nil {
+			return err
+		}
+		for i := range jc.servers {
+			c, err := jc.connect(i)
+			if err != nil {
+				return err
+			}
+			jconns = append(jconns, c)
+		}
+		if err := jc.createStream(ctx, jconns[0], readyTimeout); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "clusters ready in %v\n\n", time.Since(start).Round(100*time.Millisecond))
 
 	m := describeMachine(ctx, e.dir)
-	m.print(out, [][2]string{{"shoal", sc.version(ctx)}, {"etcd", etcdVersion(ctx, etcdBin)}})
+	versions := [][2]string{{"shoal", sc.version(ctx)}}
+	if ec != nil {
+		versions = append(versions, [2]string{"etcd", etcdVersion(ctx, etcdBin)})
+	}
+	if jc != nil {
+		versions = append(versions, [2]string{"nats", natsServerDescription(ctx, natsBin)})
+	}
+	m.print(out, versions)
 	fmt.Fprintf(out, "load:    %d clients, %d-byte values, %d round(s) × (%v warm-up + %v measured) per system, targets=%s\n\n",
 		*clients, *size, *rounds, *warmup, *duration, *targets)
 
@@ -117,23 +174,36 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	cli, err := etcdTargets(ctx, ec, *targets)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
 	shoal, breakdown := shoalPublish(sc, per, run, value)
-	etcd := etcdPut(ec, cli, *clients, run, value)
+	cs := []*contender{shoal}
+	var cli *clientv3.Client
+	for _, p := range peers {
+		switch p {
+		case peerEtcd:
+			if cli, err = etcdTargets(ctx, ec, *targets); err != nil {
+				return err
+			}
+			defer cli.Close()
+			cs = append(cs, etcdPut(ec, cli, *clients, run, value))
+		case peerJetStream:
+			jper, err := jetstreamTargets(ctx, jc, jconns, *clients, *targets)
+			if err != nil {
+				return err
+			}
+			cs = append(cs, jetstreamPublish(jc, jper, run, value))
+		}
+	}
 
 	e.markLogs()
-	cs := []*contender{shoal, etcd}
 	cmp := comparison{load: load{clients: *clients, opTimeout: *opTimeout}, warmup: *warmup, duration: *duration, rounds: *rounds}
 	if err := cmp.run(ctx, out, cs); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
 	st := printTable(out, cs)
-	printRatio(out, "shoal", "etcd", st)
+	for _, k := range cs[1:] {
+		printRatio(out, "shoal", k.name, st)
+	}
 	fmt.Fprintln(out)
 	breakdown.print(out, st["shoal"])
 	if *baseline {
@@ -288,6 +358,85 @@ func etcdAlive(c *etcdCluster) func() error {
 	}
 }
 
+// The peers the log scenario can compare shoal with; a contender's name
+// is its peer's name.
+const (
+	peerEtcd      = "etcd"
+	peerJetStream = "jetstream"
+)
+
+// parsePeers parses -peers: a comma-separated list of known peers, each
+// at most once, at least one.
+func parsePeers(list string) ([]string, error) {
+	var peers []string
+	for p := range strings.SplitSeq(list, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p != peerEtcd && p != peerJetStream:
+			return nil, fmt.Errorf("-peers: unknown peer %q (want %s or %s)", p, peerEtcd, peerJetStream)
+		case slices.Contains(peers, p):
+			return nil, fmt.Errorf("-peers: %s given twice", p)
+		}
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+// jetstreamTargets returns the JetStream context each client publishes
+// through: with targets "all", client i uses the connection to server
+// i mod 3 (a server that does not lead the stream routes the publish to
+// the leader, as a follower forwards in the other systems); with
+// "leader", every client uses the connection to the stream's leader.
+func jetstreamTargets(ctx context.Context, c *jetstreamCluster, conns []*jetstreamConn, clients int, targets string) ([]jetstream.JetStream, error) {
+	leader := -1
+	if targets == "leader" {
+		i, err := c.streamLeader(ctx, conns[0], false)
+		if err != nil {
+			return nil, fmt.Errorf("find the jetstream stream leader: %w", err)
+		}
+		leader = i
+	}
+	per := make([]jetstream.JetStream, clients)
+	for w := range per {
+		if leader >= 0 {
+			per[w] = conns[leader].js
+		} else {
+			per[w] = conns[w%len(conns)].js
+		}
+	}
+	return per, nil
+}
+
+// jetstreamPublish returns the JetStream contender: each op publishes one
+// message with a unique Nats-Msg-Id to the stream's subject and waits for
+// the stream leader's acknowledgement, which comes once a majority of the
+// replicas has the message in its fsynced Raft log (sync_interval: always).
+func jetstreamPublish(c *jetstreamCluster, per []jetstream.JetStream, run string, value []byte) *contender {
+	seq := make([]uint64, len(per)) // seq[w] is owned by worker w
+	return &contender{
+		name: peerJetStream,
+		op: func(ctx context.Context, w int) error {
+			seq[w]++
+			id := fmt.Sprintf("%s-%d-%d", run, w, seq[w])
+			ack, err := per[w].Publish(ctx, jetstreamSubject, value, jetstream.WithMsgID(id))
+			if err != nil {
+				return err
+			}
+			if ack.Duplicate {
+				// Every id is new: a duplicate means the message was not stored.
+				return fmt.Errorf("publish %s: %w", id, errUnexpectedDuplicate)
+			}
+			return nil
+		},
+		pids:  pidsOf(jetstreamProcs(c)),
+		alive: procsAlive(jetstreamProcs(c)),
+	}
+}
+
+// errUnexpectedDuplicate: JetStream acknowledged a publish with a new
+// Nats-Msg-Id as a duplicate.
+var errUnexpectedDuplicate = errors.New("acknowledged as a duplicate of an earlier message")
+
 // shoalBreakdown sums, over the measured phases, the server-side timings
 // each shoal node exports at /metrics: where a publish spends its time.
 type shoalBreakdown struct {
@@ -307,6 +456,7 @@ type nodeBreakdown struct {
 const (
 	httpDuration  = "shoal_http_request_duration_seconds"
 	applyDuration = "shoal_raft_apply_seconds"
+	rpcDuration   = "shoal_peerrpc_served_call_seconds"
 )
 
 func (b *shoalBreakdown) around(ctx context.Context) func(context.Context) {
@@ -320,7 +470,7 @@ func (b *shoalBreakdown) around(ctx context.Context) func(context.Context) {
 			n := &b.nodes[i]
 			n.leader = after[i]["shoal_raft_leader"] == 1
 			n.publish.add(delta(before[i], after[i], httpDuration, `method="POST",route="/v1/logs/{name}"`))
-			n.internal.add(delta(before[i], after[i], httpDuration, `method="POST",route="/v1/internal/apply"`))
+			n.internal.add(delta(before[i], after[i], rpcDuration, `method="consensus.apply"`))
 			n.local.add(delta(before[i], after[i], applyDuration, `path="local",result="ok"`))
 			n.forwarded.add(delta(before[i], after[i], applyDuration, `path="forwarded",result="ok"`))
 		}
@@ -347,7 +497,7 @@ func (b *shoalBreakdown) scrapeAll(ctx context.Context) []promSnapshot {
 func (b *shoalBreakdown) print(out io.Writer, client stats) {
 	fmt.Fprintf(out, "shoal server side over the measured phases (means from each node's /metrics; client-side mean %s):\n", ms(client.mean))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\trole\tPOST /v1/logs/{name}\traft apply local\traft apply forwarded\tPOST /v1/internal/apply\t")
+	fmt.Fprintln(tw, "node\trole\tPOST /v1/logs/{name}\traft apply local\traft apply forwarded\tcluster port consensus.apply\t")
 	cell := func(d histDelta) string {
 		if d.count == 0 {
 			return "-"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,22 +19,33 @@ type promSnapshot map[string]float64
 // is given is a loopback address the benchmark started a node on.
 var metricsClient = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 
-// scrape fetches and parses http://addr/metrics.
-func scrape(ctx context.Context, addr string) (promSnapshot, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+// getPage fetches http://addr+path with metricsClient and returns the
+// body of a 200 answer; the caller closes it.
+func getPage(ctx context.Context, addr, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", addr, err)
+		return nil, fmt.Errorf("get %s%s: %w", addr, path, err)
 	}
 	resp, err := metricsClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", addr, err)
+		return nil, fmt.Errorf("get %s%s: %w", addr, path, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %s", addr, resp.Status)
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("get %s%s: status %s", addr, path, resp.Status)
 	}
+	return resp.Body, nil
+}
+
+// scrape fetches and parses http://addr/metrics.
+func scrape(ctx context.Context, addr string) (promSnapshot, error) {
+	body, err := getPage(ctx, addr, "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
+	defer body.Close()
 	snap := promSnapshot{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
