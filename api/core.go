@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -95,6 +96,9 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 		"members": alive,
 		"modules": s.Modules.IDs(),
 		"version": s.Version,
+	}
+	if s.Security != nil {
+		out["security"] = s.Security()
 	}
 	for _, mod := range s.Modules.Modules() {
 		if sr, ok := mod.(modules.StatusReporter); ok {
@@ -226,5 +230,41 @@ func (s *server) transferLeadership(w http.ResponseWriter, r *http.Request) erro
 	}
 	leader, _ := s.Raft.Leader()
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"previous": s.NodeName, "leader": leader})
+	return nil
+}
+
+// keyringList shows every alive member's cluster keys (by ID).
+func (s *server) keyringList(w http.ResponseWriter, r *http.Request) error {
+	return s.keyringRun(w, r, "list", "")
+}
+
+// keyringChange installs, makes primary or removes a key on every alive
+// member: {"key": "<secret, or for use and remove its ID>"}.
+func (s *server) keyringChange(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Key string `json:"key"`
+	}
+	if err := httpjson.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Key == "" {
+		return httpjson.BadRequest("key_required", "the body must name a key: {\"key\": \"...\"}")
+	}
+	return s.keyringRun(w, r, chi.URLParam(r, "op"), req.Key)
+}
+
+// keyringRun answers 200 when every member applied the operation, and 502
+// keyring_partial, with every member's answer, when some did not.
+func (s *server) keyringRun(w http.ResponseWriter, r *http.Request, op, key string) error {
+	res, err := s.Keyring(r.Context(), op, key)
+	if err != nil {
+		return err
+	}
+	if ck, ok := res.(interface{ FailedCount() int }); ok && ck.FailedCount() > 0 {
+		e := &httpjson.Error{Status: http.StatusBadGateway, Code: "keyring_partial",
+			Message: fmt.Sprintf("the operation failed on %d member(s); see nodes", ck.FailedCount())}
+		return e.WithDetail("result", res)
+	}
+	httpjson.WriteJSON(w, http.StatusOK, res)
 	return nil
 }

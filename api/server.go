@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,11 @@ type Deps struct {
 	LeaderHTTP func() (string, bool)
 	// Transport carries requests proxied to the leader.
 	Transport http.RoundTripper
+	// Security reports how node-to-node traffic is protected (/v1/status).
+	Security func() any
+	// Keyring runs a keyring operation (list, install, use, remove) on
+	// every alive member and returns their answers.
+	Keyring func(ctx context.Context, op, key string) (any, error)
 }
 
 type server struct {
@@ -94,6 +100,6 @@ func (s *server) routes(r chi.Router) {
 	r.Get("/raft/peers", httpjson.Handle(s.raftPeers))
 	r.Delete("/raft/peers/{name}", httpjson.Handle(s.onLeader(s.removePeer)))
 	r.Post("/raft/transfer-leadership", httpjson.Handle(s.onLeader(s.transferLeadership)))
-
-	// Followers reach the leader through these; they are not a public API.
+	r.Get("/keyring", httpjson.Handle(s.keyringList))
+	r.Post("/keyring/{op:install|use|remove}", httpjson.Handle(s.keyringChange))
 }

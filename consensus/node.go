@@ -623,6 +623,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		n.raft.DeregisterObserver(n.leaderObs)
 		shutdownErr := n.raft.Shutdown().Error()
+		n.transport.quiesce()
 		// Close the pooled connections to the peers too: raft's Close
 		// stops only the listener, and each pooled connection keeps a
 		// goroutine reading on the peer's side until it closes.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,6 +62,41 @@ type transport struct {
 	*raft.NetworkTransport
 	// lookup returns gossip's current Raft address of a server.
 	lookup func(id string) (string, bool)
+
+	// heartbeats guards raft's heartbeat handler, which the network
+	// transport runs on a connection's goroutine, not on raft's own: a
+	// heartbeat that raced raft's shutdown could still write the term to
+	// the stable store after the node closed it (a panic, seen in tests).
+	// Readers are heartbeats being handled; quiesce takes the write lock.
+	heartbeats sync.RWMutex
+	quiesced   bool
+}
+
+// SetHeartbeatHandler installs raft's heartbeat fast path behind the
+// quiesce gate.
+func (t *transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.heartbeats.RLock()
+		defer t.heartbeats.RUnlock()
+		if t.quiesced {
+			rpc.Respond(nil, raft.ErrTransportShutdown)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// quiesce waits for the heartbeats being handled and turns away the rest:
+// after it returns, no heartbeat reaches raft. Call it after raft has shut
+// down and before its stores close.
+func (t *transport) quiesce() {
+	t.heartbeats.Lock()
+	t.quiesced = true
+	t.heartbeats.Unlock()
 }
 
 // target is where to reach server id: gossip's address for it, else the

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"shoal/client"
+	"shoal/internal/keyring"
 )
 
 // composeDir is the compose directory, relative to the repository root.
@@ -69,6 +70,16 @@ func newID(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
+}
+
+// clusterSecret returns a new cluster secret, as shoal keygen makes one.
+func clusterSecret(t *testing.T) string {
+	t.Helper()
+	s, err := keyring.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // startCluster builds the image (unless SHOAL_E2E_IMAGE names one), starts
@@ -124,7 +135,7 @@ func startCluster(t *testing.T) *cluster {
 	env := []string{
 		"SHOAL_IMAGE=" + c.image,
 		"SHOAL_TOKEN=" + c.token,
-		"SHOAL_REPLICATION_SECRET=" + newID(16),
+		"SHOAL_CLUSTER_SECRET=" + clusterSecret(t),
 		"SHOAL_LOG_LEVEL=info",
 	}
 	for i, name := range append(slices.Clone(nodeNames), "shoal4") {

@@ -42,6 +42,11 @@ type Config struct {
 	// Registerer is this node's Prometheus registry (never the default
 	// one); nil disables metrics.
 	Registerer prometheus.Registerer
+	// Keyring, if set, encrypts gossip (AES-GCM) with its primary key and
+	// accepts only what decrypts with one of its keys; nil leaves gossip in
+	// the clear (tests, --dev). The keyring package keeps it in step with
+	// the cluster's secrets.
+	Keyring *memberlist.Keyring
 	// WrapTransport, if set, wraps memberlist's network transport; tests
 	// use it to inject partitions. nil uses the plain NetTransport.
 	WrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport

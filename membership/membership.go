@@ -180,6 +180,13 @@ func (m *Membership) start() (*memberlist.Memberlist, error) {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
 	mc.RetransmitMult = cfg.RetransmitMult
+	if cfg.Keyring != nil {
+		// Every packet and stream is encrypted with the primary key and
+		// must decrypt with an installed one: a process without the
+		// cluster's secret can neither read gossip nor join it.
+		mc.Keyring = cfg.Keyring
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.Delegate = delegate{m}
 	mc.Events = events{m}
 	mc.Logger = mlLogger

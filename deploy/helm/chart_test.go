@@ -12,6 +12,7 @@
 package helmchart
 
 import (
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -203,7 +204,7 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	if pdbOn {
 		want = append(want, "PodDisruptionBudget")
 	}
-	if authOn && existing == "" {
+	if existing == "" { // the cluster secret lives in it, token or not
 		want = append(want, "Secret")
 	}
 	if smOn {
@@ -330,21 +331,37 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 		if existing != "" && secretName != existing {
 			t.Errorf("SHOAL_TOKEN from Secret %s, want the existing %s", secretName, existing)
 		}
-		if r := env["SHOAL_REPLICATION_SECRET"]; r.ValueFrom == nil || r.ValueFrom.SecretKeyRef == nil || r.ValueFrom.SecretKeyRef.Name != secretName {
-			t.Errorf("SHOAL_REPLICATION_SECRET is not taken from Secret %s: %+v", secretName, r)
-		}
 	} else if _, ok := env["SHOAL_TOKEN"]; ok {
 		t.Errorf("auth disabled, yet SHOAL_TOKEN is set")
 	}
-	if authOn && existing == "" {
+	// The cluster secret is always set: without it any pod that reaches
+	// the cluster or gossip port could join (issue 10).
+	cs := env["SHOAL_CLUSTER_SECRET"]
+	if cs.ValueFrom == nil || cs.ValueFrom.SecretKeyRef == nil || cs.ValueFrom.SecretKeyRef.Optional != nil && *cs.ValueFrom.SecretKeyRef.Optional {
+		t.Fatalf("SHOAL_CLUSTER_SECRET is not taken from a Secret: %+v", cs)
+	}
+	if secretName == "" {
+		secretName = cs.ValueFrom.SecretKeyRef.Name
+	}
+	if cs.ValueFrom.SecretKeyRef.Name != secretName {
+		t.Errorf("SHOAL_CLUSTER_SECRET from Secret %s, the token from %s", cs.ValueFrom.SecretKeyRef.Name, secretName)
+	}
+	if existing == "" {
 		var s corev1.Secret
 		if name := r.one(t, "Secret", &s); name != secretName {
 			t.Errorf("Secret %s, but the pods read %s", name, secretName)
 		}
-		for _, k := range []string{"token", "replication-secret"} {
+		keys := []string{"cluster-secret"}
+		if authOn {
+			keys = append(keys, "token")
+		}
+		for _, k := range keys {
 			if len(s.Data[k]) < 16 {
 				t.Errorf("Secret key %s holds %d bytes, want a generated secret", k, len(s.Data[k]))
 			}
+		}
+		if _, err := base64.StdEncoding.DecodeString(string(s.Data["cluster-secret"])); err != nil {
+			t.Errorf("the generated cluster secret is not base64: %v", err)
 		}
 	}
 

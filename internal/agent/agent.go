@@ -21,6 +21,7 @@ import (
 	"shoal/api"
 	"shoal/consensus"
 	"shoal/internal/clusterport"
+	"shoal/internal/keyring"
 	"shoal/internal/peerrpc"
 	"shoal/membership"
 	"shoal/modules"
@@ -32,10 +33,12 @@ type Agent struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 
-	mods    *modules.Manager
-	port    *clusterport.Port
-	node    *consensus.Node
-	members *membership.Membership
+	mods     *modules.Manager
+	ring     *keyring.Ring // nil without a cluster secret
+	security SecurityStatus
+	port     *clusterport.Port
+	node     *consensus.Node
+	members  *membership.Membership
 	// gossip is members, published for the consensus goroutines that may
 	// start asking for it (a restarted leader's autopilot) before it is set.
 	gossip atomic.Pointer[membership.Membership]
@@ -134,7 +137,11 @@ func New(cfg Config) (_ *Agent, err error) {
 		Stopping:     a.stopping.Load,
 		Leave:        a.leaveAsync,
 		LeaderHTTP:   a.leaderHTTPAddr,
-		Transport:    a.proxy,
+		Security:     func() any { return a.Security() },
+		Keyring: func(ctx context.Context, op, key string) (any, error) {
+			return a.KeyringOp(ctx, op, key)
+		},
+		Transport: a.proxy,
 	})
 	if err != nil {
 		return nil, err
@@ -202,12 +209,17 @@ func (a *Agent) startConsensus(advHost string) error {
 	if err != nil {
 		return err
 	}
+	sec, err := a.openSecurity()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", a.cfg.RaftAddr)
 	if err != nil {
 		return fmt.Errorf("listen for the cluster port on %s: %w", a.cfg.RaftAddr, err)
 	}
 	a.port, err = clusterport.New(ln, clusterport.Config{
 		NodeName:   a.cfg.NodeName,
+		Security:   sec,
 		Dial:       a.cfg.Gate.DialContext, // a nil gate dials directly
 		Logger:     a.logger.With("component", "clusterport"),
 		Registerer: a.registry,
@@ -239,6 +251,7 @@ func (a *Agent) startConsensus(advHost string) error {
 		return err
 	}
 	a.serveConsensus(a.rpc)
+	a.serveKeyring(a.rpc)
 	if a.cfg.BootstrapSelf {
 		if err := a.node.BootstrapSelf(); err != nil {
 			return err
@@ -268,6 +281,9 @@ func (a *Agent) startMembership(advHost string) error {
 		mcfg.Timing = membership.LocalTiming()
 		mcfg.RetryJoinMin = 100 * time.Millisecond
 		mcfg.RetryJoinMax = time.Second
+	}
+	if a.ring != nil {
+		mcfg.Keyring = a.ring.Gossip()
 	}
 	mcfg.Logger = a.logger.With("component", "gossip")
 	mcfg.Registerer = a.registry

@@ -10,6 +10,7 @@ import (
 
 	"shoal/consensus"
 	"shoal/internal/faultnet"
+	"shoal/internal/keyring"
 	"shoal/modules"
 )
 
@@ -42,6 +43,16 @@ type Config struct {
 	// Token, when set, is required as a bearer token on every API request
 	// except health checks.
 	Token string
+
+	// ClusterSecret (base64, see keyring.Parse) protects node-to-node
+	// traffic: gossip is encrypted with a key derived from it, and the
+	// cluster port runs mutual TLS with certificates from a CA derived
+	// from it. It seeds the keyring kept in the data directory.
+	ClusterSecret string
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA (PEM files) replace
+	// the derived certificates with an operator's own PKI on the cluster
+	// port; all three or none.
+	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
 	// MaxBodyBytes limits request bodies (413 beyond).
 	MaxBodyBytes int64
 
@@ -98,6 +109,14 @@ func (c Config) Validate() error {
 	case c.DeadNodeReap <= 0:
 		return errors.New("dead-node-reap must be positive")
 	}
+	if c.ClusterSecret != "" {
+		if _, err := keyring.Parse(c.ClusterSecret); err != nil {
+			return fmt.Errorf("cluster secret: %w", err)
+		}
+	}
+	if n := countSet(c.ClusterTLSCert, c.ClusterTLSKey, c.ClusterTLSCA); n != 0 && n != 3 {
+		return errors.New("cluster TLS needs all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca")
+	}
 	for _, a := range []struct{ name, addr string }{{"http", c.HTTPAddr}, {"raft", c.RaftAddr}, {"gossip", c.GossipAddr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s address %q: %w", a.name, a.addr, err)
@@ -114,6 +133,16 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // advertiseHost picks the host other nodes use to reach this node.

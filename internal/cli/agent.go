@@ -48,6 +48,10 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.Token, "token", "", "bearer token required on every API request except health checks")
+	fs.StringVar(&c.ClusterSecret, "cluster-secret", "", "the cluster's shared secret (shoal keygen makes one): encrypts gossip and authenticates every node-to-node connection with mutual TLS; without it any process that reaches the cluster or gossip port can join")
+	fs.StringVar(&c.ClusterTLSCert, "cluster-tls-cert", "", "PEM certificate of this node for the cluster port (your own PKI, instead of certificates derived from --cluster-secret)")
+	fs.StringVar(&c.ClusterTLSKey, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
+	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA bundle that every node's cluster certificate chains to")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64

@@ -74,6 +74,8 @@ func builtinCommands() []command {
 		{"raft", "inspect and administer the Raft configuration", runRaft},
 		{"log", "publish to, read and follow logs", runLog},
 		{"version", "print the version of this binary", runVersion},
+		{"keygen", "print a new cluster secret", runKeygen},
+		{"keyring", "manage the cluster secrets of every member", runKeyring},
 	}
 }
 

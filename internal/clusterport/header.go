@@ -149,6 +149,13 @@ const (
 	ReasonUnknownKind Reason = 3
 	// ReasonBadHeader: the header could not be read.
 	ReasonBadHeader Reason = 4
+	// ReasonImpostor: the header names another sender than the peer's
+	// certificate.
+	ReasonImpostor Reason = 5
+	// ReasonTLS: the TLS handshake failed (the peer does not hold the
+	// cluster's secret, or speaks plain TCP). Never sent: it is a metric
+	// label and a log value.
+	ReasonTLS Reason = 6
 )
 
 // String is the reason's metric label and log value.
@@ -164,6 +171,10 @@ func (r Reason) String() string {
 		return "unknown_kind"
 	case ReasonBadHeader:
 		return "bad_header"
+	case ReasonImpostor:
+		return "impostor"
+	case ReasonTLS:
+		return "tls"
 	default:
 		return fmt.Sprintf("reason(%d)", byte(r))
 	}
@@ -201,6 +212,9 @@ func readAnswer(r io.Reader, h Header) error {
 	}
 	return e
 }
+
+// ErrTLS is wrapped by the error of a dial whose TLS handshake failed.
+var ErrTLS = errors.New("cluster port TLS handshake failed")
 
 // ErrRefused is wrapped by every *RefusedError.
 var ErrRefused = errors.New("cluster port connection refused")

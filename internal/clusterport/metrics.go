@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// Initialise the label sets an operator alerts on, so they read 0
 	// rather than being absent until the first refusal.
 	for _, k := range []Kind{KindRaft, KindRPC, KindStream} {
-		for _, r := range []Reason{accepted, ReasonWrongNode, ReasonSelf, ReasonUnknownKind} {
+		for _, r := range []Reason{accepted, ReasonWrongNode, ReasonSelf, ReasonUnknownKind, ReasonImpostor, ReasonTLS} {
 			m.inbound.WithLabelValues(k.String(), r.String())
 			m.outbound.WithLabelValues(k.String(), r.String())
 		}
@@ -60,7 +60,7 @@ func kindLabel(k Kind) string {
 // not know (a newer peer's) is "refused", not a label of its own.
 func reasonLabel(r Reason) string {
 	switch r {
-	case ReasonWrongNode, ReasonSelf, ReasonUnknownKind, ReasonBadHeader:
+	case ReasonWrongNode, ReasonSelf, ReasonUnknownKind, ReasonBadHeader, ReasonImpostor, ReasonTLS:
 		return r.String()
 	default:
 		return "refused"

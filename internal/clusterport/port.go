@@ -2,6 +2,7 @@ package clusterport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,8 +13,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Security authenticates and encrypts the cluster port's connections with
+// mutual TLS (the keyring package implements it). The node name the
+// peer's certificate proves must be the one its header claims.
+type Security interface {
+	// ServerTLS configures connections this node accepts; it must require
+	// and verify a client certificate.
+	ServerTLS() *tls.Config
+	// ClientTLS configures a connection this node opens to the node named
+	// to; it must verify that the server is that node.
+	ClientTLS(to string) *tls.Config
+	// PeerName returns the node name a completed handshake's peer
+	// certificate proves.
+	PeerName(tls.ConnectionState) (string, error)
+}
+
 // Config configures a Port.
 type Config struct {
+	// Security, if set, puts every connection under mutual TLS; without
+	// it, connections are plain TCP and the header's sender is taken on
+	// trust (tests, --dev).
+	Security Security
 	// NodeName is this node's name: connections meant for another name,
 	// or claiming to come from this one, are refused.
 	NodeName string
@@ -34,9 +54,10 @@ const DefaultHandshakeTimeout = 5 * time.Second
 // hands each to the listener of its kind; it also dials peers with a
 // header. Its methods are safe for concurrent use.
 type Port struct {
-	cfg     Config
-	ln      net.Listener
-	metrics *metrics
+	cfg        Config
+	ln         net.Listener
+	metrics    *metrics
+	refusalLog logLimiter // a stranger knocking must not flood the log
 
 	mu        sync.Mutex
 	listeners map[Kind]*kindListener
@@ -128,17 +149,35 @@ func (p *Port) acceptLoop() {
 	}
 }
 
-// handshake reads conn's header under a deadline, refuses it or hands it
-// to its kind's listener.
+// handshake completes TLS (with Security) and reads conn's header under a
+// deadline, then refuses the connection or hands it to its kind's
+// listener.
 func (p *Port) handshake(conn net.Conn) {
 	defer p.wg.Done()
 	_ = conn.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
+	proven := "" // the sender's name as its certificate proves it
+	if p.cfg.Security != nil {
+		tc := tls.Server(conn, p.cfg.Security.ServerTLS())
+		if err := tc.Handshake(); err != nil {
+			p.refuse(conn, Header{}, ReasonTLS, "", err)
+			return
+		}
+		name, err := p.cfg.Security.PeerName(tc.ConnectionState())
+		if err != nil {
+			p.refuse(tc, Header{}, ReasonTLS, "", err)
+			return
+		}
+		conn, proven = tc, name
+	}
 	h, err := ReadHeader(conn)
 	if err != nil {
 		p.refuse(conn, Header{}, ReasonBadHeader, "the connection did not start with a shoal cluster port header", err)
 		return
 	}
 	switch {
+	case proven != "" && h.From != proven:
+		p.refuse(conn, h, ReasonImpostor, fmt.Sprintf("the header names %s, the certificate %s", h.From, proven), nil)
+		return
 	case h.To != p.cfg.NodeName:
 		p.refuse(conn, h, ReasonWrongNode, fmt.Sprintf("this is %s, not %s", p.cfg.NodeName, h.To), nil)
 		return
@@ -187,8 +226,10 @@ func (p *Port) refuse(conn net.Conn, h Header, r Reason, msg string, cause error
 	if cause != nil {
 		args = append(args, "err", cause)
 	}
-	p.cfg.Logger.Warn("cluster port connection refused", args...)
-	if r != ReasonBadHeader {
+	if p.refusalLog.Allow() {
+		p.cfg.Logger.Warn("cluster port connection refused", args...)
+	}
+	if r != ReasonBadHeader && r != ReasonTLS {
 		_, _ = conn.Write(appendRefusal(nil, r, msg))
 	}
 }
@@ -204,18 +245,28 @@ func (p *Port) Dial(ctx context.Context, kind Kind, to, addr string) (net.Conn, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
 	defer cancel()
-	conn, err := p.cfg.Dial(ctx, "tcp", addr)
+	raw, err := p.cfg.Dial(ctx, "tcp", addr)
 	if err != nil {
 		p.metrics.dialed(kind, "dial_failed")
 		return nil, err
 	}
+	conn := raw
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	// Closing the connection when ctx ends unblocks the handshake at once.
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	if _, err = conn.Write(hdr); err == nil {
-		err = readAnswer(conn, h)
+	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
+	if p.cfg.Security != nil {
+		tc := tls.Client(raw, p.cfg.Security.ClientTLS(to))
+		if err = tc.HandshakeContext(ctx); err != nil {
+			err = fmt.Errorf("%w: %w", ErrTLS, err)
+		}
+		conn = tc
+	}
+	if err == nil {
+		if _, err = conn.Write(hdr); err == nil {
+			err = readAnswer(conn, h)
+		}
 	}
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
@@ -224,6 +275,8 @@ func (p *Port) Dial(ctx context.Context, kind Kind, to, addr string) (net.Conn, 
 		var refused *RefusedError
 		if errors.As(err, &refused) {
 			p.metrics.dialed(kind, reasonLabel(refused.Reason))
+		} else if errors.Is(err, ErrTLS) {
+			p.metrics.dialed(kind, ReasonTLS.String())
 		} else {
 			p.metrics.dialed(kind, "failed")
 		}

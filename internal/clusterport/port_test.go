@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"shoal/internal/keyring"
 	"shoal/internal/testlog"
 )
 
@@ -226,5 +227,120 @@ func TestPort_CloseEndsAccept(t *testing.T) {
 	}
 	if _, err := p.Listen(Kind(9)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("listen after close: %v", err)
+	}
+}
+
+// securePort serves a port for name whose connections run under mutual
+// TLS from sec.
+func securePort(t *testing.T, name string, sec Security) *Port {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(ln, Config{NodeName: name, Security: sec, HandshakeTimeout: 2 * time.Second,
+		Logger: testlog.Logger(t, slog.LevelDebug), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func ringFor(t *testing.T, node string, s keyring.Secret) *keyring.Ring {
+	t.Helper()
+	r, err := keyring.Open("", node, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newSecret(t *testing.T) keyring.Secret {
+	t.Helper()
+	g, err := keyring.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := keyring.Parse(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPort_MutualTLSCarriesTheProvenName(t *testing.T) {
+	s := newSecret(t)
+	a := securePort(t, "a", ringFor(t, "a", s))
+	b := securePort(t, "b", ringFor(t, "b", s))
+	accepted := acceptOne(listen(t, b, KindRaft))
+	conn, err := a.Dial(context.Background(), KindRaft, "b", b.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	in := <-accepted
+	if in == nil {
+		t.Fatal("nothing accepted")
+	}
+	defer in.Close()
+	if got := PeerName(in); got != "a" {
+		t.Fatalf("peer name %q, want a", got)
+	}
+	if _, err := conn.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(in, make([]byte, 1)); err != nil {
+		t.Fatalf("read through TLS: %v", err)
+	}
+}
+
+// TestPort_NoSecretOrWrongSecretGetsNowhere: without the cluster's secret
+// a process cannot open any connection to a node, in either direction.
+func TestPort_NoSecretOrWrongSecretGetsNowhere(t *testing.T) {
+	s := newSecret(t)
+	b := securePort(t, "b", ringFor(t, "b", s))
+	breg := b.metrics
+	listen(t, b, KindRaft)
+	wrong := securePort(t, "x", ringFor(t, "x", newSecret(t)))
+	if _, err := wrong.Dial(context.Background(), KindRaft, "b", b.Addr().String()); !errors.Is(err, ErrTLS) {
+		t.Fatalf("wrong secret: got %v, want ErrTLS", err)
+	}
+	plain, _ := newPort(t, "y")
+	if _, err := plain.Dial(context.Background(), KindRaft, "b", b.Addr().String()); err == nil {
+		t.Fatal("a plain connection reached a secure port")
+	}
+	testEventually(t, func() bool { return testutil.ToFloat64(breg.inbound.WithLabelValues("unknown", "tls")) >= 2 })
+	// And the other way: a secure node does not talk to a plain one.
+	listen(t, plain, KindRaft)
+	a := securePort(t, "a", ringFor(t, "a", s))
+	if _, err := a.Dial(context.Background(), KindRaft, "y", plain.Addr().String()); err == nil {
+		t.Fatal("a secure node completed a connection to a plain one")
+	}
+}
+
+// TestPort_RefusesAHeaderThatContradictsTheCertificate: a member may only
+// speak as itself.
+func TestPort_RefusesAHeaderThatContradictsTheCertificate(t *testing.T) {
+	s := newSecret(t)
+	b := securePort(t, "b", ringFor(t, "b", s))
+	listen(t, b, KindRaft)
+	// A process with a's certificate whose header says it is c.
+	liar := securePort(t, "c", ringFor(t, "a", s))
+	_, err := liar.Dial(context.Background(), KindRaft, "b", b.Addr().String())
+	var refused *RefusedError
+	if !errors.As(err, &refused) || refused.Reason != ReasonImpostor {
+		t.Fatalf("got %v, want an impostor refusal", err)
+	}
+}
+
+func testEventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }

@@ -30,6 +30,29 @@ type Gate struct {
 	// thaws (see pause.go).
 	paused map[string]chan struct{}
 	conns  map[string]map[*gatedConn]struct{}
+	// observe, if set, sees every gossip packet this node sends.
+	observe func(to string, packet []byte)
+}
+
+// ObservePackets calls f with every gossip packet sent through a transport
+// this gate wraps (a copy, as it goes on the wire), so a test can check
+// what an eavesdropper would see. f must be safe for concurrent use.
+func (g *Gate) ObservePackets(f func(to string, packet []byte)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.observe = f
+}
+
+func (g *Gate) observePacket(to string, b []byte) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	f := g.observe
+	g.mu.Unlock()
+	if f != nil {
+		f(to, append([]byte(nil), b...))
+	}
 }
 
 // NewGate returns a Gate that blocks nothing.

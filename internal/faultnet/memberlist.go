@@ -95,6 +95,7 @@ func (w *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if w.gate.Drops(addr) {
 		return time.Now(), nil
 	}
+	w.gate.observePacket(addr, b)
 	return w.inner.WriteTo(b, addr)
 }
 
@@ -104,6 +105,7 @@ func (w *transport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time
 	if w.gate.Drops(addr.Addr) {
 		return time.Now(), nil
 	}
+	w.gate.observePacket(addr.Addr, b)
 	return w.inner.WriteToAddress(b, addr)
 }
 

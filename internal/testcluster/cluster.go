@@ -64,6 +64,8 @@ type options struct {
 	configure   func(i int, cfg *agent.Config)
 	logLevel    string
 	waitForVote bool
+	secret      string
+	logTee      io.Writer
 }
 
 // WithModules enables only the given modules (default: all registered).
@@ -84,6 +86,14 @@ func WithToken(token string) Option { return func(o *options) { o.token = token 
 // WithoutBootstrap starts nodes that join gossip but form no cluster; the
 // test bootstraps or adds them itself.
 func WithoutBootstrap() Option { return func(o *options) { o.bootstrap = false } }
+
+// WithClusterSecret gives every node the cluster secret: gossip encrypted,
+// the cluster port under mutual TLS.
+func WithClusterSecret(secret string) Option { return func(o *options) { o.secret = secret } }
+
+// WithLogs also writes every node's logs to w (tests that check what the
+// cluster logged). w must be safe for concurrent use.
+func WithLogs(w io.Writer) Option { return func(o *options) { o.logTee = w } }
 
 // WithConfig edits each node's agent configuration before it starts.
 func WithConfig(f func(i int, cfg *agent.Config)) Option { return func(o *options) { o.configure = f } }
@@ -109,7 +119,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		}
 	})
 	for i := 0; i < n; i++ {
-		c.addNode(n)
+		c.addNode(n, nil)
 	}
 	if o.bootstrap {
 		c.WaitVoters(n)
@@ -122,14 +132,25 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 // promotes it once it has caught up.
 func (c *Cluster) AddNode() *Node {
 	c.t.Helper()
-	return c.addNode(0)
+	return c.addNode(0, nil)
 }
 
-func (c *Cluster) addNode(expect int) *Node {
+// AddNodeWith is AddNode with the node's configuration edited by f before
+// it starts (a node with another secret, say).
+func (c *Cluster) AddNodeWith(f func(cfg *agent.Config)) *Node {
+	c.t.Helper()
+	return c.addNode(0, f)
+}
+
+func (c *Cluster) addNode(expect int, edit func(cfg *agent.Config)) *Node {
 	c.t.Helper()
 	i := len(c.nodes)
 	name := fmt.Sprintf("node%d", i)
-	logger, err := logging.New(c.logw, "text", c.opts.logLevel)
+	logw := c.logw
+	if c.opts.logTee != nil {
+		logw = io.MultiWriter(c.logw, c.opts.logTee)
+	}
+	logger, err := logging.New(logw, "text", c.opts.logLevel)
 	if err != nil {
 		c.t.Fatalf("test logger: %v", err)
 	}
@@ -144,6 +165,7 @@ func (c *Cluster) addNode(expect int) *Node {
 	cfg.SnapshotThreshold = c.opts.snapshot
 	cfg.SnapshotInterval = 200 * time.Millisecond
 	cfg.Token = c.opts.token
+	cfg.ClusterSecret = c.opts.secret
 	cfg.Local = true
 	cfg.Logger = logger
 	if c.opts.bootstrap {
@@ -154,6 +176,9 @@ func (c *Cluster) addNode(expect int) *Node {
 	}
 	if c.opts.configure != nil {
 		c.opts.configure(i, &cfg)
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	node := &Node{Index: i, Name: name, Gate: faultnet.NewGate()}
 	cfg.Gate = node.Gate
