@@ -187,15 +187,15 @@ func startProcCluster(t *testing.T, bin string) *procCluster {
 // alive voter per name in names, exactly one of them marked leader.
 func checkMembersTable(out string, names []string) error {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !slices.Equal(strings.Fields(lines[0]), []string{"NAME", "ADDR", "STATUS", "SUFFRAGE", "LEADER"}) {
+	if len(lines) == 0 || !slices.Equal(strings.Fields(lines[0]), []string{"NAME", "ADDR", "STATUS", "SUFFRAGE", "LEADER", "PROBLEM"}) {
 		return fmt.Errorf("unexpected header %q", lines[0])
 	}
 	var seen []string
 	leaders := 0
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
-		if len(f) != 5 {
-			return fmt.Errorf("row %q: %d columns, want 5", line, len(f))
+		if len(f) != 6 || f[5] != "-" {
+			return fmt.Errorf("row %q: %d columns, want 6 and no problem", line, len(f))
 		}
 		if f[2] != "alive" || f[3] != "voter" {
 			return fmt.Errorf("row %q: want an alive voter", line)

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/hashicorp/raft"
 
+	"shoal/consensus"
 	"shoal/internal/httpjson"
 	"shoal/membership"
 	"shoal/modules"
@@ -38,8 +39,8 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
 	if id, _ := s.Raft.Leader(); id == "" {
 		checks["leader"] = "no raft leader is known"
 	}
-	if !s.Raft.CaughtUp() {
-		checks["applied"] = "still applying committed entries"
+	if ok, why := s.Raft.CaughtUp(); !ok {
+		checks["applied"] = why
 	}
 	for _, mod := range s.Modules.Modules() {
 		if rc, ok := mod.(modules.ReadinessChecker); ok {
@@ -63,6 +64,7 @@ type raftStatus struct {
 	CommitIndex  uint64   `json:"commit_index"`
 	AppliedIndex uint64   `json:"applied_index"`
 	LastIndex    uint64   `json:"last_index"`
+	Halted       string   `json:"halted,omitempty"`
 	Voters       []string `json:"voters"`
 	NonVoters    []string `json:"non_voters"`
 }
@@ -70,7 +72,7 @@ type raftStatus struct {
 func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 	st := s.Raft.Stats()
 	rs := raftStatus{State: st.State, Term: st.Term, CommitIndex: st.CommitIndex,
-		AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Voters: []string{}, NonVoters: []string{}}
+		AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Halted: st.Halted, Voters: []string{}, NonVoters: []string{}}
 	if cfg, err := s.Raft.Configuration(); err == nil {
 		for _, srv := range cfg.Servers {
 			if srv.Suffrage == raft.Voter {
@@ -100,6 +102,16 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 	if s.Security != nil {
 		out["security"] = s.Security()
 	}
+	self := s.Members.LocalMember().Meta.RaftModules
+	mismatched := map[string]string{}
+	for _, m := range s.Members.Members() {
+		if p := memberProblem(self, m); p != "" {
+			mismatched[m.Name] = p
+		}
+	}
+	if len(mismatched) > 0 {
+		out["mismatched_members"] = mismatched
+	}
 	for _, mod := range s.Modules.Modules() {
 		if sr, ok := mod.(modules.StatusReporter); ok {
 			out[mod.ID()] = sr.Status()
@@ -118,7 +130,11 @@ type memberJSON struct {
 	RaftSuffrage string   `json:"raft_suffrage"`
 	Leader       bool     `json:"leader"`
 	Modules      []string `json:"modules"`
+	RaftModules  []string `json:"raft_modules"`
 	Version      string   `json:"version"`
+	// Problem says why the member is kept out of Raft, if it is: it runs
+	// other raft modules than this node.
+	Problem string `json:"problem,omitempty"`
 }
 
 func (s *server) membersList(w http.ResponseWriter, r *http.Request) error {
@@ -134,13 +150,12 @@ func (s *server) membersList(w http.ResponseWriter, r *http.Request) error {
 	}
 	leader, _ := s.Raft.Leader()
 	out := []memberJSON{}
+	self := s.Members.LocalMember().Meta.RaftModules
 	for _, m := range s.Members.Members() {
-		mods := m.Meta.Modules
-		if mods == nil {
-			mods = []string{}
-		}
 		out = append(out, memberJSON{Name: m.Name, Addr: m.Addr, Status: string(m.Status), HTTPAddr: m.Meta.HTTPAddr,
-			RaftAddr: m.Meta.RaftAddr, RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader, Modules: mods, Version: m.Meta.Version})
+			RaftAddr: m.Meta.RaftAddr, RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader,
+			Modules: orEmpty(m.Meta.Modules), RaftModules: orEmpty(m.Meta.RaftModules), Version: m.Meta.Version,
+			Problem: memberProblem(self, m)})
 	}
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"members": out})
 	return nil
@@ -267,4 +282,21 @@ func (s *server) keyringRun(w http.ResponseWriter, r *http.Request, op, key stri
 	}
 	httpjson.WriteJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// memberProblem says why a member is kept out of Raft ("" if it is not):
+// it runs other raft modules than this node. Only members that announce a
+// cluster port (servers) are compared.
+func memberProblem(self []string, m membership.Member) string {
+	if m.Meta.RaftAddr == "" || m.Status == membership.StatusLeft {
+		return ""
+	}
+	return consensus.ModuleMismatch(self, m.Meta.RaftModules)
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

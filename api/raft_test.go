@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/internal/agent"
 	"shoal/internal/testcluster"
 )
 
@@ -185,4 +187,16 @@ func TestCluster_LeaveShrinksStopDoesNot(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A restart policy would start the node that left again: it refuses,
+	// with its data; --rejoin brings it back.
+	if err := c.TryRestart(leaving.Index, nil); !errors.Is(err, agent.ErrLeft) || !strings.Contains(err.Error(), "--rejoin") {
+		t.Fatalf("restart after leaving: got %v, want a refusal that says --rejoin", err)
+	}
+	testcluster.Eventually(t, 10*time.Second, func() error { // the OS may hold a port briefly
+		return c.TryRestart(leaving.Index, func(cfg *agent.Config) { cfg.Rejoin = true })
+	})
+	for _, n := range c.Nodes() {
+		waitVoters(t, n, all...)
+	}
 }

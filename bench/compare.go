@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,6 +28,7 @@ type contender struct {
 	elapsed time.Duration // sum of the measured phases' durations
 	lo, hi  int           // slowest and fastest whole second of any phase
 	cpu     cpuUse        // during the measured phases
+	syncs   syncCount     // during the warm-ups
 }
 
 // comparison drives contenders in alternating rounds (a, b, a, b, ...)
@@ -37,6 +39,10 @@ type comparison struct {
 	warmup   time.Duration
 	duration time.Duration
 	rounds   int
+	// syncs counts the servers' sync system calls during the warm-ups
+	// (syncMeter): perf slows every traced process down, so it is never
+	// attached during a measured phase.
+	syncs bool
 }
 
 // run performs every round and prints one line per measured phase. It
@@ -49,22 +55,7 @@ func (c comparison) run(ctx context.Context, out io.Writer, cs []*contender) err
 	}
 	for r := 1; r <= c.rounds; r++ {
 		for _, k := range cs {
-			if c.warmup > 0 {
-				w := c.load.run(ctx, c.warmup, k.op)
-				if w.errors > 0 && ctx.Err() == nil {
-					fmt.Fprintf(out, "  round %d %-*s warm-up: %d errors (%s)\n", r, width, k.name, w.errors, firstErr(w.errMsgs))
-				}
-			}
-			var after func(context.Context)
-			if k.around != nil && ctx.Err() == nil {
-				after = k.around(ctx)
-			}
-			meter := startCPU(k.pids)
-			s := c.load.run(ctx, c.duration, k.op)
-			cpu := meter.stop()
-			if after != nil {
-				after(ctx)
-			}
+			s, cpu := c.phase(ctx, out, r, width, k)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -89,6 +80,42 @@ func (c comparison) run(ctx context.Context, out io.Writer, cs []*contender) err
 	return nil
 }
 
+// errSyncsNeedWarmup: sync calls are counted during the warm-ups only.
+var errSyncsNeedWarmup = errors.New("not counted: they are counted during the warm-ups, and -warmup is 0")
+
+// phase runs one contender's warm-up and measured phase of round r.
+func (c comparison) phase(ctx context.Context, out io.Writer, r, width int, k *contender) (sample, cpuUse) {
+	if c.syncs && c.warmup <= 0 {
+		k.syncs.add(nil, sample{}, errSyncsNeedWarmup)
+	}
+	if c.warmup > 0 {
+		var syncs *syncMeter
+		if c.syncs {
+			syncs = startSyncs(k.pids)
+			syncs.enable() // returns once perf is attached and counting
+		}
+		w := c.load.run(ctx, c.warmup, k.op)
+		if syncs != nil {
+			calls, err := syncs.stop() // perf detaches before the measured phase
+			k.syncs.add(calls, w, err)
+		}
+		if w.errors > 0 && ctx.Err() == nil {
+			fmt.Fprintf(out, "  round %d %-*s warm-up: %d errors (%s)\n", r, width, k.name, w.errors, firstErr(w.errMsgs))
+		}
+	}
+	var after func(context.Context)
+	if k.around != nil && ctx.Err() == nil {
+		after = k.around(ctx)
+	}
+	meter := startCPU(k.pids)
+	s := c.load.run(ctx, c.duration, k.op)
+	cpu := meter.stop()
+	if after != nil {
+		after(ctx)
+	}
+	return s, cpu
+}
+
 // printTable prints the aggregated results of every contender.
 func printTable(out io.Writer, cs []*contender) map[string]stats {
 	res := map[string]stats{}
@@ -103,23 +130,24 @@ func printTable(out io.Writer, cs []*contender) map[string]stats {
 	_ = tw.Flush()
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tserver CPU/op\tclient CPU/op\tserver CPU cores\tclient CPU cores\tmachine busy\tdisk writes/op\t")
+	fmt.Fprintln(tw, "system\tserver CPU/op\tclient CPU/op\tserver CPU cores\tclient CPU cores\tmachine busy\tdisk writes/op\tfsyncs/op\t")
 	for _, k := range cs {
 		st := res[k.name]
 		if k.cpu.err != nil || st.ok == 0 || k.cpu.total == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t\n", k.name)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t\n", k.name)
 			continue
 		}
 		perOp := func(d time.Duration) string {
 			return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)/float64(st.ok))
 		}
 		cores := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/k.elapsed.Seconds()) }
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f KiB\t\n", k.name, perOp(k.cpu.servers), perOp(k.cpu.client),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f KiB\t%s\t\n", k.name, perOp(k.cpu.servers), perOp(k.cpu.client),
 			cores(k.cpu.servers), cores(k.cpu.client), 100*float64(k.cpu.busy)/float64(k.cpu.total),
-			float64(k.cpu.written)/1024/float64(st.ok))
+			float64(k.cpu.written)/1024/float64(st.ok), k.syncs.perOp(""))
 	}
 	_ = tw.Flush()
 	for _, k := range cs {
+		k.syncs.print(out, k.name, res[k.name])
 		if k.cpu.err != nil {
 			fmt.Fprintf(out, "  %s cpu: %v\n", k.name, k.cpu.err)
 		}

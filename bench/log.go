@@ -46,6 +46,9 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	size := fs.Int("value-size", 256, "bytes of each value (for shoal: of the JSON data, a string)")
 	targets := fs.String("targets", "all", "all: spread clients over the three nodes (client i → node i mod 3; etcd: one client balanced over all endpoints); leader: send every request to the leader (JetStream: the stream's leader)")
 	peersFlag := fs.String("peers", "etcd,jetstream", "comma-separated peers to compare shoal with: etcd, jetstream")
+	storesFlag := fs.String("shoal-stores", "", "comma-separated raft log stores (wal, bolt): one shoal cluster per store, each reported as shoal(<store>) (default: one cluster on shoal's default store, reported as shoal)")
+	httpFlag := fs.String("shoal-http", "1.1", "comma-separated HTTP versions shoal's clients speak: 1.1 (keep-alive, one connection per request in flight) and 2 (h2c, every request of a client process multiplexed on one connection per node); each version is its own contender on the same cluster, reported as shoal/h2")
+	countSyncs := fs.Bool("count-syncs", true, "count the servers' fsync, fdatasync and sync_file_range calls during the warm-ups (perf stat on syscall tracepoints, which slows the servers down, so never in a measured phase; needs perf and -warmup > 0)")
 	repo := fs.String("repo", "..", "shoal repository to build the binary from")
 	opTimeout := fs.Duration("op-timeout", 5*time.Second, "timeout of one operation (counted as an error)")
 	baseline := fs.Bool("baseline", false, "afterwards, one more round without consensus: shoal GET /v1/health/live vs etcd serializable get (the request path alone; needs etcd in -peers)")
@@ -57,6 +60,14 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 		return err
 	}
 	peers, err := parsePeers(*peersFlag)
+	if err != nil {
+		return err
+	}
+	stores, err := parseStores(*storesFlag)
+	if err != nil {
+		return err
+	}
+	httpVersions, err := parseHTTPVersions(*httpFlag)
 	if err != nil {
 		return err
 	}
@@ -103,7 +114,7 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 			return err
 		}
 	}
-	sc, err := startShoal(e, shoalBin, clusterSize)
+	shoals, err := startShoalStores(e, shoalBin, stores)
 	if err != nil {
 		return err
 	}
@@ -120,8 +131,10 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 		}
 	}
 	start := time.Now()
-	if err := sc.wait(ctx, readyTimeout); err != nil {
-		return err
+	for _, s := range shoals {
+		if err := s.cluster.wait(ctx, readyTimeout); err != nil {
+			return err
+		}
 	}
 	if ec != nil {
 		if err := ec.wait(ctx, readyTimeout); err != nil {
@@ -154,7 +167,7 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	fmt.Fprintf(out, "clusters ready in %v\n\n", time.Since(start).Round(100*time.Millisecond))
 
 	m := describeMachine(ctx, e.dir)
-	versions := [][2]string{{"shoal", sc.version(ctx)}}
+	versions := [][2]string{{"shoal", shoals[0].cluster.version(ctx)}}
 	if ec != nil {
 		versions = append(versions, [2]string{"etcd", etcdVersion(ctx, etcdBin)})
 	}
@@ -162,20 +175,28 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 		versions = append(versions, [2]string{"nats", natsServerDescription(ctx, natsBin)})
 	}
 	m.print(out, versions)
-	fmt.Fprintf(out, "load:    %d clients, %d-byte values, %d round(s) × (%v warm-up + %v measured) per system, targets=%s\n\n",
+	fmt.Fprintf(out, "load:    %d clients, %d-byte values, %d round(s) × (%v warm-up + %v measured) per system, targets=%s\n",
 		*clients, *size, *rounds, *warmup, *duration, *targets)
+	fmt.Fprintf(out, "shoal:   %s\n\n", describeStores(shoals))
 
 	nonce := make([]byte, 4)
 	_, _ = rand.Read(nonce) // crypto/rand.Read never fails
 	run := hex.EncodeToString(nonce)
 	value := makeValue(*size)
 
-	per, err := shoalTargets(ctx, sc, *clients, *targets)
-	if err != nil {
-		return err
+	var cs []*contender
+	var breakdowns []*shoalBreakdown
+	for _, s := range shoals {
+		if s.per, err = shoalTargets(ctx, s.cluster, *clients, *targets); err != nil {
+			return err
+		}
+		for _, v := range httpVersions {
+			k, b := shoalPublish(s.name+v.suffix, s.cluster, s.per, v.http2, run, value)
+			cs = append(cs, k)
+			breakdowns = append(breakdowns, b)
+		}
 	}
-	shoal, breakdown := shoalPublish(sc, per, run, value)
-	cs := []*contender{shoal}
+	nShoal := len(cs)
 	var cli *clientv3.Client
 	for _, p := range peers {
 		switch p {
@@ -195,20 +216,26 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 
 	e.markLogs()
-	cmp := comparison{load: load{clients: *clients, opTimeout: *opTimeout}, warmup: *warmup, duration: *duration, rounds: *rounds}
+	cmp := comparison{load: load{clients: *clients, opTimeout: *opTimeout}, warmup: *warmup, duration: *duration, rounds: *rounds,
+		syncs: *countSyncs}
 	if err := cmp.run(ctx, out, cs); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
 	st := printTable(out, cs)
-	for _, k := range cs[1:] {
-		printRatio(out, "shoal", k.name, st)
+	for _, s := range cs[:nShoal] {
+		for _, k := range cs[nShoal:] {
+			printRatio(out, s.name, k.name, st)
+		}
 	}
-	fmt.Fprintln(out)
-	breakdown.print(out, st["shoal"])
+	printStoreRatios(out, cs[:nShoal], st)
+	for i, b := range breakdowns {
+		fmt.Fprintln(out)
+		b.print(out, cs[i].name, st[cs[i].name])
+	}
 	if *baseline {
 		fmt.Fprintln(out, "\nbaseline: the request path without consensus, same clients and targets, 1 round")
-		bs := []*contender{shoalLive(sc, per), etcdGet(ec, cli, run)}
+		bs := []*contender{shoalLive(shoals[0].cluster, shoals[0].per), etcdGet(ec, cli, run)}
 		bc := cmp
 		bc.rounds = 1
 		if err := bc.run(ctx, out, bs); err != nil {
@@ -221,6 +248,35 @@ func runLog(ctx context.Context, args []string, out io.Writer) (err error) {
 	fmt.Fprintln(out)
 	e.printNotable(out)
 	return nil
+}
+
+// httpVersion is one HTTP version shoal's clients speak in the log
+// scenario: each is its own contender, named with suffix.
+type httpVersion struct {
+	http2  bool
+	suffix string // "" for HTTP/1.1, "/h2" for HTTP/2
+}
+
+// parseHTTPVersions parses -shoal-http: 1.1 and 2, each at most once.
+func parseHTTPVersions(list string) ([]httpVersion, error) {
+	var vs []httpVersion
+	seen := map[string]bool{}
+	for v := range strings.SplitSeq(list, ",") {
+		v = strings.TrimSpace(v)
+		if seen[v] {
+			return nil, fmt.Errorf("-shoal-http: %s given twice", v)
+		}
+		seen[v] = true
+		switch v {
+		case "1.1":
+			vs = append(vs, httpVersion{})
+		case "2":
+			vs = append(vs, httpVersion{http2: true, suffix: "/h2"})
+		default:
+			return nil, fmt.Errorf("-shoal-http: unknown version %q (want 1.1 or 2)", v)
+		}
+	}
+	return vs, nil
 }
 
 // makeValue returns size bytes of printable ASCII that are also a valid
@@ -255,18 +311,22 @@ func shoalTargets(ctx context.Context, c *shoalCluster, clients int, targets str
 	return per, nil
 }
 
-// shoalPublish returns the shoal contender: each op publishes one entry
-// with a unique id to the log "bench" through the Go client.
-func shoalPublish(c *shoalCluster, per []*shoalNode, run string, value []byte) (*contender, *shoalBreakdown) {
+// shoalPublish returns the shoal contender called name: each op publishes
+// one entry with a unique id to the log "bench" through the Go client.
+func shoalPublish(name string, c *shoalCluster, per []*shoalNode, http2 bool, run string, value []byte) (*contender, *shoalBreakdown) {
 	seq := make([]uint64, len(per)) // seq[w] is owned by worker w
 	data := json.RawMessage(value)
 	b := &shoalBreakdown{cluster: c, nodes: make([]nodeBreakdown, len(c.nodes))}
 	k := &contender{
-		name: "shoal",
+		name: name,
 		op: func(ctx context.Context, w int) error {
 			seq[w]++
 			id := fmt.Sprintf("%s-%d-%d", run, w, seq[w])
-			_, err := per[w].client.Publish(ctx, logLogName, id, data)
+			cl := per[w].client
+			if http2 {
+				cl = per[w].client2
+			}
+			_, err := cl.Publish(ctx, logLogName, id, data)
 			return err
 		},
 		around: b.around,
@@ -494,8 +554,8 @@ func (b *shoalBreakdown) scrapeAll(ctx context.Context) []promSnapshot {
 
 // print shows, per node, the mean server-side durations next to the
 // client-side mean: the gap is client, network stack and queueing time.
-func (b *shoalBreakdown) print(out io.Writer, client stats) {
-	fmt.Fprintf(out, "shoal server side over the measured phases (means from each node's /metrics; client-side mean %s):\n", ms(client.mean))
+func (b *shoalBreakdown) print(out io.Writer, name string, client stats) {
+	fmt.Fprintf(out, "%s server side over the measured phases (means from each node's /metrics; client-side mean %s):\n", name, ms(client.mean))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "node\trole\tPOST /v1/logs/{name}\traft apply local\traft apply forwarded\tcluster port consensus.apply\t")
 	cell := func(d histDelta) string {

@@ -19,8 +19,9 @@ type shoalNode struct {
 	raftAddr   string
 	gossipAddr string
 	proc       *proc
-	client     *client.Client
-	args       []string // the agent's command line, to restart it
+	client     *client.Client // HTTP/1.1 with keep-alive, as curl speaks
+	client2    *client.Client // HTTP/2 with prior knowledge (h2c): one multiplexed connection
+	args       []string       // the agent's command line, to restart it
 }
 
 // shoalCluster is a shoal cluster of agents started by the benchmark.
@@ -84,6 +85,9 @@ func (c *shoalCluster) add(e *env, n, expect int) error {
 			return err
 		}
 		node.client = cl
+		if node.client2, err = client.New("http://"+node.httpAddr, client.WithHTTP2()); err != nil {
+			return err
+		}
 		c.nodes = append(c.nodes, node)
 	}
 	for i, node := range c.nodes[first:] {

@@ -62,6 +62,25 @@ func WithHTTPClient(hc *http.Client) Option {
 	}
 }
 
+// WithHTTP2 makes the Client speak HTTP/2 to the node, without TLS with
+// prior knowledge (h2c) for an http:// address: every request, streams
+// included, is multiplexed on one connection, instead of one HTTP/1.1
+// connection per request in flight. shoal nodes serve both; a proxy in
+// between that speaks only HTTP/1.1 breaks it.
+func WithHTTP2() Option {
+	return func(c *Client) {
+		t := newTransport()
+		p := new(http.Protocols)
+		if c.base != nil && c.base.Scheme == "https" {
+			p.SetHTTP2(true)
+		} else {
+			p.SetUnencryptedHTTP2(true)
+		}
+		t.Protocols = p
+		c.hc = &http.Client{Transport: t}
+	}
+}
+
 // WithReconnectBackoff sets the delay before Tail reconnects after a
 // dropped stream: first, doubling up to limit. The defaults are 100ms and
 // 5s.

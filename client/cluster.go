@@ -103,6 +103,9 @@ type Member struct {
 	// the Raft configuration.
 	RaftSuffrage string `json:"raft_suffrage"`
 	Leader       bool   `json:"leader"`
+	// Problem says why the member is kept out of Raft, if it is (it runs
+	// other raft modules than the node asked).
+	Problem string `json:"problem,omitempty"`
 }
 
 // RaftPeer is one server of the Raft configuration, from GET /v1/raft/peers.

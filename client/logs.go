@@ -8,11 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"shoal/internal/httpjson"
 )
 
 // AppliedIndexHeader is the response header in which a node reports the
-// Raft index it had applied when it answered a read.
-const AppliedIndexHeader = "X-Shoal-Applied-Index"
+// Raft index it had applied when it answered a read. It is
+// httpjson.HeaderAppliedIndex, kept under this name for the client's users.
+const AppliedIndexHeader = httpjson.HeaderAppliedIndex
 
 // Entry is one entry to publish. An empty ID publishes without
 // deduplication; a repeated ID returns the index of the first publish.
@@ -120,7 +123,7 @@ func (c *Client) Read(ctx context.Context, name string, from, limit uint64, cons
 
 // appliedIndex parses the applied-index header; 0 when missing or invalid.
 func appliedIndex(h http.Header) uint64 {
-	n, err := strconv.ParseUint(h.Get(AppliedIndexHeader), 10, 64)
+	n, err := strconv.ParseUint(h.Get(httpjson.HeaderAppliedIndex), 10, 64)
 	if err != nil {
 		return 0
 	}

@@ -2,6 +2,9 @@ package consensus
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,7 +26,9 @@ type autopilot struct {
 	// missingSince is when a configured server was first not found in
 	// gossip at all (its dead entry may have been reclaimed).
 	missingSince map[string]time.Time
-	termStart    time.Time
+	// mismatchLogged: members whose raft modules differ, already logged.
+	mismatchLogged map[string]bool
+	termStart      time.Time
 }
 
 func newAutopilot(n *Node) *autopilot { return &autopilot{n: n} }
@@ -35,6 +40,7 @@ func (a *autopilot) run(ctx context.Context) {
 	}
 	a.caughtUpSince = map[string]time.Time{}
 	a.missingSince = map[string]time.Time{}
+	a.mismatchLogged = map[string]bool{}
 	a.termStart = time.Now()
 	ticker := time.NewTicker(a.n.cfg.ReconcileInterval)
 	defer ticker.Stop()
@@ -81,10 +87,22 @@ func (a *autopilot) reconcile(ctx context.Context) {
 		addrHeld[string(s.Address)] = true
 	}
 
+	self := members[n.cfg.NodeID]
 	for name, m := range members {
 		if name == n.cfg.NodeID || m.Status != membership.StatusAlive {
 			continue
 		}
+		if why := ModuleMismatch(self.Meta.RaftModules, m.Meta.RaftModules); why != "" {
+			// It would skip commands of a module it does not run, or
+			// hold state of one this leader does not: never a server,
+			// never a voter.
+			if !a.mismatchLogged[name] {
+				a.mismatchLogged[name] = true
+				n.cfg.Logger.Warn("autopilot leaves a member out of raft: it runs other raft modules", "member", name, "why", why)
+			}
+			continue
+		}
+		delete(a.mismatchLogged, name)
 		s, known := servers[name]
 		switch {
 		case !known && !addrHeld[m.Meta.RaftAddr]:
@@ -196,4 +214,34 @@ func (a *autopilot) change(action, name string, f raft.IndexFuture) bool {
 	a.n.cfg.Logger.Info("autopilot changed the raft configuration", "action", action, "server", name)
 	a.n.metrics.autopilotActions.WithLabelValues(action).Inc()
 	return true
+}
+
+// ModuleMismatch says how a member's raft modules differ from this node's
+// ("" when they are the same set). Every server must run the same raft
+// modules: a server without one skips its commands and diverges.
+func ModuleMismatch(local, member []string) string {
+	missing, extra := setDiff(local, member), setDiff(member, local)
+	switch {
+	case len(member) == 0 && len(local) > 0:
+		return "it announces no raft modules (an older version?); this node runs " + strings.Join(local, ",")
+	case len(missing) > 0 && len(extra) > 0:
+		return fmt.Sprintf("it does not run %s and runs %s, which this node does not", strings.Join(missing, ","), strings.Join(extra, ","))
+	case len(missing) > 0:
+		return "it does not run " + strings.Join(missing, ",")
+	case len(extra) > 0:
+		return "it runs " + strings.Join(extra, ",") + ", which this node does not"
+	}
+	return ""
+}
+
+// setDiff returns the elements of a not in b, sorted.
+func setDiff(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

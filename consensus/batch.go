@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/wire"
 )
 
 // Writes that reach a follower travel to the leader in batches: every
@@ -40,55 +41,57 @@ type Outcome struct {
 	Err    error
 }
 
-// EncodeBatch frames commands for ForwardApply: a uvarint count, then each
-// command as a uvarint length and its bytes.
+// EncodeBatch frames commands for ForwardApply, in the primitives of
+// internal/wire: a uvarint count, then each command as a uvarint length and
+// its bytes.
 func EncodeBatch(cmds [][]byte) []byte {
 	size := binary.MaxVarintLen64
 	for _, c := range cmds {
 		size += binary.MaxVarintLen64 + len(c)
 	}
 	buf := make([]byte, 0, size)
-	buf = binary.AppendUvarint(buf, uint64(len(cmds)))
+	buf = wire.AppendUvarint(buf, uint64(len(cmds)))
 	for _, c := range cmds {
-		buf = binary.AppendUvarint(buf, uint64(len(c)))
-		buf = append(buf, c...)
+		buf = wire.AppendBytes(buf, c)
 	}
 	return buf
 }
 
-// DecodeBatch is the inverse of EncodeBatch. The commands alias data.
+// DecodeBatch is the inverse of EncodeBatch. The commands alias data. An
+// error in the framing wraps wire.ErrMalformed.
 func DecodeBatch(data []byte) ([][]byte, error) {
-	count, data, err := readUvarint(data, "command count")
-	if err != nil {
-		return nil, err
+	d := wire.NewDecoder(data)
+	count := d.Uvarint("command count")
+	if d.Err() == nil && (count == 0 || count > maxBatchCommands) {
+		d.Failf("command count", "%d commands; want 1 to %d", count, maxBatchCommands)
 	}
-	if count == 0 || count > maxBatchCommands {
-		return nil, fmt.Errorf("decode batch: %d commands; want 1 to %d", count, maxBatchCommands)
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("decode batch: %w", err)
 	}
 	cmds := make([][]byte, 0, count)
 	for i := uint64(0); i < count; i++ {
-		var cmd []byte
-		if cmd, data, err = readBytes(data, "command"); err != nil {
-			return nil, err
+		cmd := d.Bytes("command", d.Len())
+		if err := d.Err(); err != nil {
+			return nil, fmt.Errorf("decode batch: command %d: %w", i, err)
 		}
 		if _, _, _, err := DecodeCommand(cmd); err != nil {
 			return nil, fmt.Errorf("decode batch: command %d: %w", i, err)
 		}
 		cmds = append(cmds, cmd)
 	}
-	if len(data) != 0 {
-		return nil, fmt.Errorf("decode batch: %d bytes after the last command", len(data))
+	if err := d.End(); err != nil {
+		return nil, fmt.Errorf("decode batch: after the last command: %w", err)
 	}
 	return cmds, nil
 }
 
-// EncodeOutcomes frames the leader's answer: a uvarint count, then for each
-// command its index, a kind byte (0 result, 1 error) and a length-prefixed
-// result or JSON error.
+// EncodeOutcomes frames the leader's answer, in the primitives of
+// internal/wire: a uvarint count, then for each command its index, a kind
+// byte (0 result, 1 error) and a length-prefixed result or JSON error.
 func EncodeOutcomes(outs []Outcome) []byte {
-	buf := binary.AppendUvarint(nil, uint64(len(outs)))
+	buf := wire.AppendUvarint(nil, uint64(len(outs)))
 	for _, o := range outs {
-		buf = binary.AppendUvarint(buf, o.Index)
+		buf = wire.AppendUvarint(buf, o.Index)
 		payload := o.Result
 		kind := byte(0)
 		if o.Err != nil {
@@ -96,34 +99,30 @@ func EncodeOutcomes(outs []Outcome) []byte {
 			payload = httpjson.MarshalError(o.Err)
 		}
 		buf = append(buf, kind)
-		buf = binary.AppendUvarint(buf, uint64(len(payload)))
-		buf = append(buf, payload...)
+		buf = wire.AppendBytes(buf, payload)
 	}
 	return buf
 }
 
-// DecodeOutcomes is the inverse of EncodeOutcomes. Results alias data.
+// DecodeOutcomes is the inverse of EncodeOutcomes. Results alias data. An
+// error in the framing wraps wire.ErrMalformed.
 func DecodeOutcomes(data []byte) ([]Outcome, error) {
-	count, data, err := readUvarint(data, "outcome count")
-	if err != nil {
-		return nil, err
+	d := wire.NewDecoder(data)
+	count := d.Uvarint("outcome count")
+	if d.Err() == nil && count > maxBatchCommands {
+		d.Failf("outcome count", "%d outcomes exceeds %d", count, maxBatchCommands)
 	}
-	if count > maxBatchCommands {
-		return nil, fmt.Errorf("decode outcomes: %d outcomes exceeds %d", count, maxBatchCommands)
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("decode outcomes: %w", err)
 	}
 	outs := make([]Outcome, 0, count)
 	for i := uint64(0); i < count; i++ {
 		var o Outcome
-		if o.Index, data, err = readUvarint(data, "index"); err != nil {
-			return nil, err
-		}
-		if len(data) == 0 {
-			return nil, errors.New("decode outcomes: missing kind")
-		}
-		kind := data[0]
-		var payload []byte
-		if payload, data, err = readBytes(data[1:], "outcome"); err != nil {
-			return nil, err
+		o.Index = d.Uvarint("index")
+		kind := d.Byte("kind")
+		payload := d.Bytes("outcome", d.Len())
+		if err := d.Err(); err != nil {
+			return nil, fmt.Errorf("decode outcomes: outcome %d: %w", i, err)
 		}
 		switch kind {
 		case 0:
@@ -139,29 +138,10 @@ func DecodeOutcomes(data []byte) ([]Outcome, error) {
 		}
 		outs = append(outs, o)
 	}
-	if len(data) != 0 {
-		return nil, fmt.Errorf("decode outcomes: %d bytes after the last outcome", len(data))
+	if err := d.End(); err != nil {
+		return nil, fmt.Errorf("decode outcomes: after the last outcome: %w", err)
 	}
 	return outs, nil
-}
-
-func readUvarint(data []byte, what string) (uint64, []byte, error) {
-	v, n := binary.Uvarint(data)
-	if n <= 0 {
-		return 0, nil, fmt.Errorf("decode %s: bad or missing varint", what)
-	}
-	return v, data[n:], nil
-}
-
-func readBytes(data []byte, what string) ([]byte, []byte, error) {
-	n, data, err := readUvarint(data, what+" length")
-	if err != nil {
-		return nil, nil, err
-	}
-	if n > uint64(len(data)) {
-		return nil, nil, fmt.Errorf("decode %s: length %d exceeds the %d bytes left", what, n, len(data))
-	}
-	return data[:n], data[n:], nil
 }
 
 // ErrOutcomeUnknown: the caller stopped waiting (its context ended) after

@@ -2,11 +2,14 @@ package consensus
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/wire"
 	"shoal/modules"
 )
 
@@ -114,4 +117,56 @@ func FuzzDecodeOutcomes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBatch_FormatIsPinned decodes bytes written by the encoders before
+// they moved onto internal/wire, and checks the encoders still write them:
+// followers and leaders of different versions forward to each other.
+func TestBatch_FormatIsPinned(t *testing.T) {
+	cmds := [][]byte{
+		EncodeCommand(modules.TagLog, 1, []byte("a")),
+		EncodeCommand(modules.TagLocks, 2, nil),
+		EncodeCommand(modules.TagLog, 1, bytes.Repeat([]byte("z"), 130)),
+	}
+	pinned, _ := hex.DecodeString("030301016102030284010101" + strings.Repeat("7a", 130))
+	batch := bytes.Clone(pinned)
+	if got := EncodeBatch(cmds); !bytes.Equal(got, batch) {
+		t.Errorf("batch: encodes as %x, want %x", got, batch)
+	}
+	got, err := DecodeBatch(batch)
+	if err != nil || len(got) != len(cmds) {
+		t.Fatalf("batch: decodes as %d commands, %v", len(got), err)
+	}
+	for i := range cmds {
+		if !bytes.Equal(got[i], cmds[i]) {
+			t.Errorf("command %d: got %x, want %x", i, got[i], cmds[i])
+		}
+	}
+	// The commands alias the batch, and an append to one cannot overwrite
+	// the next.
+	got[0] = append(got[0], '!')
+	if !bytes.Equal(batch[5:7], []byte{2, 3}) {
+		t.Errorf("an append to a decoded command wrote into the batch: %x", batch[:8])
+	}
+	batch[7] = 9 // command 1's op
+	if got[1][1] != 9 {
+		t.Errorf("commands do not alias the batch as documented")
+	}
+
+	outs := []Outcome{{Index: 7, Result: []byte("ok")}, {Index: 300, Err: httpjson.Errorf(409, "full", "full")}, {Index: 9}}
+	wantOuts, _ := hex.DecodeString("030700026f6bac02012d7b22737461747573223a3430392c22636f6465223a2266756c6c222c226d657373616765223a2266756c6c227d090000")
+	if got := EncodeOutcomes(outs); !bytes.Equal(got, wantOuts) {
+		t.Errorf("outcomes: encode as %x, want %x", got, wantOuts)
+	}
+	gotOuts, err := DecodeOutcomes(wantOuts)
+	if err != nil || len(gotOuts) != 3 || gotOuts[0].Index != 7 || string(gotOuts[0].Result) != "ok" ||
+		gotOuts[1].Index != 300 || !errors.Is(gotOuts[1].Err, outs[1].Err) || gotOuts[2].Index != 9 || len(gotOuts[2].Result) != 0 {
+		t.Errorf("outcomes: decode as %+v, %v", gotOuts, err)
+	}
+
+	// A padded (non-minimal) varint decoded before the move and no longer
+	// does: no encoder ever wrote one.
+	if _, err := DecodeBatch(append([]byte{0x83, 0x00}, pinned[1:]...)); !errors.Is(err, wire.ErrMalformed) {
+		t.Errorf("a padded command count: got %v, want wire.ErrMalformed", err)
+	}
 }

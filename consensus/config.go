@@ -14,8 +14,17 @@ import (
 type Config struct {
 	// NodeID is the node's Raft server ID: its unique node name.
 	NodeID string
-	// Dir holds raft.db (log and stable store) and snapshots/.
+	// Dir holds the log and stable store (wal/, or raft.db for bolt; see
+	// LogStore) and snapshots/.
 	Dir string
+	// LogStore is the store of the Raft log and of raft's stable keys
+	// (term, vote): LogStoreWAL or LogStoreBolt. A Dir that holds a bolt
+	// store is migrated to wal once when LogStore is wal (see OpenStores);
+	// a Dir that holds a wal is refused when it is bolt.
+	LogStore string
+	// WALSegmentSize is the size of raft-wal's segment files; 0 means
+	// raft-wal's default (64 MiB). Unused with bolt.
+	WALSegmentSize int
 	// AdvertiseAddr is the host:port other servers dial (a host name
 	// stays a name, resolved by whoever dials); empty means the cluster
 	// port's bound address, which must then not be unspecified. A port of
@@ -88,6 +97,7 @@ func LocalTiming() Timing {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
+		LogStore:          LogStoreWAL,
 		SnapshotThreshold: 8192,
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      10240,
@@ -106,6 +116,8 @@ func (c Config) Validate() error {
 		return errors.New("node id is required")
 	case c.Dir == "":
 		return errors.New("raft directory is required")
+	case c.WALSegmentSize < 0:
+		return errors.New("wal segment size must not be negative")
 	case c.SnapshotThreshold == 0:
 		return errors.New("snapshot threshold must be at least 1")
 	case c.ApplyTimeout <= 0:
@@ -116,6 +128,9 @@ func (c Config) Validate() error {
 		return errors.New("reconcile interval must be positive")
 	case c.Timing.HeartbeatTimeout <= 0 || c.Timing.ElectionTimeout <= 0 || c.Timing.LeaderLeaseTimeout <= 0:
 		return errors.New("raft timeouts must be positive")
+	}
+	if err := ValidateLogStore(c.LogStore); err != nil {
+		return err
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {

@@ -26,14 +26,18 @@ var (
 	// ErrShutdown: Raft on this node is stopping or stopped.
 	ErrShutdown = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "shutting_down",
 		Message: "this node is shutting down", RetryAfter: time.Second}
-	// ErrUnknownCommand: the FSM got a command for a tag no enabled module
-	// owns. Every node must run the same set of Raft modules.
-	ErrUnknownCommand = httpjson.Errorf(http.StatusInternalServerError, "unknown_command",
-		"the command belongs to a module this node does not run")
 	// ErrUndeclaredCommand: a command whose tag or op no module of the
 	// leader declares. It was refused before it reached the log.
 	ErrUndeclaredCommand = httpjson.Errorf(http.StatusBadRequest, "undeclared_command",
 		"the command belongs to no module operation the leader runs")
+	// ErrUnknownModule: a snapshot holds state of a module this node does
+	// not run.
+	ErrUnknownModule = httpjson.Errorf(http.StatusInternalServerError, "unknown_module",
+		"the state belongs to a raft module this node does not run")
+	// ErrHalted: this node's state machine stopped applying commands (it
+	// found one of a module it does not run); see FSM.Halted.
+	ErrHalted = httpjson.Errorf(http.StatusServiceUnavailable, "state_machine_halted",
+		"this node stopped applying commands")
 	// ErrTimeout: the command could not be submitted in time.
 	ErrTimeout = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "raft_timeout",
 		Message: "the write could not be submitted to the leader in time", RetryAfter: time.Second}

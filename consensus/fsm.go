@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,13 @@ type FSM struct {
 
 	applied atomic.Uint64
 	mu      sync.Mutex
-	advance chan struct{} // closed and replaced whenever applied moves
+	// waiters wait for the applied index to reach theirs, in a min-heap by
+	// index: an apply wakes only those it satisfies, not every waiter (a
+	// busy follower has as many waiters as writes in flight).
+	waiters waitHeap
+
+	// halted, once set, says why this node stopped applying (see halt).
+	halted atomic.Pointer[string]
 
 	unknownCommands prometheus.Counter
 }
@@ -47,7 +54,6 @@ func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.
 		handlers: make(map[modules.Tag]modules.RaftHandler, len(handlers)),
 		ops:      make(map[modules.Tag]map[byte]bool, len(handlers)),
 		logger:   logger,
-		advance:  make(chan struct{}),
 		unknownCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_consensus_unknown_commands_total",
 			Help: "Committed commands whose tag no enabled module owns (a node runs different modules than its peers).",
@@ -79,24 +85,49 @@ func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.
 
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) interface{} {
-	defer f.setApplied(l.Index)
+	if why := f.halted.Load(); why != nil {
+		return &applyResult{err: ErrHalted.WithMessage("this node stopped applying commands: %s", *why)}
+	}
 	tag, op, payload, err := DecodeCommand(l.Data)
 	if err != nil {
-		f.logger.Error("undecodable raft command", "index", l.Index, "err", err)
-		return &applyResult{err: fmt.Errorf("%w: %w", ErrUnknownCommand, err)}
+		return f.halt(fmt.Sprintf("the command at index %d cannot be decoded (%s)", l.Index, err.Error()))
 	}
 	if tag == modules.TagNone {
+		f.setApplied(l.Index)
 		return &applyResult{} // core markers (term start) only move the applied index
 	}
 	h, ok := f.handlers[tag]
 	if !ok {
 		f.unknownCommands.Inc()
-		f.logger.Error("raft command for a module this node does not run; every node must run the same raft modules",
-			"index", l.Index, "tag", tag, "op", op)
-		return &applyResult{err: ErrUnknownCommand.WithMessage("command at index %d has tag %d, which no module on this node owns", l.Index, tag)}
+		return f.halt(fmt.Sprintf("the command at index %d belongs to the module with tag %d, which this node does not run", l.Index, tag))
 	}
-	data, err := h.ApplyCommand(modules.Command{Index: l.Index, Time: l.AppendedAt, Op: op, Payload: payload})
+	defer f.setApplied(l.Index)
+	data, err := h.ApplyCommand(modules.Command{Index: l.Index, Term: l.Term, Time: l.AppendedAt, Op: op, Payload: payload})
 	return &applyResult{data: data, err: err}
+}
+
+// halt stops this node's state machine for good. Applying any later
+// command would diverge from the nodes that run the module this one does
+// not (as Consul's FSM refuses unknown message types): the modules keep
+// the state they had, the applied index stops moving, so the node reports
+// not ready with the reason and serves no write as done, and snapshots
+// are refused (they would claim entries the modules never saw). Raft
+// itself keeps running: the cluster goes on without this node's state
+// machine until an operator fixes --modules and restarts it.
+func (f *FSM) halt(reason string) *applyResult {
+	if f.halted.CompareAndSwap(nil, &reason) {
+		f.logger.Error("the raft state machine stopped: "+reason+"; every server must run the same raft modules (--modules): fix this node's and restart it",
+			"applied", f.applied.Load())
+	}
+	return &applyResult{err: ErrHalted.WithMessage("this node stopped applying commands: %s", reason)}
+}
+
+// Halted returns why the state machine stopped applying, "" if it did not.
+func (f *FSM) Halted() string {
+	if why := f.halted.Load(); why != nil {
+		return *why
+	}
+	return ""
 }
 
 // Check reports whether cmd is a command this node's modules declare: a
@@ -126,38 +157,87 @@ func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
 }
 
 func (f *FSM) setApplied(index uint64) {
-	if index <= f.applied.Load() {
-		return
+	if index <= f.applied.Load() || f.halted.Load() != nil {
+		return // a halted state machine does not move, not even for configurations
 	}
 	f.applied.Store(index)
+	f.wake(index)
+}
+
+// wake releases the waiters whose index is at or below index.
+func (f *FSM) wake(index uint64) {
 	f.mu.Lock()
-	close(f.advance)
-	f.advance = make(chan struct{})
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	for len(f.waiters) > 0 && f.waiters[0].index <= index {
+		close(heap.Pop(&f.waiters).(*waiter).ch)
+	}
 }
 
 // Applied returns the index of the last entry the FSM has applied.
 func (f *FSM) Applied() uint64 { return f.applied.Load() }
 
-// WaitApplied blocks until the FSM has applied index, or ctx is done.
+// WaitApplied blocks until the FSM has applied index, or done is closed.
 func (f *FSM) WaitApplied(done <-chan struct{}, index uint64) error {
-	for {
-		f.mu.Lock()
-		ch := f.advance
-		f.mu.Unlock()
-		if f.applied.Load() >= index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-done:
-			return errors.New("stopped waiting for the local apply")
-		}
+	if f.applied.Load() >= index {
+		return nil
 	}
+	w := &waiter{index: index, ch: make(chan struct{})}
+	f.mu.Lock()
+	if f.applied.Load() >= index { // applied moved before we queued
+		f.mu.Unlock()
+		return nil
+	}
+	heap.Push(&f.waiters, w)
+	f.mu.Unlock()
+	select {
+	case <-w.ch:
+		return nil
+	case <-done:
+		f.mu.Lock()
+		if w.pos >= 0 {
+			heap.Remove(&f.waiters, w.pos)
+		}
+		f.mu.Unlock()
+		return errors.New("stopped waiting for the local apply")
+	}
+}
+
+// waiter is one WaitApplied call; pos is its place in the heap, -1 once
+// it left it.
+type waiter struct {
+	index uint64
+	ch    chan struct{}
+	pos   int
+}
+
+// waitHeap is a min-heap of waiters by index (container/heap).
+type waitHeap []*waiter
+
+func (h waitHeap) Len() int           { return len(h) }
+func (h waitHeap) Less(i, j int) bool { return h[i].index < h[j].index }
+func (h waitHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].pos, h[j].pos = i, j
+}
+func (h *waitHeap) Push(x any) {
+	w := x.(*waiter)
+	w.pos = len(*h)
+	*h = append(*h, w)
+}
+func (h *waitHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	w.pos = -1
+	return w
 }
 
 // Snapshot implements raft.FSM: it asks every module for its snapshot.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if why := f.Halted(); why != "" {
+		return nil, fmt.Errorf("no snapshot: the state machine stopped (%s)", why)
+	}
 	snap := &fsmSnapshot{applied: f.applied.Load()}
 	for _, tag := range f.tags {
 		s, err := f.handlers[tag].Snapshot()
@@ -174,7 +254,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // snapshot, and an empty one to modules the snapshot has no section for.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	applied, err := readSnapshot(rc, f.handlers, f.logger)
+	applied, err := readSnapshot(rc, f.handlers)
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
@@ -186,10 +266,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // lower than the current value: a restore replaces all state.
 func (f *FSM) setAppliedOnRestore(index uint64) {
 	f.applied.Store(index)
-	f.mu.Lock()
-	close(f.advance)
-	f.advance = make(chan struct{})
-	f.mu.Unlock()
+	f.wake(index)
 }
 
 var (

@@ -7,14 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/internal/clusterport"
@@ -60,7 +58,7 @@ type Node struct {
 	cfg       Config
 	raft      *raft.Raft
 	fsm       *FSM
-	store     *raftboltdb.BoltStore
+	stores    *Stores
 	transport *transport
 	advertise string
 	hadState  bool
@@ -70,6 +68,11 @@ type Node struct {
 	onLeadership func(isLeader bool)
 
 	leaderReady atomic.Bool // leads, and its term-start marker is applied
+	// caughtUp: applied the leader's commit index as of this start
+	// (catchup.go); catchUpTarget is that index once learned.
+	caughtUp      atomic.Bool
+	catchUpKnown  atomic.Bool
+	catchUpTarget atomic.Uint64
 	// leaderChanged fires when the leader this node knows changes:
 	// forwarded batches in flight to the old one are answered at once.
 	leaderChanged *leaderSignal
@@ -125,12 +128,13 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		}
 	}()
 
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	n.stores, err = OpenStores(cfg.Dir, StoreOptions{Kind: cfg.LogStore, WALSegmentSize: cfg.WALSegmentSize,
+		Logger: cfg.Logger, Registerer: cfg.Registerer})
 	if err != nil {
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return nil, fmt.Errorf("open raft log store: %w", err)
 	}
-	closers = append(closers, n.store.Close)
-	logs, err := raft.NewLogCache(512, n.store)
+	closers = append(closers, n.stores.Close)
+	logs, err := raft.NewLogCache(512, n.stores.Log)
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
@@ -166,7 +170,7 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 	}
 	closers = append(closers, n.transport.Close)
 
-	n.hadState, err = raft.HasExistingState(logs, n.store, snaps)
+	n.hadState, err = raft.HasExistingState(logs, n.stores.Stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("check existing raft state: %w", err)
 	}
@@ -188,7 +192,7 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 	rc.MaxAppendEntries = 512
 	rc.BatchApplyCh = true // group commit: many concurrent Applies share one disk write
 
-	n.raft, err = raft.NewRaft(rc, fsm, logs, n.store, snaps, n.transport)
+	n.raft, err = raft.NewRaft(rc, fsm, logs, n.stores.Stable, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -204,10 +208,11 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return ok
 	})
 	n.raft.RegisterObserver(n.leaderObs)
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.watchLeaderChanges(obs)
 	go n.runForwarder()
+	go n.runCatchUp()
 	return n, nil
 }
 
@@ -538,6 +543,8 @@ type Stats struct {
 	AppliedIndex uint64
 	LastIndex    uint64
 	LastContact  time.Time
+	// Halted says why the state machine stopped applying ("" if it runs).
+	Halted string
 }
 
 // Stats returns the node's Raft state.
@@ -549,13 +556,8 @@ func (n *Node) Stats() Stats {
 		AppliedIndex: n.fsm.Applied(),
 		LastIndex:    n.raft.LastIndex(),
 		LastContact:  n.raft.LastContact(),
+		Halted:       n.fsm.Halted(),
 	}
-}
-
-// CaughtUp reports whether the FSM has applied everything this node knows
-// to be committed.
-func (n *Node) CaughtUp() bool {
-	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
 }
 
 func stateName(s raft.RaftState) string {
@@ -631,7 +633,7 @@ func (n *Node) Close() error {
 		err = errors.Join(
 			shutdownErr,
 			n.transport.Close(),
-			n.store.Close(),
+			n.stores.Close(),
 		)
 		n.metrics.unregister()
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"slices"
 
 	"github.com/hashicorp/raft"
@@ -161,7 +160,7 @@ func noEOF(err error) error {
 
 // readSnapshot restores every handler from r and returns the applied index
 // recorded in the snapshot.
-func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler, logger *slog.Logger) (uint64, error) {
+func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler) (uint64, error) {
 	br := bufio.NewReaderSize(r, snapshotChunk)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != string(snapshotMagic) {
@@ -188,8 +187,12 @@ func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler, log
 		section := &chunkReader{r: br}
 		h, ok := handlers[tag]
 		if !ok {
-			logger.Warn("snapshot has state of a module this node does not run; skipping it", "tag", tag)
-		} else if err := h.Restore(section); err != nil {
+			// Skipping it would leave this node without state the others
+			// have, and every later command of that module would diverge
+			// (see FSM.halt): refuse, and say what to fix.
+			return 0, fmt.Errorf("%w: the snapshot holds state of the module with tag %d, which this node does not run; every server must run the same raft modules (--modules)", ErrUnknownModule, tag)
+		}
+		if err := h.Restore(section); err != nil {
 			return 0, fmt.Errorf("module with tag %d: %w", tag, err)
 		}
 		if err := section.drain(); err != nil {

@@ -51,7 +51,7 @@ func TestSnapshot_RoundTripsEveryModuleAcrossChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra, rb, rc := &blob{tag: 1}, &blob{tag: 3}, &blob{tag: 4, state: []byte("stale")}
-	applied, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{1: ra, 3: rb, 4: rc}, quietLogger())
+	applied, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{1: ra, 3: rb, 4: rc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSnapshot_ModuleMissingFromSnapshotGetsEmptyState(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := &blob{tag: 9, state: []byte("left over")}
-	if _, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{1: &blob{tag: 1}, 9: newer}, quietLogger()); err != nil {
+	if _, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{1: &blob{tag: 1}, 9: newer}); err != nil {
 		t.Fatal(err)
 	}
 	if newer.restores != 1 || len(newer.state) != 0 {
@@ -78,18 +78,19 @@ func TestSnapshot_ModuleMissingFromSnapshotGetsEmptyState(t *testing.T) {
 	}
 }
 
-func TestSnapshot_SkipsSectionsOfUnknownModules(t *testing.T) {
+// TestSnapshot_RefusesSectionsOfUnknownModules: a node that does not run
+// a module whose state the snapshot holds must not restore the rest and go
+// on without it (it would diverge): the restore fails and says why.
+func TestSnapshot_RefusesSectionsOfUnknownModules(t *testing.T) {
 	snap := &fsmSnapshot{applied: 1, parts: []snapshotPart{{tag: 2, snap: blobSnap("unknown")}, {tag: 5, snap: blobSnap("known")}}}
 	var buf bytes.Buffer
 	if err := snap.write(&buf); err != nil {
 		t.Fatal(err)
 	}
 	known := &blob{tag: 5}
-	if _, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{5: known}, quietLogger()); err != nil {
-		t.Fatal(err)
-	}
-	if string(known.state) != "known" {
-		t.Fatalf("got %q, want known", known.state)
+	_, err := readSnapshot(&buf, map[modules.Tag]modules.RaftHandler{5: known})
+	if !errors.Is(err, ErrUnknownModule) || !strings.Contains(err.Error(), "--modules") {
+		t.Fatalf("got %v, want ErrUnknownModule naming --modules", err)
 	}
 }
 
@@ -108,7 +109,7 @@ func TestSnapshot_RejectsDamagedInput(t *testing.T) {
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := readSnapshot(bytes.NewReader(data), map[modules.Tag]modules.RaftHandler{1: &blob{tag: 1}}, quietLogger())
+			_, err := readSnapshot(bytes.NewReader(data), map[modules.Tag]modules.RaftHandler{1: &blob{tag: 1}})
 			if err == nil {
 				t.Fatal("damaged snapshot accepted")
 			}
@@ -155,7 +156,7 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Add(append(append([]byte{}, snapshotMagic...), 0x05, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		handlers := map[modules.Tag]modules.RaftHandler{1: &blob{tag: 1}, 2: &blob{tag: 2}}
-		_, err := readSnapshot(bytes.NewReader(data), handlers, quietLogger())
+		_, err := readSnapshot(bytes.NewReader(data), handlers)
 		if err != nil && errors.Is(err, io.EOF) {
 			t.Fatalf("bare EOF leaked from a damaged snapshot: %v", err)
 		}

@@ -29,6 +29,10 @@ const publishers = 4
 // below does that already at 10 s.
 const pauseHold = 10 * time.Second
 
+// killGapBound is the longest writes through a follower may stall after
+// the leader's container is killed (issue 10).
+const killGapBound = 5 * time.Second
+
 // followerGapBound is the longest writes through a follower may stall
 // while the leader is frozen: a heartbeat timeout and an election (2-4 s
 // here), with room for a loaded CI machine, and below the 10 s apply
@@ -180,6 +184,18 @@ func testLeaderKill(t *testing.T, c *cluster) {
 	load.progress(t, "publishes before the kill", 50, 30*time.Second)
 
 	old := c.leader(t, 10*time.Second)
+	// Writes through one follower: a killed container's address answers
+	// nothing (no reset), and a write forwarded to it must not wait for a
+	// timeout but follow the new leader (issue 10).
+	follower := c.others(old)[0]
+	gaps := startGapWriter(follower, "leaderkill-gap")
+	defer gaps.halt()
+	eventually(t, 30*time.Second, "writes through "+follower.name, func() error {
+		if w, _ := gaps.count(); w < 20 {
+			return fmt.Errorf("%d acknowledged", w)
+		}
+		return nil
+	})
 	killedAt := time.Now()
 	c.kill(t, old)
 	nl := c.leader(t, electionBound, c.others(old)...)
@@ -189,6 +205,11 @@ func testLeaderKill(t *testing.T, c *cluster) {
 		t.Errorf("a new leader after %v, want within %v", took, electionBound)
 	}
 	load.progress(t, "publishes with the old leader dead", 50, 30*time.Second)
+	gap, fails := gaps.finish(killedAt, time.Now())
+	if gap > killGapBound {
+		t.Errorf("writes through the follower %s stalled for %v after the leader was killed, want at most %v", follower, gap.Round(time.Millisecond), killGapBound)
+	}
+	t.Logf("writes through the follower %s stalled for at most %v (%d failed attempts) after the kill", follower, gap.Round(time.Millisecond), fails)
 	if sem != nil {
 		g := sem.grantCount()
 		eventually(t, 30*time.Second, "semaphore grants with the old leader dead", func() error {

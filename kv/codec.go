@@ -1,19 +1,21 @@
 package kv
 
 import (
-	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
+
+	"shoal/internal/wire"
 )
 
 // The wire format of the kv channel. Every message is
 //
 //	[type byte][from: uvarint length + node name][body]
 //
-// with integers as (u)varints, strings as a uvarint length and bytes, and
-// hashes as 8 bytes little-endian. A message with trailing bytes, unknown
-// flag bits, an out-of-range field or an invalid entry is malformed and
-// dropped whole. The bodies:
+// in the primitives of internal/wire: integers as minimal (u)varints,
+// strings as a uvarint length and bytes, and hashes as 8 bytes
+// little-endian. A message with trailing bytes, unknown flag bits, an
+// out-of-range field or an invalid entry is malformed and dropped whole.
+// The bodies:
 //
 //	entry     entry                                       broadcast of one write
 //	notice    key, version, flags                         broadcast of a write too large to piggyback
@@ -126,17 +128,6 @@ const (
 // recordFormat is the first byte of every stored record.
 const recordFormat = 1
 
-// encoder appends the wire format to a buffer.
-type encoder struct{ b []byte }
-
-func (e *encoder) byte(x byte)       { e.b = append(e.b, x) }
-func (e *encoder) uvarint(x uint64)  { e.b = binary.AppendUvarint(e.b, x) }
-func (e *encoder) varint(x int64)    { e.b = binary.AppendVarint(e.b, x) }
-func (e *encoder) hash(x uint64)     { e.b = binary.LittleEndian.AppendUint64(e.b, x) }
-func (e *encoder) str(s string)      { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
-func (e *encoder) bool(flag bool)    { e.byte(boolFlag(flag)) }
-func (e *encoder) version(v Version) { e.varint(v.Time); e.uvarint(uint64(v.Counter)); e.str(v.Node) }
-
 func boolFlag(b bool) byte {
 	if b {
 		return 1
@@ -144,219 +135,137 @@ func boolFlag(b bool) byte {
 	return 0
 }
 
-func (e *encoder) entry(en entry) {
-	e.str(en.Key)
-	e.version(en.Version)
-	e.bool(en.Deleted)
-	e.str(en.Value)
+func appendVersion(b []byte, v Version) []byte {
+	b = wire.AppendVarint(b, v.Time)
+	b = wire.AppendUvarint(b, uint64(v.Counter))
+	return wire.AppendBytes(b, v.Node)
 }
 
-// decoder reads the wire format; the first error sticks and every later
-// read returns zero values.
-type decoder struct {
-	b   []byte
-	err error
+func appendEntry(b []byte, en entry) []byte {
+	b = wire.AppendBytes(b, en.Key)
+	b = appendVersion(b, en.Version)
+	b = wire.AppendBool(b, en.Deleted)
+	return wire.AppendBytes(b, en.Value)
 }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, args...)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil || len(d.b) < 1 {
-		d.fail("truncated")
-		return 0
-	}
-	x := d.b[0]
-	d.b = d.b[1:]
-	return x
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *decoder) hash() uint64 {
-	if d.err != nil || len(d.b) < 8 {
-		d.fail("truncated hash")
-		return 0
-	}
-	x := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return x
-}
-
-// str reads a string of at most limit bytes.
-func (d *decoder) str(limit int) string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(limit) || n > uint64(len(d.b)) {
-		d.fail("string of %d bytes (limit %d, %d left)", n, limit, len(d.b))
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-// count reads a list length; each element takes at least min bytes, so a
-// length larger than what is left is malformed (and never allocated).
-func (d *decoder) count(min int) int {
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)/min) {
-		d.fail("list of %d elements in %d bytes", n, len(d.b))
-		return 0
-	}
-	return int(n)
-}
+// decoder reads the wire format: a wire.Decoder (the first error sticks
+// and every later read returns zero values) with kv's fields on top.
+type decoder struct{ *wire.Decoder }
 
 // flags reads a flag byte that may only have the bits in allowed.
-func (d *decoder) flags(allowed byte) byte {
-	f := d.byte()
+func (d decoder) flags(field string, allowed byte) byte {
+	f := d.Byte(field)
 	if f&^allowed != 0 {
-		d.fail("unknown flags %#x", f)
+		d.Failf(field, "unknown flags %#x", f)
 	}
 	return f
 }
 
-func (d *decoder) version() Version {
-	v := Version{Time: d.varint()}
-	c := d.uvarint()
+func (d decoder) version() Version {
+	v := Version{Time: d.Varint("version time")}
+	c := d.Uvarint("version counter")
 	if c > 1<<32-1 {
-		d.fail("counter out of range")
+		d.Failf("version counter", "%d out of range", c)
 	}
 	v.Counter = uint32(c)
-	v.Node = d.str(maxNodeLen)
-	if d.err == nil && (v.Time < 0 || v.Time > maxTime || !validNode(v.Node)) {
-		d.fail("invalid version")
+	v.Node = d.String("version node", maxNodeLen)
+	if d.Err() == nil && (v.Time < 0 || v.Time > maxTime || !validNode(v.Node)) {
+		d.Failf("version", "invalid version")
 	}
 	return v
 }
 
-func (d *decoder) entry() entry {
-	e := entry{Key: d.str(MaxKeyLen)}
+func (d decoder) entry() entry {
+	e := entry{Key: d.String("key", MaxKeyLen)}
 	e.Version = d.version()
-	e.Deleted = d.flags(flagDeleted) == flagDeleted
-	e.Value = d.str(maxValueLimit)
-	if d.err == nil && !e.valid() {
-		d.fail("invalid entry")
+	e.Deleted = d.flags("entry flags", flagDeleted) == flagDeleted
+	e.Value = d.String("value", maxValueLimit)
+	if d.Err() == nil && !e.valid() {
+		d.Failf("entry", "invalid entry")
 	}
 	return e
 }
 
-func (d *decoder) key() string {
-	k := d.str(MaxKeyLen)
-	if d.err == nil && !validKey(k) {
-		d.fail("invalid key")
+func (d decoder) key() string {
+	k := d.String("key", MaxKeyLen)
+	if d.Err() == nil && !validKey(k) {
+		d.Failf("key", "invalid key")
 	}
 	return k
 }
 
-// end fails if bytes are left.
-func (d *decoder) end() {
-	if d.err == nil && len(d.b) > 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-}
-
 // encodeMessage returns the wire form of m.
 func encodeMessage(m message) []byte {
-	e := &encoder{b: make([]byte, 0, 64)}
-	e.byte(byte(m.Type))
-	e.str(m.From)
+	b := make([]byte, 0, 64)
+	b = append(b, byte(m.Type))
+	b = wire.AppendBytes(b, m.From)
 	switch m.Type {
 	case msgEntry:
-		e.entry(m.Entries[0])
+		b = appendEntry(b, m.Entries[0])
 	case msgNotice:
 		n := m.Entries[0]
-		e.str(n.Key)
-		e.version(n.Version)
-		e.bool(n.Deleted)
+		b = wire.AppendBytes(b, n.Key)
+		b = appendVersion(b, n.Version)
+		b = wire.AppendBool(b, n.Deleted)
 	case msgDigest:
-		e.uvarint(m.Ref)
-		e.byte(m.Level)
-		e.uvarint(uint64(len(m.Nodes)))
+		b = wire.AppendUvarint(b, m.Ref)
+		b = append(b, m.Level)
+		b = wire.AppendUvarint(b, uint64(len(m.Nodes)))
 		for _, n := range m.Nodes {
-			e.uvarint(uint64(n.Index))
-			e.hash(n.Hash)
+			b = wire.AppendUvarint(b, uint64(n.Index))
+			b = wire.AppendUint64LE(b, n.Hash)
 		}
 	case msgSummary:
-		e.uvarint(m.Ref)
-		e.uvarint(uint64(len(m.Leaves)))
+		b = wire.AppendUvarint(b, m.Ref)
+		b = wire.AppendUvarint(b, uint64(len(m.Leaves)))
 		for _, l := range m.Leaves {
-			e.uvarint(uint64(l.Leaf))
-			e.uvarint(uint64(len(l.Items)))
+			b = wire.AppendUvarint(b, uint64(l.Leaf))
+			b = wire.AppendUvarint(b, uint64(len(l.Items)))
 			for _, it := range l.Items {
-				e.str(it.Key)
-				e.version(it.Version)
-				e.bool(it.Deleted)
+				b = wire.AppendBytes(b, it.Key)
+				b = appendVersion(b, it.Version)
+				b = wire.AppendBool(b, it.Deleted)
 			}
 		}
 	case msgPush:
-		e.uvarint(m.Ref)
-		e.bool(m.Final)
-		e.uvarint(uint64(len(m.Entries)))
+		b = wire.AppendUvarint(b, m.Ref)
+		b = wire.AppendBool(b, m.Final)
+		b = wire.AppendUvarint(b, uint64(len(m.Entries)))
 		for _, en := range m.Entries {
-			e.entry(en)
+			b = appendEntry(b, en)
 		}
-		e.uvarint(uint64(len(m.Wants)))
+		b = wire.AppendUvarint(b, uint64(len(m.Wants)))
 		for _, w := range m.Wants {
-			e.str(w.Key)
-			e.version(w.Version)
+			b = wire.AppendBytes(b, w.Key)
+			b = appendVersion(b, w.Version)
 		}
 	case msgSyncReq:
-		e.uvarint(m.Ref)
+		b = wire.AppendUvarint(b, m.Ref)
 	case msgSyncData:
-		e.uvarint(m.Ref)
-		e.uvarint(m.Seq)
-		e.bool(m.Last)
-		e.uvarint(uint64(len(m.Entries)))
+		b = wire.AppendUvarint(b, m.Ref)
+		b = wire.AppendUvarint(b, m.Seq)
+		b = wire.AppendBool(b, m.Last)
+		b = wire.AppendUvarint(b, uint64(len(m.Entries)))
 		for _, en := range m.Entries {
-			e.entry(en)
+			b = appendEntry(b, en)
 		}
 	case msgNotSynced:
-		e.uvarint(m.Ref)
-		e.varint(m.LastSync)
-		e.uvarint(m.Keys)
-		e.bool(m.Busy)
+		b = wire.AppendUvarint(b, m.Ref)
+		b = wire.AppendVarint(b, m.LastSync)
+		b = wire.AppendUvarint(b, m.Keys)
+		b = wire.AppendBool(b, m.Busy)
 	}
-	return e.b
+	return b
 }
 
 // decodeMessage parses a message. It never panics and allocates in
 // proportion to len(b); an error wraps ErrMalformedMessage.
 func decodeMessage(b []byte) (message, error) {
-	d := &decoder{b: b}
-	m := message{Type: msgType(d.byte())}
-	m.From = d.str(maxNodeLen)
-	if d.err == nil && !validNode(m.From) {
-		d.fail("invalid sender")
+	d := decoder{wire.NewDecoder(b)}
+	m := message{Type: msgType(d.Byte("type"))}
+	m.From = d.String("sender", maxNodeLen)
+	if d.Err() == nil && !validNode(m.From) {
+		d.Failf("sender", "invalid sender")
 	}
 	switch m.Type {
 	case msgEntry:
@@ -364,47 +273,47 @@ func decodeMessage(b []byte) (message, error) {
 	case msgNotice:
 		n := entry{Key: d.key()}
 		n.Version = d.version()
-		n.Deleted = d.flags(flagDeleted) == flagDeleted
+		n.Deleted = d.flags("notice flags", flagDeleted) == flagDeleted
 		m.Entries = []entry{n}
 	case msgDigest:
-		m.Ref = d.uvarint()
-		m.Level = d.byte()
-		if d.err == nil && m.Level > treeDepth {
-			d.fail("digest level %d", m.Level)
+		m.Ref = d.Uvarint("round")
+		m.Level = d.Byte("digest level")
+		if d.Err() == nil && m.Level > treeDepth {
+			d.Failf("digest level", "level %d", m.Level)
 		}
-		n := d.count(9)
+		n := d.Count("digest nodes", 9)
 		m.Nodes = make([]treeNode, 0, n)
 		for range n {
-			idx := d.uvarint()
-			if d.err == nil && idx >= uint64(levelSize(int(m.Level))) {
-				d.fail("digest index %d at level %d", idx, m.Level)
+			idx := d.Uvarint("digest index")
+			if d.Err() == nil && idx >= uint64(levelSize(int(m.Level))) {
+				d.Failf("digest index", "index %d at level %d", idx, m.Level)
 			}
-			m.Nodes = append(m.Nodes, treeNode{Index: uint32(idx), Hash: d.hash()})
+			m.Nodes = append(m.Nodes, treeNode{Index: uint32(idx), Hash: d.Uint64LE("digest hash")})
 		}
 	case msgSummary:
-		m.Ref = d.uvarint()
-		n := d.count(2)
+		m.Ref = d.Uvarint("round")
+		n := d.Count("summary leaves", 2)
 		m.Leaves = make([]leafSummary, 0, n)
 		for range n {
-			leaf := d.uvarint()
-			if d.err == nil && leaf >= numLeaves {
-				d.fail("leaf %d", leaf)
+			leaf := d.Uvarint("summary leaf")
+			if d.Err() == nil && leaf >= numLeaves {
+				d.Failf("summary leaf", "leaf %d", leaf)
 			}
-			k := d.count(6)
+			k := d.Count("summary items", 6)
 			items := make([]summaryItem, 0, k)
 			for range k {
 				it := summaryItem{Key: d.key()}
 				it.Version = d.version()
-				it.Deleted = d.flags(flagDeleted) == flagDeleted
+				it.Deleted = d.flags("summary flags", flagDeleted) == flagDeleted
 				items = append(items, it)
 			}
 			m.Leaves = append(m.Leaves, leafSummary{Leaf: uint32(leaf), Items: items})
 		}
 	case msgPush:
-		m.Ref = d.uvarint()
-		m.Final = d.flags(flagFinal) == flagFinal
+		m.Ref = d.Uvarint("round")
+		m.Final = d.flags("push flags", flagFinal) == flagFinal
 		m.Entries = decodeEntries(d)
-		n := d.count(5)
+		n := d.Count("wants", 5)
 		m.Wants = make([]want, 0, n)
 		for range n {
 			w := want{Key: d.key()}
@@ -412,29 +321,28 @@ func decodeMessage(b []byte) (message, error) {
 			m.Wants = append(m.Wants, w)
 		}
 	case msgSyncReq:
-		m.Ref = d.uvarint()
+		m.Ref = d.Uvarint("session")
 	case msgSyncData:
-		m.Ref = d.uvarint()
-		m.Seq = d.uvarint()
-		m.Last = d.flags(flagLast) == flagLast
+		m.Ref = d.Uvarint("session")
+		m.Seq = d.Uvarint("sequence")
+		m.Last = d.flags("syncdata flags", flagLast) == flagLast
 		m.Entries = decodeEntries(d)
 	case msgNotSynced:
-		m.Ref = d.uvarint()
-		m.LastSync = d.varint()
-		m.Keys = d.uvarint()
-		m.Busy = d.flags(flagBusy) == flagBusy
+		m.Ref = d.Uvarint("session")
+		m.LastSync = d.Varint("last sync")
+		m.Keys = d.Uvarint("keys")
+		m.Busy = d.flags("notsynced flags", flagBusy) == flagBusy
 	default:
-		d.fail("unknown message type %d", byte(m.Type))
+		d.Failf("type", "unknown message type %d", byte(m.Type))
 	}
-	d.end()
-	if d.err != nil {
-		return message{}, fmt.Errorf("decode %s message: %w: %w", m.Type, ErrMalformedMessage, d.err)
+	if err := d.End(); err != nil {
+		return message{}, fmt.Errorf("decode %s message: %w: %w", m.Type, ErrMalformedMessage, err)
 	}
 	return m, nil
 }
 
-func decodeEntries(d *decoder) []entry {
-	n := d.count(7)
+func decodeEntries(d decoder) []entry {
+	n := d.Count("entries", 7)
 	out := make([]entry, 0, n)
 	for range n {
 		out = append(out, d.entry())
@@ -445,31 +353,29 @@ func decodeEntries(d *decoder) []entry {
 // encodeRecord is the stored form of e (its key is the bolt key):
 // [format][version][flags][value].
 func encodeRecord(e entry) []byte {
-	enc := &encoder{b: make([]byte, 0, 24+len(e.Version.Node)+len(e.Value))}
-	enc.byte(recordFormat)
-	enc.version(e.Version)
-	enc.bool(e.Deleted)
-	enc.str(e.Value)
-	return enc.b
+	b := make([]byte, 0, 24+len(e.Version.Node)+len(e.Value))
+	b = append(b, recordFormat)
+	b = appendVersion(b, e.Version)
+	b = wire.AppendBool(b, e.Deleted)
+	return wire.AppendBytes(b, e.Value)
 }
 
 // decodeRecord parses a stored record of key. The value is copied, so the
 // result outlives the bolt transaction. An error wraps ErrMalformedRecord.
 func decodeRecord(key, b []byte) (entry, error) {
-	d := &decoder{b: b}
-	if f := d.byte(); d.err == nil && f != recordFormat {
-		d.fail("record format %d", f)
+	d := decoder{wire.NewDecoder(b)}
+	if f := d.Byte("record format"); d.Err() == nil && f != recordFormat {
+		d.Failf("record format", "format %d", f)
 	}
 	e := entry{Key: string(key)}
 	e.Version = d.version()
-	e.Deleted = d.flags(flagDeleted) == flagDeleted
-	e.Value = d.str(maxValueLimit)
-	d.end()
-	if d.err == nil && !e.valid() {
-		d.fail("invalid entry")
+	e.Deleted = d.flags("record flags", flagDeleted) == flagDeleted
+	e.Value = d.String("value", maxValueLimit)
+	if d.End() == nil && !e.valid() {
+		d.Failf("entry", "invalid entry")
 	}
-	if d.err != nil {
-		return entry{}, fmt.Errorf("decode record of key %q: %w: %w", truncateKey(key), ErrMalformedRecord, d.err)
+	if err := d.Err(); err != nil {
+		return entry{}, fmt.Errorf("decode record of key %q: %w: %w", truncateKey(key), ErrMalformedRecord, err)
 	}
 	return e, nil
 }
@@ -477,14 +383,14 @@ func decodeRecord(key, b []byte) (entry, error) {
 // decodeRecordVersion reads only the version and flags of a record, for
 // the compare-and-write of merges.
 func decodeRecordVersion(b []byte) (Version, bool, error) {
-	d := &decoder{b: b}
-	if f := d.byte(); d.err == nil && f != recordFormat {
-		d.fail("record format %d", f)
+	d := decoder{wire.NewDecoder(b)}
+	if f := d.Byte("record format"); d.Err() == nil && f != recordFormat {
+		d.Failf("record format", "format %d", f)
 	}
 	v := d.version()
-	deleted := d.flags(flagDeleted) == flagDeleted
-	if d.err != nil {
-		return Version{}, false, fmt.Errorf("%w: %w", ErrMalformedRecord, d.err)
+	deleted := d.flags("record flags", flagDeleted) == flagDeleted
+	if err := d.Err(); err != nil {
+		return Version{}, false, fmt.Errorf("%w: %w", ErrMalformedRecord, err)
 	}
 	return v, deleted, nil
 }

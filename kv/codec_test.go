@@ -1,6 +1,8 @@
 package kv
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -84,6 +86,7 @@ func TestMessage_RejectsMalformed(t *testing.T) {
 		{"leaf out of range", encodeMessage(message{Type: msgSummary, From: "n", Leaves: []leafSummary{{Leaf: numLeaves}}})},
 		{"unknown flag", []byte{byte(msgPush), 1, 'n', 0, 2, 0, 0}},
 		{"huge list length", []byte{byte(msgPush), 1, 'n', 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
+		{"non-minimal varint", []byte{byte(msgSyncReq), 1, 'n', 0x80, 0x00}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,5 +146,59 @@ func TestBroadcast_FallsBackToNotice(t *testing.T) {
 	}
 	if got := moduletest.MetricValue(t, a.reg, "shoal_kv_broadcasts_sent_total", "kind", "entry"); got != 1 {
 		t.Fatalf("entries sent: got %v, want 1", got)
+	}
+}
+
+// TestCodec_FormatIsPinned decodes bytes written by the encoder before it
+// moved onto internal/wire, and checks the encoder still writes them:
+// nodes of different versions gossip with each other, and records stay on
+// disk across upgrades.
+func TestCodec_FormatIsPinned(t *testing.T) {
+	pinned := []string{
+		"01026e3108636f6e6669672f619082c3cf846503056e6f646531000a76616c756520c3a9200a",
+		"01026e3108636f6e6669672f620a00026e320100",
+		"02026e3108636f6e6669672f619082c3cf846503056e6f64653100",
+		"03026e312a01020001000000000000000fffffffffffffffff",
+		"03026e31010301ff1f0700000000000000",
+		"03026e31010200",
+		"03026e31090001003930000000000000",
+		"04026e310902070201619082c3cf846503056e6f6465310001620a00026e3201ff1f00",
+		"05026e3109010208636f6e6669672f619082c3cf846503056e6f646531000a76616c756520c3a9200a08636f6e6669672f620a00026e3201000101639082c3cf846503056e6f646531",
+		"05026e3100000000",
+		"06026e314d",
+		"07026e314d03010208636f6e6669672f619082c3cf846503056e6f646531000a76616c756520c3a9200a08636f6e6669672f620a00026e320100",
+		"08026e314d9082c3cf84650c01",
+	}
+	msgs := sampleMessages()
+	if len(msgs) != len(pinned) {
+		t.Fatalf("%d sample messages, %d pinned encodings", len(msgs), len(pinned))
+	}
+	for i, m := range msgs {
+		want, err := hex.DecodeString(pinned[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeMessage(m); !bytes.Equal(got, want) {
+			t.Errorf("%s message %d: encodes as %x, want %x", m.Type, i, got, want)
+		}
+		if got, err := decodeMessage(want); err != nil || !reflect.DeepEqual(got, m) {
+			t.Errorf("%s message %d: decodes as %+v, %v; want %+v", m.Type, i, got, err, m)
+		}
+	}
+	records := []struct {
+		e   entry
+		hex string
+	}{
+		{sampleEntry("a/b", "v"), "019082c3cf846503056e6f646531000176"},
+		{entry{Key: "t", Deleted: true, Version: Version{Time: 1, Node: "n"}}, "010200016e0100"},
+	}
+	for _, r := range records {
+		want, _ := hex.DecodeString(r.hex)
+		if got := encodeRecord(r.e); !bytes.Equal(got, want) {
+			t.Errorf("record of %q: encodes as %x, want %x", r.e.Key, got, want)
+		}
+		if got, err := decodeRecord([]byte(r.e.Key), want); err != nil || got != r.e {
+			t.Errorf("record of %q: decodes as %+v, %v; want %+v", r.e.Key, got, err, r.e)
+		}
 	}
 }

@@ -1,10 +1,12 @@
 package locks
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
+
+	"shoal/internal/wire"
+	"shoal/modules"
 )
 
 // Command ops of the locks module (the byte after the module's tag). An op
@@ -20,9 +22,10 @@ const (
 	opRearm   byte = 8 // a new leader re-arms every deadline
 )
 
-// Payloads are compact binary: integers are varints (times signed, the
-// rest unsigned), strings are length-prefixed, kind, mode and flags are
-// one byte. Durations are nanoseconds.
+// Payloads are compact binary in the primitives of internal/wire: integers
+// are minimal varints (times signed, the rest unsigned), strings are
+// length-prefixed, kind, mode and flags are one byte. Durations are
+// nanoseconds.
 //
 //	opCreate   name limit update
 //	opDelete   name
@@ -134,238 +137,130 @@ const (
 	cancelReleased cancelResult = 2
 )
 
-// encoder appends the wire encoding to b.
-type encoder struct{ b []byte }
-
-func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
-func (e *encoder) str(s string) {
-	e.uvarint(uint64(len(s)))
-	e.b = append(e.b, s...)
-}
-func (e *encoder) bool(v bool) {
-	if v {
-		e.byte(1)
-	} else {
-		e.byte(0)
-	}
-}
-
 func encodeCreate(c createCmd) []byte {
-	var e encoder
-	e.str(c.name)
-	e.uvarint(uint64(c.limit))
-	e.bool(c.update)
-	return e.b
+	b := wire.AppendBytes(nil, c.name)
+	b = wire.AppendUvarint(b, uint64(c.limit))
+	return wire.AppendBool(b, c.update)
 }
 
 func encodeDelete(c deleteCmd) []byte {
-	var e encoder
-	e.str(c.name)
-	return e.b
+	return wire.AppendBytes(nil, c.name)
 }
 
 func encodeAcquire(c acquireCmd) []byte {
-	var e encoder
-	e.byte(byte(c.kind))
-	e.str(c.name)
-	e.str(c.holder)
-	e.byte(byte(c.mode))
-	e.uvarint(uint64(c.ttl))
-	e.uvarint(uint64(c.wait))
-	e.uvarint(uint64(c.createLimit))
-	e.uvarint(c.nonce)
-	return e.b
+	b := []byte{byte(c.kind)}
+	b = wire.AppendBytes(b, c.name)
+	b = wire.AppendBytes(b, c.holder)
+	b = append(b, byte(c.mode))
+	b = wire.AppendUvarint(b, uint64(c.ttl))
+	b = wire.AppendUvarint(b, uint64(c.wait))
+	b = wire.AppendUvarint(b, uint64(c.createLimit))
+	return wire.AppendUvarint(b, c.nonce)
 }
 
 func encodeRelease(c releaseCmd) []byte {
-	var e encoder
-	e.byte(byte(c.kind))
-	e.str(c.name)
-	e.str(c.holder)
-	return e.b
+	b := []byte{byte(c.kind)}
+	b = wire.AppendBytes(b, c.name)
+	return wire.AppendBytes(b, c.holder)
 }
 
 func encodeRenew(c renewCmd) []byte {
-	var e encoder
-	e.byte(byte(c.kind))
-	e.str(c.name)
-	e.str(c.holder)
-	e.uvarint(uint64(c.ttl))
-	return e.b
+	b := []byte{byte(c.kind)}
+	b = wire.AppendBytes(b, c.name)
+	b = wire.AppendBytes(b, c.holder)
+	return wire.AppendUvarint(b, uint64(c.ttl))
 }
 
 func encodeCancel(c cancelCmd) []byte {
-	var e encoder
-	e.byte(byte(c.kind))
-	e.str(c.name)
-	e.str(c.holder)
-	e.uvarint(c.nonce)
-	return e.b
+	b := []byte{byte(c.kind)}
+	b = wire.AppendBytes(b, c.name)
+	b = wire.AppendBytes(b, c.holder)
+	return wire.AppendUvarint(b, c.nonce)
 }
 
 func encodeExpire(c expireCmd) []byte {
-	var e encoder
-	e.uvarint(uint64(len(c.items)))
+	b := wire.AppendUvarint(nil, uint64(len(c.items)))
 	for _, it := range c.items {
-		e.byte(byte(it.kind))
-		e.str(it.name)
-		e.bool(it.waiter)
-		e.str(it.holder)
-		e.uvarint(it.id)
-		e.varint(it.deadline)
+		b = append(b, byte(it.kind))
+		b = wire.AppendBytes(b, it.name)
+		b = wire.AppendBool(b, it.waiter)
+		b = wire.AppendBytes(b, it.holder)
+		b = wire.AppendUvarint(b, it.id)
+		b = wire.AppendVarint(b, it.deadline)
 	}
-	return e.b
+	return b
 }
 
-// decoder reads the wire encoding. After the first failure every read
-// returns zero values and err stays set; every failure wraps base.
-type decoder struct {
-	b    []byte
-	err  error
-	base error
-}
+// decoder reads the encoding: a wire.Decoder (after the first failure
+// every read returns zero values and Err stays set) with the fields of
+// this module on top.
+type decoder struct{ *wire.Decoder }
 
-func newDecoder(b []byte, base error) *decoder { return &decoder{b: b, base: base} }
+func newDecoder(b []byte) decoder { return decoder{wire.NewDecoder(b)} }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format+": %w", append(args, d.base)...)
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("missing byte")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) bool() bool {
-	switch v := d.byte(); v {
-	case 0:
-		return false
-	case 1:
-		return true
-	default:
-		d.fail("flag byte %d", v)
-		return false
-	}
-}
-
-// str reads a length-prefixed string of at most limit bytes (a copy).
-func (d *decoder) str(limit int) string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(limit) || n > uint64(len(d.b)) {
-		d.fail("string of %d bytes over the limit of %d or past the end", n, limit)
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) kind() kind {
-	k := kind(d.byte())
-	if d.err == nil && !validKind(k) {
-		d.fail("kind %d", k)
+func (d decoder) kind() kind {
+	k := kind(d.Byte("kind"))
+	if d.Err() == nil && !validKind(k) {
+		d.Failf("kind", "kind %d", k)
 	}
 	return k
 }
 
-func (d *decoder) name() string {
-	s := d.str(maxNameLen)
-	if d.err == nil && !validName(s) {
-		d.fail("name %q", s)
+func (d decoder) name() string {
+	s := d.String("name", maxNameLen)
+	if d.Err() == nil && !modules.ValidName(s) {
+		d.Failf("name", "name %q", s)
 	}
 	return s
 }
 
-func (d *decoder) holder() string {
-	s := d.str(maxHolderLen)
-	if d.err == nil && !validHolder(s) {
-		d.fail("holder %q", s)
+func (d decoder) holder() string {
+	s := d.String("holder", maxHolderLen)
+	if d.Err() == nil && !validHolder(s) {
+		d.Failf("holder", "holder %q", s)
 	}
 	return s
 }
 
-// duration reads a duration in (min-1, max]: lowest is 0 or 1.
-func (d *decoder) duration(what string, lowest, highest time.Duration) time.Duration {
-	v := d.uvarint()
-	if d.err == nil && (v > math.MaxInt64 || time.Duration(v) < lowest || time.Duration(v) > highest) {
-		d.fail("%s of %d ns", what, v)
+// duration reads a duration in [lowest, highest]: lowest is 0 or 1.
+func (d decoder) duration(field string, lowest, highest time.Duration) time.Duration {
+	v := d.Uvarint(field)
+	if d.Err() == nil && (v > math.MaxInt64 || time.Duration(v) < lowest || time.Duration(v) > highest) {
+		d.Failf(field, "%s of %d ns", field, v)
 		return 0
 	}
 	return time.Duration(v)
 }
 
-func (d *decoder) limit(lowest int) int {
-	v := d.uvarint()
-	if d.err == nil && (v < uint64(lowest) || v > maxLimit) {
-		d.fail("limit %d", v)
+func (d decoder) limit(lowest int) int {
+	v := d.Uvarint("limit")
+	if d.Err() == nil && (v < uint64(lowest) || v > maxLimit) {
+		d.Failf("limit", "limit %d", v)
 		return 0
 	}
 	return int(v)
 }
 
-func (d *decoder) nonce() uint64 {
-	v := d.uvarint()
-	if d.err == nil && v == 0 {
-		d.fail("nonce 0")
+func (d decoder) nonce() uint64 {
+	v := d.Uvarint("nonce")
+	if d.Err() == nil && v == 0 {
+		d.Failf("nonce", "nonce 0")
 	}
 	return v
 }
 
-// end checks that everything was read.
-func (d *decoder) end(what string) error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-	if d.err != nil {
-		return fmt.Errorf("decode %s: %w", what, d.err)
+// end checks that a command or result was read whole, and returns the
+// first failure, if any, as an ErrMalformedCommand.
+func (d decoder) end(what string) error {
+	if err := d.End(); err != nil {
+		return fmt.Errorf("decode %s: %w: %w", what, ErrMalformedCommand, err)
 	}
 	return nil
 }
 
 func decodeCreate(p []byte) (createCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
-	c := createCmd{name: d.name(), limit: d.limit(1), update: d.bool()}
+	d := newDecoder(p)
+	c := createCmd{name: d.name(), limit: d.limit(1), update: d.Bool("update")}
 	if err := d.end("create command"); err != nil {
 		return createCmd{}, err
 	}
@@ -373,7 +268,7 @@ func decodeCreate(p []byte) (createCmd, error) {
 }
 
 func decodeDelete(p []byte) (deleteCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
+	d := newDecoder(p)
 	c := deleteCmd{name: d.name()}
 	if err := d.end("delete command"); err != nil {
 		return deleteCmd{}, err
@@ -382,20 +277,20 @@ func decodeDelete(p []byte) (deleteCmd, error) {
 }
 
 func decodeAcquire(p []byte) (acquireCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
+	d := newDecoder(p)
 	var c acquireCmd
 	c.kind = d.kind()
 	c.name = d.name()
 	c.holder = d.holder()
-	c.mode = mode(d.byte())
-	if d.err == nil && !validMode(c.kind, c.mode) {
-		d.fail("mode %d for a %s", c.mode, c.kind)
+	c.mode = mode(d.Byte("mode"))
+	if d.Err() == nil && !validMode(c.kind, c.mode) {
+		d.Failf("mode", "mode %d for a %s", c.mode, c.kind)
 	}
 	c.ttl = d.duration("ttl", 1, maxTTLBound)
 	c.wait = d.duration("wait", 0, maxWaitBound)
 	c.createLimit = d.limit(0)
-	if d.err == nil && c.createLimit > 0 && c.kind != kindSemaphore {
-		d.fail("create limit for a %s", c.kind)
+	if d.Err() == nil && c.createLimit > 0 && c.kind != kindSemaphore {
+		d.Failf("limit", "create limit for a %s", c.kind)
 	}
 	c.nonce = d.nonce()
 	if err := d.end("acquire command"); err != nil {
@@ -405,7 +300,7 @@ func decodeAcquire(p []byte) (acquireCmd, error) {
 }
 
 func decodeRelease(p []byte) (releaseCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
+	d := newDecoder(p)
 	c := releaseCmd{kind: d.kind(), name: d.name(), holder: d.holder()}
 	if err := d.end("release command"); err != nil {
 		return releaseCmd{}, err
@@ -414,7 +309,7 @@ func decodeRelease(p []byte) (releaseCmd, error) {
 }
 
 func decodeRenew(p []byte) (renewCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
+	d := newDecoder(p)
 	c := renewCmd{kind: d.kind(), name: d.name(), holder: d.holder()}
 	c.ttl = d.duration("ttl", 1, maxTTLBound)
 	if err := d.end("renew command"); err != nil {
@@ -424,7 +319,7 @@ func decodeRenew(p []byte) (renewCmd, error) {
 }
 
 func decodeCancel(p []byte) (cancelCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
+	d := newDecoder(p)
 	c := cancelCmd{kind: d.kind(), name: d.name(), holder: d.holder()}
 	c.nonce = d.nonce()
 	if err := d.end("cancel command"); err != nil {
@@ -434,20 +329,20 @@ func decodeCancel(p []byte) (cancelCmd, error) {
 }
 
 func decodeExpire(p []byte) (expireCmd, error) {
-	d := newDecoder(p, ErrMalformedCommand)
-	n := d.uvarint()
-	if d.err == nil && (n == 0 || n > maxExpireBatch) {
-		d.fail("%d items", n)
+	d := newDecoder(p)
+	n := d.Uvarint("item count")
+	if d.Err() == nil && (n == 0 || n > maxExpireBatch) {
+		d.Failf("item count", "%d items", n)
 	}
 	var c expireCmd
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		it := expireItem{kind: d.kind(), name: d.name(), waiter: d.bool(), holder: d.holder()}
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		it := expireItem{kind: d.kind(), name: d.name(), waiter: d.Bool("waiter"), holder: d.holder()}
 		if it.waiter {
 			it.id = d.nonce()
 		} else {
-			it.id = d.uvarint()
+			it.id = d.Uvarint("token")
 		}
-		it.deadline = d.varint()
+		it.deadline = d.Varint("deadline")
 		c.items = append(c.items, it)
 	}
 	if err := d.end("expire command"); err != nil {
@@ -466,34 +361,29 @@ func decodeRearm(p []byte) error {
 // Result encodings.
 
 func encodeAcquireResult(r acquireResult) []byte {
-	var e encoder
-	switch {
-	case r.granted:
-		e.byte(1)
-		e.uvarint(r.token)
-		e.varint(r.expires)
-	default:
-		e.byte(2)
+	if !r.granted {
+		return []byte{2}
 	}
-	return e.b
+	b := wire.AppendUvarint([]byte{1}, r.token)
+	return wire.AppendVarint(b, r.expires)
 }
 
 func decodeAcquireResult(b []byte) (acquireResult, error) {
-	d := newDecoder(b, ErrMalformedCommand)
+	d := newDecoder(b)
 	var r acquireResult
-	switch v := d.byte(); {
-	case d.err != nil:
+	switch v := d.Byte("status"); {
+	case d.Err() != nil:
 	case v == 1:
 		r.granted = true
-		r.token = d.uvarint()
-		r.expires = d.varint()
-		if d.err == nil && r.token == 0 {
-			d.fail("token 0")
+		r.token = d.Uvarint("token")
+		r.expires = d.Varint("expires")
+		if d.Err() == nil && r.token == 0 {
+			d.Failf("token", "token 0")
 		}
 	case v == 2:
 		r.queued = true
 	default:
-		d.fail("acquire status %d", v)
+		d.Failf("status", "acquire status %d", v)
 	}
 	if err := d.end("acquire result"); err != nil {
 		return acquireResult{}, err
@@ -502,22 +392,35 @@ func decodeAcquireResult(b []byte) (acquireResult, error) {
 }
 
 func encodeDeleteResult(r deleteResult) []byte {
-	var e encoder
-	e.uvarint(uint64(r.released))
-	e.uvarint(uint64(r.failed))
-	return e.b
+	b := wire.AppendUvarint(nil, uint64(r.released))
+	return wire.AppendUvarint(b, uint64(r.failed))
 }
 
 func decodeDeleteResult(b []byte) (deleteResult, error) {
-	d := newDecoder(b, ErrMalformedCommand)
-	released, failed := d.uvarint(), d.uvarint()
-	if d.err == nil && (released > math.MaxInt32 || failed > math.MaxInt32) {
-		d.fail("counts %d and %d", released, failed)
+	d := newDecoder(b)
+	released, failed := d.Uvarint("released"), d.Uvarint("failed")
+	if d.Err() == nil && (released > math.MaxInt32 || failed > math.MaxInt32) {
+		d.Failf("released", "counts %d and %d", released, failed)
 	}
 	if err := d.end("delete result"); err != nil {
 		return deleteResult{}, err
 	}
 	return deleteResult{released: int(released), failed: int(failed)}, nil
+}
+
+// encodeExpireResult is the result of opExpire: how many leases and waits
+// it expired.
+func encodeExpireResult(expired int) []byte {
+	return wire.AppendUvarint(nil, uint64(expired))
+}
+
+func decodeExpireResult(b []byte) (uint64, error) {
+	d := newDecoder(b)
+	expired := d.Uvarint("expired")
+	if err := d.end("expire result"); err != nil {
+		return 0, err
+	}
+	return expired, nil
 }
 
 // decodeByteResult decodes a one-byte result of at most highest.

@@ -13,11 +13,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"shoal/internal/httpjson"
+	"shoal/modules"
 )
-
-// HeaderAppliedIndex is set on reads to the Raft index this node had
-// applied when it served them: the state read includes at least that index.
-const HeaderAppliedIndex = "X-Shoal-Applied-Index"
 
 // Routes mounts the module's routes on the /v1 router. Handlers run
 // concurrently with each other and with the state machine.
@@ -44,7 +41,7 @@ func (l *Locks) Routes(r chi.Router) {
 // nameParam returns the validated {name} URL parameter.
 func nameParam(r *http.Request, k kind) (string, error) {
 	name := chi.URLParam(r, "name")
-	if !validName(name) {
+	if !modules.ValidName(name) {
 		return "", ErrInvalidName.WithMessage("invalid %s name %q: a name is 1 to %d bytes of letters, digits, '.', '_' and '-'", k, name, maxNameLen)
 	}
 	return name, nil
@@ -490,7 +487,7 @@ func (l *Locks) barrier(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("consistent read: %w", err)
 		}
 	}
-	w.Header().Set(HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
+	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
 	return nil
 }
 

@@ -103,9 +103,7 @@ func (l *Locks) lead(ctx context.Context) {
 			}
 			var expired uint64
 			if err == nil {
-				d := newDecoder(applied.Result, ErrMalformedCommand)
-				expired = d.uvarint()
-				err = d.end("expire result")
+				expired, err = decodeExpireResult(applied.Result)
 			}
 			if err != nil {
 				l.logger.Warn("commit lock expiry", "items", len(items), "err", err)

@@ -241,9 +241,7 @@ func decodeCommand(op byte, payload []byte) (applyFunc, error) {
 	case opExpire:
 		c, err := decodeExpire(payload)
 		return func(st *state, now int64, fx *effects) ([]byte, error) {
-			var e encoder
-			e.uvarint(uint64(st.expire(c, now, fx)))
-			return e.b, nil
+			return encodeExpireResult(st.expire(c, now, fx)), nil
 		}, err
 	case opRearm:
 		err := decodeRearm(payload)

@@ -7,9 +7,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"shoal/internal/wire"
 )
 
-// A snapshot is the whole state in the encoding of command.go:
+// A snapshot is the whole state in the encoding of command.go (the
+// primitives of internal/wire):
 //
 //	"SLCK" version(1) lastToken count
 //	count × ( kind name limit
@@ -46,11 +49,9 @@ func (s snapshot) Release() {}
 
 // encode returns the snapshot encoding of st.
 func (st *state) encode() []byte {
-	var e encoder
-	e.b = append(e.b, snapshotMagic...)
-	e.byte(snapshotVersion)
-	e.uvarint(st.lastToken)
-	e.uvarint(uint64(len(st.sems) + len(st.locks)))
+	b := append([]byte(snapshotMagic), snapshotVersion)
+	b = wire.AppendUvarint(b, st.lastToken)
+	b = wire.AppendUvarint(b, uint64(len(st.sems)+len(st.locks)))
 	for _, tbl := range []map[string]*sem{st.sems, st.locks} {
 		sems := make([]*sem, 0, len(tbl))
 		for _, s := range tbl {
@@ -58,31 +59,31 @@ func (st *state) encode() []byte {
 		}
 		slices.SortFunc(sems, func(a, b *sem) int { return strings.Compare(a.name, b.name) })
 		for _, s := range sems {
-			e.byte(byte(s.kind))
-			e.str(s.name)
-			e.uvarint(uint64(s.limit))
+			b = append(b, byte(s.kind))
+			b = wire.AppendBytes(b, s.name)
+			b = wire.AppendUvarint(b, uint64(s.limit))
 			hs := s.sortedHolders()
-			e.uvarint(uint64(len(hs)))
+			b = wire.AppendUvarint(b, uint64(len(hs)))
 			for _, h := range hs {
-				e.str(h.id)
-				e.byte(byte(h.mode))
-				e.uvarint(h.token)
-				e.uvarint(uint64(h.ttl))
-				e.varint(h.expires)
-				e.uvarint(h.origin)
+				b = wire.AppendBytes(b, h.id)
+				b = append(b, byte(h.mode))
+				b = wire.AppendUvarint(b, h.token)
+				b = wire.AppendUvarint(b, uint64(h.ttl))
+				b = wire.AppendVarint(b, h.expires)
+				b = wire.AppendUvarint(b, h.origin)
 			}
-			e.uvarint(uint64(len(s.queue)))
+			b = wire.AppendUvarint(b, uint64(len(s.queue)))
 			for _, w := range s.queue {
-				e.str(w.holder)
-				e.byte(byte(w.mode))
-				e.uvarint(uint64(w.ttl))
-				e.uvarint(uint64(w.wait))
-				e.varint(w.deadline)
-				e.uvarint(w.nonce)
+				b = wire.AppendBytes(b, w.holder)
+				b = append(b, byte(w.mode))
+				b = wire.AppendUvarint(b, uint64(w.ttl))
+				b = wire.AppendUvarint(b, uint64(w.wait))
+				b = wire.AppendVarint(b, w.deadline)
+				b = wire.AppendUvarint(b, w.nonce)
 			}
 		}
 	}
-	return e.b
+	return b
 }
 
 // readSnapshot decodes a snapshot written by Persist into a new state,
@@ -105,25 +106,23 @@ func decodeSnapshot(b []byte) (*state, error) {
 	if len(b) == 0 {
 		return st, nil
 	}
-	d := newDecoder(b, ErrMalformedSnapshot)
-	if len(b) < len(snapshotMagic) || string(b[:len(snapshotMagic)]) != snapshotMagic {
-		d.fail("bad magic")
-	} else {
-		d.b = d.b[len(snapshotMagic):]
+	d := newDecoder(b)
+	if m := d.Raw("magic", len(snapshotMagic)); d.Err() == nil && string(m) != snapshotMagic {
+		d.Failf("magic", "bad magic %q", m)
 	}
-	if v := d.byte(); d.err == nil && v != snapshotVersion {
-		d.fail("unsupported version %d", v)
+	if v := d.Byte("version"); d.Err() == nil && v != snapshotVersion {
+		d.Failf("version", "unsupported version %d", v)
 	}
-	st.lastToken = d.uvarint()
-	count := d.uvarint()
+	st.lastToken = d.Uvarint("last token")
+	count := d.Uvarint("count")
 	var prev *sem
-	for i := uint64(0); i < count && d.err == nil; i++ {
+	for i := uint64(0); i < count && d.Err() == nil; i++ {
 		s := decodeSem(d, st.lastToken)
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		if prev != nil && cmp.Or(cmp.Compare(prev.kind, s.kind), strings.Compare(prev.name, s.name)) >= 0 {
-			d.fail("%s %q out of order after %s %q", s.kind, s.name, prev.kind, prev.name)
+			d.Failf("name", "%s %q out of order after %s %q", s.kind, s.name, prev.kind, prev.name)
 			break
 		}
 		prev = s
@@ -131,47 +130,47 @@ func decodeSnapshot(b []byte) (*state, error) {
 		st.holders += len(s.holders)
 		st.waiters += len(s.queue)
 	}
-	if err := d.end("snapshot"); err != nil {
-		return nil, err
+	if err := d.End(); err != nil {
+		return nil, fmt.Errorf("decode snapshot: %w: %w", ErrMalformedSnapshot, err)
 	}
 	return st, nil
 }
 
 // decodeSem reads one semaphore or lock and checks its invariants.
-func decodeSem(d *decoder, lastToken uint64) *sem {
+func decodeSem(d decoder, lastToken uint64) *sem {
 	k := d.kind()
 	name := d.name()
-	limit := d.uvarint()
-	if d.err != nil {
+	limit := d.Uvarint("limit")
+	if d.Err() != nil {
 		return nil
 	}
 	switch {
 	case k == kindSemaphore && (limit < 1 || limit > maxLimit):
-		d.fail("semaphore %q with limit %d", name, limit)
+		d.Failf("limit", "semaphore %q with limit %d", name, limit)
 	case k == kindLock && limit != 0:
-		d.fail("lock %q with limit %d", name, limit)
+		d.Failf("limit", "lock %q with limit %d", name, limit)
 	}
 	s := newSem(k, name, int(limit))
-	nh := d.uvarint()
-	if d.err == nil && nh > maxHoldersPerName {
-		d.fail("%s %q with %d holders", k, name, nh)
+	nh := d.Uvarint("holder count")
+	if d.Err() == nil && nh > maxHoldersPerName {
+		d.Failf("holder count", "%s %q with %d holders", k, name, nh)
 	}
 	var prevToken uint64
-	for j := uint64(0); j < nh && d.err == nil; j++ {
-		h := &holder{id: d.holder(), mode: mode(d.byte()), token: d.uvarint()}
+	for j := uint64(0); j < nh && d.Err() == nil; j++ {
+		h := &holder{id: d.holder(), mode: mode(d.Byte("mode")), token: d.Uvarint("token")}
 		h.ttl = d.duration("ttl", 1, maxTTLBound)
-		h.expires = d.varint()
-		h.origin = d.uvarint()
+		h.expires = d.Varint("expires")
+		h.origin = d.Uvarint("origin")
 		switch {
-		case d.err != nil:
+		case d.Err() != nil:
 		case !validMode(k, h.mode):
-			d.fail("holder %q of %s %q in mode %d", h.id, k, name, h.mode)
+			d.Failf("mode", "holder %q of %s %q in mode %d", h.id, k, name, h.mode)
 		case h.token == 0 || h.token <= prevToken || h.token > lastToken:
-			d.fail("holder %q of %s %q with token %d", h.id, k, name, h.token)
+			d.Failf("token", "holder %q of %s %q with token %d", h.id, k, name, h.token)
 		case s.holders[h.id] != nil:
-			d.fail("holder %q twice in %s %q", h.id, k, name)
+			d.Failf("holder", "holder %q twice in %s %q", h.id, k, name)
 		}
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		prevToken = h.token
@@ -180,37 +179,37 @@ func decodeSem(d *decoder, lastToken uint64) *sem {
 			s.writers++
 		}
 	}
-	if d.err == nil && s.writers > 0 && len(s.holders) > 1 {
-		d.fail("lock %q has a writer and %d other holders", name, len(s.holders)-1)
+	if d.Err() == nil && s.writers > 0 && len(s.holders) > 1 {
+		d.Failf("holder", "lock %q has a writer and %d other holders", name, len(s.holders)-1)
 	}
-	nw := d.uvarint()
-	if d.err == nil && nw > maxWaiters {
-		d.fail("%s %q with %d waiters", k, name, nw)
+	nw := d.Uvarint("waiter count")
+	if d.Err() == nil && nw > maxWaiters {
+		d.Failf("waiter count", "%s %q with %d waiters", k, name, nw)
 	}
 	waiting := map[string]bool{}
 	nonces := map[uint64]bool{}
-	for j := uint64(0); j < nw && d.err == nil; j++ {
-		w := &waiter{holder: d.holder(), mode: mode(d.byte())}
+	for j := uint64(0); j < nw && d.Err() == nil; j++ {
+		w := &waiter{holder: d.holder(), mode: mode(d.Byte("mode"))}
 		w.ttl = d.duration("ttl", 1, maxTTLBound)
 		w.wait = d.duration("wait", 1, maxWaitBound)
-		w.deadline = d.varint()
+		w.deadline = d.Varint("deadline")
 		w.nonce = d.nonce()
 		switch {
-		case d.err != nil:
+		case d.Err() != nil:
 		case !validMode(k, w.mode):
-			d.fail("waiter %q of %s %q in mode %d", w.holder, k, name, w.mode)
+			d.Failf("mode", "waiter %q of %s %q in mode %d", w.holder, k, name, w.mode)
 		case s.holders[w.holder] != nil || waiting[w.holder]:
-			d.fail("waiter %q of %s %q also holds or waits", w.holder, k, name)
+			d.Failf("holder", "waiter %q of %s %q also holds or waits", w.holder, k, name)
 		case nonces[w.nonce]:
-			d.fail("waiter nonce %d twice in %s %q", w.nonce, k, name)
+			d.Failf("nonce", "waiter nonce %d twice in %s %q", w.nonce, k, name)
 		}
-		if d.err == nil {
+		if d.Err() == nil {
 			s.queue = append(s.queue, w)
 			waiting[w.holder], nonces[w.nonce] = true, true
 		}
 	}
-	if d.err == nil && k == kindLock && len(s.holders) == 0 && len(s.queue) == 0 {
-		d.fail("idle lock %q", name)
+	if d.Err() == nil && k == kindLock && len(s.holders) == 0 && len(s.queue) == 0 {
+		d.Failf("holder count", "idle lock %q", name)
 	}
 	return s
 }

@@ -6,12 +6,14 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"shoal/modules"
 )
 
 // Limits shared by the HTTP layer, the command decoder and the snapshot
 // decoder.
 const (
-	maxNameLen   = 128
+	maxNameLen   = modules.MaxNameLen // names are checked by modules.ValidName
 	maxHolderLen = 256
 	maxLimit     = 1_000_000
 	// maxWaiters bounds the queue of one semaphore or lock.
@@ -62,22 +64,6 @@ func validMode(k kind, m mode) bool {
 		return m == modeRead || m == modeWrite
 	}
 	return m == modeSlot
-}
-
-// validName reports whether name is 1-128 bytes of [A-Za-z0-9._-].
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // validHolder reports whether id is 1-256 bytes of UTF-8 without control

@@ -91,9 +91,8 @@ func (n *testNode) expireItems(t *testing.T, items ...expireItem) int {
 	if err != nil {
 		t.Fatalf("expire: %v", err)
 	}
-	d := newDecoder(a.Result, ErrMalformedCommand)
-	v := d.uvarint()
-	if err := d.end("expire result"); err != nil {
+	v, err := decodeExpireResult(a.Result)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return int(v)

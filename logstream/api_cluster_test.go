@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"shoal/client"
+	"shoal/internal/httpjson"
 	"shoal/internal/testcluster"
 	"shoal/logstream"
 )
@@ -105,8 +106,8 @@ func TestCluster_StreamResumesOnAnotherNodeWithLastEventID(t *testing.T) {
 	if ct := first.header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("stream Content-Type %q, want text/event-stream", ct)
 	}
-	if n, err := strconv.ParseUint(first.header.Get(logstream.HeaderAppliedIndex), 10, 64); err != nil || n == 0 {
-		t.Fatalf("stream %s %q, want the applied Raft index", logstream.HeaderAppliedIndex, first.header.Get(logstream.HeaderAppliedIndex))
+	if n, err := strconv.ParseUint(first.header.Get(httpjson.HeaderAppliedIndex), 10, 64); err != nil || n == 0 {
+		t.Fatalf("stream %s %q, want the applied Raft index", httpjson.HeaderAppliedIndex, first.header.Get(httpjson.HeaderAppliedIndex))
 	}
 	want := ids("a", 30)
 	for i := range 10 {

@@ -1,6 +1,8 @@
 package logstream
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"reflect"
@@ -43,27 +45,44 @@ func TestAppendResult_RoundTrip(t *testing.T) {
 	}
 }
 
-func TestValidName_Behavior(t *testing.T) {
-	long := string(make([]byte, 129))
-	tests := []struct {
-		name string
-		want bool
+// TestCommand_FormatIsPinned decodes bytes written by the encoder before
+// it moved onto internal/wire, and checks the encoder still writes them:
+// commands stay in the Raft log, and every node must apply them alike.
+func TestCommand_FormatIsPinned(t *testing.T) {
+	commands := []struct {
+		c   appendCmd
+		hex string
 	}{
-		{"a", true}, {"A-z_0.9", true}, {"..", true},
-		{"", false}, {"a/b", false}, {"a b", false}, {"é", false}, {long, false},
-		{string([]byte{'x', 0}), false},
+		{appendCmd{log: "a", maxEntries: 1, entries: []newEntry{ent("", "null")}}, "010001610100046e756c6c"},
+		{appendCmd{log: "orders.eu-1_x", maxEntries: 1_000_000, dedupWindow: 10 * time.Minute,
+			entries: []newEntry{ent("k1", `{"a":[1,2]}`), ent("", `"é"`)}},
+			"c0843d80e0a596bb110d6f72646572732e65752d315f7802026b310b7b2261223a5b312c325d7d000422c3a922"},
 	}
-	for _, tt := range tests {
-		if got := validName(tt.name); got != tt.want {
-			t.Errorf("validName(%q): got %v, want %v", tt.name, got, tt.want)
+	for _, tt := range commands {
+		want, _ := hex.DecodeString(tt.hex)
+		if got := encodeAppend(tt.c); !bytes.Equal(got, want) {
+			t.Errorf("append to %q: encodes as %x, want %x", tt.c.log, got, want)
+		}
+		if got, err := decodeAppend(want); err != nil || !reflect.DeepEqual(got, tt.c) {
+			t.Errorf("append to %q: decodes as %+v, %v; want %+v", tt.c.log, got, err, tt.c)
 		}
 	}
-	ok := make([]byte, 128)
-	for i := range ok {
-		ok[i] = 'x'
+	r := appendResult{indexes: []uint64{1, 1 << 40, 300}, duplicates: []bool{false, true, false}}
+	want, _ := hex.DecodeString("03010080808080802001ac0200")
+	if got := encodeResult(r); !bytes.Equal(got, want) {
+		t.Errorf("result: encodes as %x, want %x", got, want)
 	}
-	if !validName(string(ok)) {
-		t.Errorf("a 128-byte name must be valid")
+	if got, err := decodeResult(want); err != nil || !reflect.DeepEqual(got, r) {
+		t.Errorf("result: decodes as %+v, %v; want %+v", got, err, r)
+	}
+	// A padded (non-minimal) varint decoded before the move and no longer
+	// does: no encoder ever wrote one, so no log holds one.
+	first, _ := hex.DecodeString(commands[0].hex)
+	if _, err := decodeAppend(append([]byte{0x81, 0x00}, first[1:]...)); !errors.Is(err, ErrMalformedCommand) {
+		t.Errorf("a padded max entries: got %v, want ErrMalformedCommand", err)
+	}
+	if _, err := decodeResult(append([]byte{0x83, 0x00}, want[1:]...)); !errors.Is(err, ErrMalformedCommand) {
+		t.Errorf("a padded result count: got %v, want ErrMalformedCommand", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"shoal/internal/httpjson"
+	"shoal/modules"
 )
 
 // Query limits of GET /v1/logs/{name}.
@@ -18,10 +19,6 @@ const (
 	defaultLimit = 100
 	maxLimit     = 1000
 )
-
-// HeaderAppliedIndex is set on reads to the Raft index this node had
-// applied when it served them: the state read includes at least that index.
-const HeaderAppliedIndex = "X-Shoal-Applied-Index"
 
 // Routes mounts the module's routes on the /v1 router. Handlers run
 // concurrently with each other and with the state machine.
@@ -85,12 +82,7 @@ func decodePublish(body io.Reader) (entries []newEntry, batch bool, err error) {
 		if len(e.ID) > maxIDLen {
 			return nil, false, ErrInvalidID.WithMessage("the id of %s is %d bytes; the limit is %d", where, len(e.ID), maxIDLen)
 		}
-		var data bytes.Buffer
-		if err := json.Compact(&data, e.Data); err != nil {
-			// The decoder validated the body, so this is unreachable.
-			return nil, false, httpjson.ErrBadJSON.WithMessage("the data of %s is not valid JSON", where)
-		}
-		entries[i] = newEntry{id: e.ID, data: data.Bytes()}
+		entries[i] = newEntry{id: e.ID, data: compactJSON(e.Data)}
 	}
 	return entries, batch, nil
 }
@@ -157,7 +149,7 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 // logName returns the validated {name} URL parameter.
 func logName(r *http.Request) (string, error) {
 	name := chi.URLParam(r, "name")
-	if !validName(name) {
+	if !modules.ValidName(name) {
 		return "", ErrInvalidLogName.WithMessage("invalid log name %q: a log name is 1 to %d bytes of letters, digits, '.', '_' and '-'", name, maxNameLen)
 	}
 	return name, nil
@@ -264,7 +256,7 @@ func (l *Log) barrier(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	w.Header().Set(HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
+	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
 	return nil
 }
 
@@ -288,4 +280,19 @@ func badParam(param, format string, args ...any) error {
 // trimmedError is ErrLogTrimmed for a read at from below first.
 func trimmedError(name string, from, first uint64) error {
 	return ErrLogTrimmed.WithMessage("log %q has trimmed index %d; its first index is %d", name, from, first).WithDetail("first_index", first)
+}
+
+// compactJSON returns data (valid JSON: the body decoder checked it)
+// without insignificant white space, so the log stores and serves one
+// form. Data with no white space at all, what programs send, is returned
+// as it is, without a copy.
+func compactJSON(data json.RawMessage) json.RawMessage {
+	if !bytes.ContainsAny(data, " \t\r\n") {
+		return data
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return data // unreachable: the decoder validated it
+	}
+	return buf.Bytes()
 }

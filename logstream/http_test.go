@@ -213,8 +213,8 @@ func TestRead_PagesAndErrors(t *testing.T) {
 				}
 				idx = append(idx, e.Index)
 			}
-			if h.Get(HeaderAppliedIndex) != "8" {
-				t.Fatalf("applied index header: %q", h.Get(HeaderAppliedIndex))
+			if h.Get(httpjson.HeaderAppliedIndex) != "8" {
+				t.Fatalf("applied index header: %q", h.Get(httpjson.HeaderAppliedIndex))
 			}
 		}
 		return s, b, idx, resp.Next
@@ -290,8 +290,8 @@ func TestList_SortedByName(t *testing.T) {
 	srv := n.serve(t)
 	s, h, b := call(t, "GET", srv.URL+"/v1/logs", "")
 	want(t, "empty", s, b, 200, `{"logs":[]}`)
-	if h.Get(HeaderAppliedIndex) != "0" {
-		t.Fatalf("applied index header: %q", h.Get(HeaderAppliedIndex))
+	if h.Get(httpjson.HeaderAppliedIndex) != "0" {
+		t.Fatalf("applied index header: %q", h.Get(httpjson.HeaderAppliedIndex))
 	}
 	for _, name := range []string{"zeta", "alpha", "Mid", "alpha", "alpha"} {
 		call(t, "POST", srv.URL+"/v1/logs/"+name, `{"data":0}`)

@@ -4,31 +4,17 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"shoal/modules"
 )
 
 // Limits shared by the HTTP layer, the command decoder and the snapshot
 // decoder.
 const (
-	maxNameLen = 128
+	maxNameLen = modules.MaxNameLen // names are checked by modules.ValidName
 	maxIDLen   = 256
 	maxBatch   = 1000
 )
-
-// validName reports whether name is 1-128 bytes of [A-Za-z0-9._-].
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
 
 // entry is one retained log entry. Its index is implied by its position
 // (logState.first + i). Entries are never modified once appended, so a

@@ -104,8 +104,9 @@ func TestApply_BatchIsContiguousAndAtomic(t *testing.T) {
 	}
 
 	before := persist(t, n.log)
-	// A batch whose last entry is not JSON is refused whole.
-	bad := appendPayload("a", 100, time.Minute, ent("r", "6"), ent("s", "{"))
+	// A batch whose last entry is cut short is refused whole.
+	bad := appendPayload("a", 100, time.Minute, ent("r", "6"), ent("s", "7"))
+	bad = bad[:len(bad)-1]
 	if _, err := n.apply(opAppend, bad); !errors.Is(err, ErrMalformedCommand) {
 		t.Fatalf("got %v, want ErrMalformedCommand", err)
 	}

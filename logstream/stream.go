@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"shoal/internal/httpjson"
 	"shoal/internal/sse"
 )
 
@@ -62,7 +63,7 @@ func (l *Log) handleStream(w http.ResponseWriter, r *http.Request) error {
 	defer s.Close()
 	l.m.streams.Inc()
 	defer l.m.streams.Dec()
-	w.Header().Set(HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
+	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
 	if err := s.Begin(); err != nil {
 		if errors.Is(err, http.ErrNotSupported) {
 			// A middleware hides Flush: streaming cannot work behind it.

@@ -17,6 +17,10 @@ type Meta struct {
 	RaftAddr string
 	// Modules are the IDs of the node's enabled modules.
 	Modules []string
+	// RaftModules are the IDs of those that keep state in Raft: every
+	// server of a cluster must run the same ones (autopilot adds no server
+	// that runs others).
+	RaftModules []string
 	// Version is the node's shoal version.
 	Version string
 	// BootstrapExpect is the node's --bootstrap-expect (0 = none).
@@ -29,13 +33,14 @@ type Meta struct {
 // Clone returns a copy of m that shares no memory with it.
 func (m Meta) Clone() Meta {
 	m.Modules = slices.Clone(m.Modules)
+	m.RaftModules = slices.Clone(m.RaftModules)
 	return m
 }
 
 // Equal reports whether m and o hold the same values.
 func (m Meta) Equal(o Meta) bool {
 	return m.HTTPAddr == o.HTTPAddr && m.RaftAddr == o.RaftAddr &&
-		slices.Equal(m.Modules, o.Modules) && m.Version == o.Version &&
+		slices.Equal(m.Modules, o.Modules) && slices.Equal(m.RaftModules, o.RaftModules) && m.Version == o.Version &&
 		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState
 }
 
@@ -47,6 +52,7 @@ type wireMeta struct {
 	HTTPAddr        string   `json:"h,omitempty"`
 	RaftAddr        string   `json:"r,omitempty"`
 	Modules         []string `json:"m,omitempty"`
+	RaftModules     []string `json:"R,omitempty"`
 	Version         string   `json:"v,omitempty"`
 	BootstrapExpect int      `json:"b,omitempty"`
 	HasRaftState    bool     `json:"s,omitempty"`
@@ -60,6 +66,7 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 		HTTPAddr:        m.HTTPAddr,
 		RaftAddr:        m.RaftAddr,
 		Modules:         m.Modules,
+		RaftModules:     m.RaftModules,
 		Version:         m.Version,
 		BootstrapExpect: m.BootstrapExpect,
 		HasRaftState:    m.HasRaftState,
@@ -97,6 +104,7 @@ func decodeMeta(buf []byte) (meta Meta, leaving bool, err error) {
 		HTTPAddr:        w.HTTPAddr,
 		RaftAddr:        w.RaftAddr,
 		Modules:         w.Modules,
+		RaftModules:     w.RaftModules,
 		Version:         w.Version,
 		BootstrapExpect: w.BootstrapExpect,
 		HasRaftState:    w.HasRaftState,

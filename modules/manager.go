@@ -42,8 +42,7 @@ func Resolve(ids []string) ([]Info, error) {
 		}
 		infos = append(infos, info)
 	}
-	sortInfos(infos)
-	return infos, nil
+	return sortInfos(infos)
 }
 
 // IDs returns the IDs of infos, in order.

@@ -159,10 +159,28 @@ func TestResolve_OrdersAndRejectsUnknown(t *testing.T) {
 	}
 }
 
-func TestOrder_ShippedModulesComeFirst(t *testing.T) {
-	infos := []Info{{ID: "zzz"}, {ID: "locks"}, {ID: "aaa"}, {ID: "log"}}
-	sortInfos(infos)
-	if got := IDs(infos); !slices.Equal(got, []string{"log", "locks", "aaa", "zzz"}) {
-		t.Fatalf("got %v", got)
+// TestSortInfos_RequiredModulesFirst: a module starts after the modules
+// it requires, otherwise by ID; a missing requirement or a cycle is an
+// error.
+func TestSortInfos_RequiredModulesFirst(t *testing.T) {
+	infos := []Info{
+		{ID: "objects", Requires: []string{"log", "kv"}},
+		{ID: "zzz"},
+		{ID: "log"},
+		{ID: "kv"},
+		{ID: "aaa", Requires: []string{"zzz"}},
+	}
+	got, err := sortInfos(infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := IDs(got); !slices.Equal(ids, []string{"zzz", "aaa", "kv", "log", "objects"}) {
+		t.Fatalf("got %v", ids)
+	}
+	if _, err := sortInfos([]Info{{ID: "a", Requires: []string{"b"}}}); err == nil || !strings.Contains(err.Error(), `requires module "b"`) {
+		t.Fatalf("missing requirement: %v", err)
+	}
+	if _, err := sortInfos([]Info{{ID: "a", Requires: []string{"b"}}, {ID: "b", Requires: []string{"a"}}}); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Fatalf("cycle: %v", err)
 	}
 }

@@ -2,8 +2,10 @@ package modules
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -77,6 +79,77 @@ type Host interface {
 	Raft() Raft
 	// Gossip is the shared gossip channel, namespaced to the module.
 	Gossip() Gossip
+	// Cluster is who leads, which servers exist, and calls and streams to
+	// the same module on other nodes, over the cluster port.
+	Cluster() Cluster
+}
+
+// Cluster is a module's view of the cluster's servers and its way to reach
+// the same module on them. Calls and streams travel over the cluster port,
+// authenticated by it (mutual TLS with a cluster secret): a handler's from
+// is the name the caller's certificate proves.
+//
+// Every failed call wraps ErrNotDelivered (the request never left this
+// node: retrying cannot act twice) or ErrOutcomeUnknown (it was sent and
+// no answer came), unless it is the error the peer's handler returned,
+// which arrives as the same *httpjson.Error. Methods are safe for
+// concurrent use; calls block until answered or ctx ends.
+type Cluster interface {
+	// Leader returns the current Raft leader; ok is false when none is
+	// known (an election is under way, or this node is cut off).
+	Leader() (leader Server, ok bool)
+	// Servers lists the servers of the Raft configuration, voters and
+	// non-voters, sorted by name.
+	Servers() []Server
+	// Call sends body to this module's PeerHandler on the node named node
+	// and returns its answer.
+	Call(ctx context.Context, node, method string, body []byte) ([]byte, error)
+	// CallLeader is Call on the current leader (ErrNotDelivered when none
+	// is known).
+	CallLeader(ctx context.Context, method string, body []byte) ([]byte, error)
+	// OpenStream opens a byte stream to this module's PeerStreamHandler on
+	// the node named node. The caller owns the connection; ctx bounds the
+	// opening only.
+	OpenStream(ctx context.Context, node, name string) (net.Conn, error)
+}
+
+// Server is one server of the Raft configuration as a module sees it.
+type Server struct {
+	Name  string
+	Voter bool
+	// Leader is true for the current leader.
+	Leader bool
+	// Alive is what gossip says now (false for a dead, left or unknown
+	// member).
+	Alive bool
+	// HTTPAddr and ClusterAddr are the addresses the member announces.
+	HTTPAddr, ClusterAddr string
+	// Modules are the modules the member runs.
+	Modules []string
+	// Local is true for this node.
+	Local bool
+}
+
+// Errors of Cluster calls; errors.Is matches the error of a failed call.
+var (
+	ErrNotDelivered   = errors.New("the call was not delivered")
+	ErrOutcomeUnknown = errors.New("the call was sent but no answer came")
+)
+
+// PeerHandler is implemented by a module that answers calls from the same
+// module on other nodes (Cluster.Call). HandlePeer is called concurrently,
+// one goroutine per call; ctx ends when the caller's connection breaks or
+// the node stops. from is the calling node's name. A returned
+// *httpjson.Error reaches the caller as is.
+type PeerHandler interface {
+	HandlePeer(ctx context.Context, from, method string, body []byte) ([]byte, error)
+}
+
+// PeerStreamHandler is implemented by a module that serves byte streams
+// to the same module on other nodes (Cluster.OpenStream). The handler owns
+// conn and must close it; it must return when ctx ends (the node stops).
+type PeerStreamHandler interface {
+	HandlePeerStream(ctx context.Context, from, name string, conn net.Conn)
 }
 
 // Applied is the outcome of a committed command.
@@ -103,6 +176,10 @@ type Raft interface {
 	// committed before the call (a linearizable read barrier). It contacts
 	// the leader, so it fails with ErrNoLeader when there is none.
 	ReadIndex(ctx context.Context) error
+	// ApplyOnLeader is Apply for work only the leader may start (expiring
+	// leases, say): on a follower it fails at once with
+	// consensus.ErrNotLeader instead of forwarding the command.
+	ApplyOnLeader(ctx context.Context, op byte, payload []byte) (Applied, error)
 	// AppliedIndex is the index of the last command this node has applied.
 	AppliedIndex() uint64
 	// IsLeader reports whether this node is the Raft leader right now.
@@ -150,6 +227,9 @@ type Router interface {
 type Command struct {
 	// Index is the command's Raft log index, unique and increasing.
 	Index uint64
+	// Term is the Raft term of the leader that appended the command: a
+	// module can tell commands of one leader from another's.
+	Term uint64
 	// Time is when the leader appended the command. It is the same on every
 	// node, so a module uses it (never time.Now) for deterministic
 	// timestamps and expiry decisions in its state machine. It comes from

@@ -3,6 +3,7 @@ package modules
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -17,6 +18,10 @@ type Info struct {
 	New func() Module
 	// NewConfig returns the module's default configuration, or is nil.
 	NewConfig func() Config
+	// Requires lists the IDs of modules that must start before this one
+	// (and stop after it). Enabling a module without one it requires is an
+	// error.
+	Requires []string
 }
 
 var (
@@ -51,8 +56,8 @@ func Lookup(id string) (Info, bool) {
 	return info, ok
 }
 
-// Registered returns every registered module, in the canonical start order
-// (see Order).
+// Registered returns every registered module, in start order (see
+// sortInfos).
 func Registered() []Info {
 	registryMu.RLock()
 	defer registryMu.RUnlock()
@@ -60,30 +65,61 @@ func Registered() []Info {
 	for _, info := range registry {
 		infos = append(infos, info)
 	}
-	sortInfos(infos)
-	return infos
+	sorted, err := sortInfos(infos)
+	if err != nil {
+		panic(fmt.Sprintf("modules: %v", err)) // a registration bug: fail at start
+	}
+	return sorted
 }
 
-// Order is the canonical start order of shoal's modules; modules not listed
-// start after these, by ID. Stop runs in reverse. The order is fixed so that
-// startup never depends on map iteration.
-var Order = []string{"log", "kv", "locks", "objectsync", "replication"}
-
-func rank(id string) int {
-	for i, o := range Order {
-		if o == id {
-			return i
+// sortInfos orders modules so that each starts after the modules it
+// requires, and otherwise by ID: start order comes from the modules
+// themselves and never from map iteration. It fails on a requirement that
+// is not among infos, or a cycle.
+func sortInfos(infos []Info) ([]Info, error) {
+	byID := make(map[string]Info, len(infos))
+	for _, info := range infos {
+		byID[info.ID] = info
+	}
+	ids := make([]string, 0, len(infos))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	out := make([]Info, 0, len(infos))
+	var visit func(id string, path []string) error
+	visit = func(id string, path []string) error {
+		switch state[id] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("modules require each other in a cycle: %s", strings.Join(append(path, id), " -> "))
+		}
+		state[id] = visiting
+		reqs := append([]string(nil), byID[id].Requires...)
+		sort.Strings(reqs)
+		for _, r := range reqs {
+			if _, ok := byID[r]; !ok {
+				return fmt.Errorf("module %q requires module %q, which is not enabled", id, r)
+			}
+			if err := visit(r, append(path, id)); err != nil {
+				return err
+			}
+		}
+		state[id] = done
+		out = append(out, byID[id])
+		return nil
+	}
+	for _, id := range ids {
+		if err := visit(id, nil); err != nil {
+			return nil, err
 		}
 	}
-	return len(Order)
-}
-
-func sortInfos(infos []Info) {
-	sort.Slice(infos, func(i, j int) bool {
-		ri, rj := rank(infos[i].ID), rank(infos[j].ID)
-		if ri != rj {
-			return ri < rj
-		}
-		return infos[i].ID < infos[j].ID
-	})
+	return out, nil
 }

@@ -42,10 +42,13 @@ type Agent struct {
 	// gossip is members, published for the consensus goroutines that may
 	// start asking for it (a restarted leader's autopilot) before it is set.
 	gossip atomic.Pointer[membership.Membership]
-	leader *leadershipRelay
-	peers  *peerClient     // calls to other nodes, over the cluster port
-	rpc    *peerrpc.Server // calls from other nodes
-	proxy  *http.Transport // the API's proxy of leader-only requests
+	// raftNode is node, published for the same reason: consensus's own
+	// goroutines call back into the agent while consensus.New runs.
+	raftNode atomic.Pointer[consensus.Node]
+	leader   *leadershipRelay
+	peers    *peerClient     // calls to other nodes, over the cluster port
+	rpc      *peerrpc.Server // calls from other nodes
+	proxy    *http.Transport // the API's proxy of leader-only requests
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -78,6 +81,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		logger:   cfg.Logger.With("node", cfg.NodeName),
 		registry: prometheus.NewRegistry(),
 		done:     make(chan struct{}),
+	}
+	if err := checkLeft(cfg.DataDir, cfg.Rejoin, a.logger.Warn); err != nil {
+		return nil, err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -146,10 +152,17 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// HTTP/1.1 for curl and browsers, and HTTP/2 over cleartext with prior
+	// knowledge (h2c) for clients that multiplex many requests on one
+	// connection, as the Go client can (client.WithHTTP2).
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	a.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		Protocols:         protocols,
 		ErrorLog:          nil,
 	}
 	a.wg.Add(1)
@@ -187,6 +200,9 @@ func (a *Agent) startConsensus(advHost string) error {
 		ccfg.SnapshotInterval = a.cfg.SnapshotInterval
 	}
 	ccfg.DeadNodeReap = a.cfg.DeadNodeReap
+	if a.cfg.RaftLogStore != "" {
+		ccfg.LogStore = a.cfg.RaftLogStore
+	}
 	if a.cfg.Local {
 		ccfg.Timing = consensus.LocalTiming()
 		ccfg.Stabilization = 500 * time.Millisecond
@@ -241,6 +257,7 @@ func (a *Agent) startConsensus(advHost string) error {
 	if err != nil {
 		return err
 	}
+	a.raftNode.Store(a.node)
 	a.raftAddr = a.node.Addr()
 	a.rpc, err = peerrpc.NewServer(a.port, peerrpc.ServerConfig{
 		EncodeError: peerCodec.encode,
@@ -252,6 +269,7 @@ func (a *Agent) startConsensus(advHost string) error {
 	}
 	a.serveConsensus(a.rpc)
 	a.serveKeyring(a.rpc)
+	a.serveModules(a.rpc)
 	if a.cfg.BootstrapSelf {
 		if err := a.node.BootstrapSelf(); err != nil {
 			return err
@@ -273,6 +291,7 @@ func (a *Agent) startMembership(advHost string) error {
 		HTTPAddr:        a.httpAddr,
 		RaftAddr:        a.raftAddr,
 		Modules:         a.mods.IDs(),
+		RaftModules:     a.raftModuleIDs(),
 		Version:         a.cfg.Version,
 		BootstrapExpect: a.cfg.BootstrapExpect,
 		HasRaftState:    a.node.HasState(),
@@ -372,6 +391,18 @@ func (a *Agent) resolveAdvertised(host string) (string, error) {
 		a.logger.Info("the advertised host does not resolve yet; retrying", "host", host, "err", err)
 		time.Sleep(wait) // start-up only: nothing else runs on this node yet
 	}
+}
+
+// raftModuleIDs lists the enabled modules that keep state in Raft, sorted.
+func (a *Agent) raftModuleIDs() []string {
+	var ids []string
+	for _, m := range a.mods.Modules() {
+		if _, ok := m.(modules.RaftHandler); ok {
+			ids = append(ids, m.ID())
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // resolveHost turns a host name into an IP address: gossip advertises
@@ -533,6 +564,9 @@ func (a *Agent) Leave(ctx context.Context) error {
 			a.logger.Warn("gossip leave", "err", lerr)
 		}
 		a.waitRemoved(ctx)
+		if merr := markLeft(a.cfg.DataDir); merr != nil {
+			a.logger.Error("the leave marker could not be written: a restart would rejoin", "err", merr)
+		}
 		err = a.Stop(ctx)
 	})
 	<-a.done

@@ -34,6 +34,9 @@ type Config struct {
 	BootstrapExpect int
 	// BootstrapSelf makes a one-node cluster at once (--dev).
 	BootstrapSelf bool
+	// Rejoin lets a node that left its cluster (shoal leave) start again
+	// with its data; without it, such a node refuses to start.
+	Rejoin bool
 
 	// Modules lists the enabled module IDs; empty means all compiled in.
 	Modules []string
@@ -59,6 +62,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	DeadNodeReap      time.Duration
+	// RaftLogStore is the Raft log store: consensus.LogStoreWAL or
+	// consensus.LogStoreBolt (see consensus.OpenStores for the migration
+	// from bolt to wal); empty means consensus's default.
+	RaftLogStore string
 	// Local selects timings for nodes on one machine (tests, --dev): fast
 	// elections, fast failure detection, quick autopilot.
 	Local bool
@@ -84,6 +91,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:      4 << 20,
 		SnapshotThreshold: consensus.DefaultConfig().SnapshotThreshold,
 		SnapshotInterval:  consensus.DefaultConfig().SnapshotInterval,
+		RaftLogStore:      consensus.DefaultConfig().LogStore,
 		DeadNodeReap:      consensus.DefaultConfig().DeadNodeReap,
 		Version:           "dev",
 	}
@@ -108,6 +116,11 @@ func (c Config) Validate() error {
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:
 		return errors.New("dead-node-reap must be positive")
+	}
+	if c.RaftLogStore != "" {
+		if err := consensus.ValidateLogStore(c.RaftLogStore); err != nil {
+			return err
+		}
 	}
 	if c.ClusterSecret != "" {
 		if _, err := keyring.Parse(c.ClusterSecret); err != nil {

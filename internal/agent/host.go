@@ -39,6 +39,7 @@ func (h *moduleHost) DataDir() string                   { return h.dir }
 func (h *moduleHost) Config() modules.Config            { return h.cfg }
 func (h *moduleHost) Raft() modules.Raft                { return raftHandle{h} }
 func (h *moduleHost) Gossip() modules.Gossip            { return gossipHandle{h} }
+func (h *moduleHost) Cluster() modules.Cluster          { return clusterHandle{h} }
 
 // raftHandle submits commands under the module's tag. It is valid only
 // after the agent created its consensus node (Provision must not use it).
@@ -53,11 +54,21 @@ func (r raftHandle) tag() (modules.Tag, error) {
 }
 
 func (r raftHandle) Apply(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
+	return r.apply(ctx, op, payload, false)
+}
+
+func (r raftHandle) ApplyOnLeader(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
+	return r.apply(ctx, op, payload, true)
+}
+
+// apply submits a command of the module; leaderOnly fails on a follower
+// instead of forwarding.
+func (r raftHandle) apply(ctx context.Context, op byte, payload []byte, leaderOnly bool) (modules.Applied, error) {
 	tag, err := r.tag()
 	if err != nil {
 		return modules.Applied{}, err
 	}
-	res, idx, err := r.h.a.node.Apply(ctx, consensus.EncodeCommand(tag, op, payload), false)
+	res, idx, err := r.h.a.node.Apply(ctx, consensus.EncodeCommand(tag, op, payload), leaderOnly)
 	return modules.Applied{Index: idx, Result: res}, err
 }
 

@@ -91,8 +91,12 @@ func (p *peerClient) clusterAddrOf(name string) (string, error) {
 			return m.Meta.RaftAddr, nil
 		}
 	}
-	if id, addr := p.a.node.Leader(); id == name && addr != "" {
-		return addr, nil
+	// The node is published only once consensus.New has returned, and its
+	// goroutines may call here before that.
+	if node := p.a.raftNode.Load(); node != nil {
+		if id, addr := node.Leader(); id == name && addr != "" {
+			return addr, nil
+		}
 	}
 	return "", consensus.ErrLeaderUnreachable.WithMessage("the address of %s is not known yet", name)
 }

@@ -43,6 +43,7 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the bind host, or the first non-loopback address)")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of existing nodes; retried with backoff until one answers")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers see each other")
+	fs.BoolVar(&c.Rejoin, "rejoin", false, "start a node that left its cluster (shoal leave) again with its data; without it such a node refuses to start")
 	fs.StringVar(&f.modules, "modules", "", "comma-separated modules to enable (default: all compiled in: "+strings.Join(modules.IDs(modules.Registered()), ",")+")")
 	fs.BoolVar(&f.dev, "dev", false, "one-node development mode: listeners on 127.0.0.1, data in a temporary directory removed on exit")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -61,6 +62,7 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 		c.SnapshotThreshold = v
 		return nil
 	})
+	fs.StringVar(&c.RaftLogStore, "raft-log-store", c.RaftLogStore, "raft log and stable store: wal (hashicorp/raft-wal) or bolt (raft-boltdb); with wal, a data directory holding a bolt store is migrated once at start (raft/raft.db becomes raft.db.migrated); a directory holding a wal refuses bolt")
 	fs.DurationVar(&c.DeadNodeReap, "dead-node-reap", c.DeadNodeReap, "remove a server from raft after it has been dead this long (if quorum stays safe)")
 	for _, info := range modules.Registered() {
 		if info.NewConfig == nil {

@@ -52,8 +52,8 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER", func(m client.Member) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader))
+		return printList(c.cmdline, *asJSON, ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER\tPROBLEM", func(m client.Member) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader), orDash(m.Problem))
 		})
 	})
 }

@@ -21,6 +21,7 @@ type Host struct {
 	cfg      modules.Config
 	raft     modules.Raft
 	gossip   modules.Gossip
+	cluster  modules.Cluster
 }
 
 // Option sets a part of a Host.
@@ -47,6 +48,10 @@ func WithRaft(r modules.Raft) Option { return func(h *Host) { h.raft = r } }
 // WithGossip sets the gossip channel (default nil, for a module that uses
 // none).
 func WithGossip(g modules.Gossip) Option { return func(h *Host) { h.gossip = g } }
+
+// WithCluster sets the cluster view (default nil, for a module that needs
+// none; see Cluster for a fake).
+func WithCluster(c modules.Cluster) Option { return func(h *Host) { h.cluster = c } }
 
 // NewHost returns a Host with a fresh Prometheus registry and the parts set
 // by opts.
@@ -89,5 +94,8 @@ func (h *Host) Raft() modules.Raft { return h.raft }
 
 // Gossip implements modules.Host.
 func (h *Host) Gossip() modules.Gossip { return h.gossip }
+
+// Cluster implements modules.Host.
+func (h *Host) Cluster() modules.Cluster { return h.cluster }
 
 var _ modules.Host = (*Host)(nil)

@@ -52,6 +52,18 @@ func (r *Raft) AppliedIndex() uint64 {
 	return r.AppliedIndexFunc()
 }
 
+// ApplyOnLeader implements modules.Raft: Apply when IsLeader, else
+// ErrNotLeader.
+func (r *Raft) ApplyOnLeader(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
+	if !r.IsLeader() {
+		return modules.Applied{}, ErrNotLeader
+	}
+	return r.Apply(ctx, op, payload)
+}
+
+// ErrNotLeader is what ApplyOnLeader returns when IsLeader is false.
+var ErrNotLeader = errors.New("moduletest: not the leader")
+
 // IsLeader implements modules.Raft.
 func (r *Raft) IsLeader() bool {
 	if r.IsLeaderFunc == nil {

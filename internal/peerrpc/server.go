@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,7 +65,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	handlers map[string]Handler
+	prefixes map[string]MethodHandler // by method prefix, for a family of methods
 	streamHs map[string]StreamHandler
+	streamPs map[string]NamedStreamHandler
 	conns    map[net.Conn]struct{}
 	closed   bool
 
@@ -93,7 +96,8 @@ func NewServer(port *clusterport.Port, cfg ServerConfig) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, metrics: m, calls: calls, streams: streams, handlers: map[string]Handler{},
-		streamHs: map[string]StreamHandler{}, conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
+		streamHs: map[string]StreamHandler{}, prefixes: map[string]MethodHandler{}, streamPs: map[string]NamedStreamHandler{},
+		conns: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
 	s.wg.Add(2)
 	go s.accept(calls, s.serveCalls)
 	go s.accept(streams, s.serveStream)
@@ -107,10 +111,43 @@ func (s *Server) Handle(method string, h Handler) {
 	s.handlers[method] = h
 }
 
+// MethodHandler serves a family of methods: method is the name called.
+type MethodHandler func(ctx context.Context, from, method string, body []byte) ([]byte, error)
+
+// HandlePrefix serves every method that starts with prefix and has no
+// handler of its own with h (the longest matching prefix wins). A module
+// host uses it to route "module/<id>/..." to the module.
+func (s *Server) HandlePrefix(prefix string, h MethodHandler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prefixes[prefix] = h
+}
+
 func (s *Server) handler(method string) Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.handlers[method]
+	if h, ok := s.handlers[method]; ok {
+		return h
+	}
+	if mh := longestPrefix(s.prefixes, method); mh != nil {
+		return func(ctx context.Context, from string, body []byte) ([]byte, error) {
+			return mh(ctx, from, method, body)
+		}
+	}
+	return nil
+}
+
+// longestPrefix returns the value of the longest key of m that prefixes
+// name, or the zero value.
+func longestPrefix[V any](m map[string]V, name string) V {
+	var best V
+	n := -1
+	for p, v := range m {
+		if len(p) > n && strings.HasPrefix(name, p) {
+			best, n = v, len(p)
+		}
+	}
+	return best
 }
 
 func (s *Server) accept(ln net.Listener, serve func(net.Conn)) {

@@ -32,6 +32,17 @@ func (s *Server) HandleStream(method string, h StreamHandler) {
 	s.streamHs[method] = h
 }
 
+// NamedStreamHandler serves a family of streams: name is the one opened.
+type NamedStreamHandler func(ctx context.Context, from, name string, conn net.Conn)
+
+// HandleStreamPrefix serves every stream whose name starts with prefix and
+// has no handler of its own with h (the longest matching prefix wins).
+func (s *Server) HandleStreamPrefix(prefix string, h NamedStreamHandler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streamPs[prefix] = h
+}
+
 func (s *Server) serveStream(nc net.Conn) {
 	from := clusterport.PeerName(nc)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -44,7 +55,12 @@ func (s *Server) serveStream(nc net.Conn) {
 		return
 	}
 	s.mu.Lock()
-	h := s.streamHs[string(name)]
+	h, ok := s.streamHs[string(name)]
+	if !ok {
+		if nh := longestPrefix(s.streamPs, string(name)); nh != nil {
+			h = func(ctx context.Context, from string, conn net.Conn) { nh(ctx, from, string(name), conn) }
+		}
+	}
 	s.mu.Unlock()
 	if h == nil {
 		_, _ = nc.Write([]byte{streamNoMethod})

@@ -356,6 +356,44 @@ func (c *Cluster) Restart(i int) *Node {
 	return c.RestartOn(i, c.nodes[i].Addresses())
 }
 
+// TryRestart makes one attempt to start node i again, its configuration
+// edited by edit (nil: unchanged), and returns the agent's error.
+func (c *Cluster) TryRestart(i int, edit func(cfg *agent.Config)) error {
+	c.t.Helper()
+	n := c.nodes[i]
+	if n.Up() {
+		c.t.Fatalf("restart %s: it is running", n.Name)
+	}
+	cfg := c.restartConfig(n)
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.agent = a
+	n.mu.Unlock()
+	return nil
+}
+
+// restartConfig is node n's configuration for a restart: no bootstrap,
+// joining through every other node.
+func (c *Cluster) restartConfig(n *Node) agent.Config {
+	n.mu.Lock()
+	cfg := n.cfg
+	n.mu.Unlock()
+	cfg.BootstrapExpect = 0
+	cfg.Join = nil
+	for _, other := range c.nodes {
+		if other != n {
+			cfg.Join = append(cfg.Join, other.Addresses().Gossip)
+		}
+	}
+	return cfg
+}
+
 // RestartOn starts node i again on its data directory but on addrs, which
 // may be another node's (the others must be down then): a platform that
 // hands out addresses in start order does that to a whole cluster that
@@ -368,15 +406,8 @@ func (c *Cluster) RestartOn(i int, addrs Addresses) *Node {
 	}
 	n.mu.Lock()
 	n.cfg.HTTPAddr, n.cfg.RaftAddr, n.cfg.GossipAddr = addrs.HTTP, addrs.Raft, addrs.Gossip
-	cfg := n.cfg
 	n.mu.Unlock()
-	cfg.BootstrapExpect = 0
-	cfg.Join = nil
-	for _, other := range c.nodes {
-		if other != n {
-			cfg.Join = append(cfg.Join, other.Addresses().Gossip)
-		}
-	}
+	cfg := c.restartConfig(n)
 	var a *agent.Agent
 	Eventually(c.t, 10*time.Second, func() error { // the OS may hold a port briefly
 		var err error
