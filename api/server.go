@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -18,13 +19,42 @@ import (
 	"shoal/modules"
 )
 
+// Store is the Raft node as the API reads and manages it
+// (*consensus.Node).
+type Store interface {
+	IsLeader() bool
+	// Leader returns the leader's ID and Raft address ("" if none).
+	Leader() (id, addr string)
+	Stats() consensus.Stats
+	Configuration() (raft.Configuration, error)
+	// CaughtUp reports whether this node has applied what the leader had
+	// committed when it started, and if not, why.
+	CaughtUp() (ok bool, reason string)
+	RemoveServer(id string) error
+	TransferLeadership() error
+}
+
+// Members is the gossip membership as the API lists and joins it
+// (*membership.Membership).
+type Members interface {
+	LocalMember() membership.Member
+	Members() []membership.Member
+	Join(addrs []string) (int, error)
+}
+
+// Modules are the node's started modules (*modules.Manager).
+type Modules interface {
+	Modules() []modules.Module
+	IDs() []string
+}
+
 // Deps is what the API serves from; the agent fills it.
 type Deps struct {
 	NodeName     string
 	Version      string
-	Raft         *consensus.Node
-	Members      *membership.Membership
-	Modules      *modules.Manager
+	Raft         Store
+	Members      Members
+	Modules      Modules
 	Registry     *prometheus.Registry
 	Token        string
 	MaxBodyBytes int64
@@ -48,6 +78,12 @@ type server struct {
 	Deps
 	metrics *httpMetrics
 }
+
+var (
+	_ Store   = (*consensus.Node)(nil)
+	_ Members = (*membership.Membership)(nil)
+	_ Modules = (*modules.Manager)(nil)
+)
 
 // New returns the node's HTTP handler.
 func New(d Deps) (http.Handler, error) {

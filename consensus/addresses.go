@@ -5,8 +5,6 @@ import (
 	"slices"
 
 	"github.com/hashicorp/raft"
-
-	"shoal/membership"
 )
 
 // Addresses move: a node restarted in a new container has a new IP, and
@@ -35,7 +33,7 @@ const maxAddressMoves = 8
 // repairAddresses moves servers to the addresses their alive members
 // announce, parking what stands in the way. It reports whether it changed
 // the configuration.
-func (a *autopilot) repairAddresses(members map[string]membership.Member) bool {
+func (a *autopilot) repairAddresses(members map[string]Member) bool {
 	changed := false
 	for range maxAddressMoves {
 		cfg, err := a.n.Configuration()
@@ -49,14 +47,14 @@ func (a *autopilot) repairAddresses(members map[string]membership.Member) bool {
 
 // moveOne makes the first address move that is due and possible, and
 // reports whether it made one.
-func (a *autopilot) moveOne(cfg raft.Configuration, members map[string]membership.Member) bool {
+func (a *autopilot) moveOne(cfg raft.Configuration, members map[string]Member) bool {
 	holder := map[string]raft.Server{}
 	for _, s := range cfg.Servers {
 		holder[string(s.Address)] = s
 	}
-	alive := func(id raft.ServerID) (membership.Member, bool) {
+	alive := func(id raft.ServerID) (Member, bool) {
 		m, ok := members[string(id)]
-		return m, ok && m.Status == membership.StatusAlive
+		return m, ok && m.Status == MemberAlive
 	}
 	// The leader's own entry first: it moves in place, without churn.
 	servers := slices.Clone(cfg.Servers)
@@ -66,17 +64,17 @@ func (a *autopilot) moveOne(cfg raft.Configuration, members map[string]membershi
 	var cycle []raft.Server
 	for _, s := range servers {
 		m, ok := alive(s.ID)
-		if !ok || m.Meta.RaftAddr == string(s.Address) {
+		if !ok || m.RaftAddr == string(s.Address) {
 			continue
 		}
-		want := m.Meta.RaftAddr
+		want := m.RaftAddr
 		h, held := holder[want]
 		if !held {
 			return a.move(cfg, members, s, want, "update_address")
 		}
 		hm, hAlive := alive(h.ID)
 		switch {
-		case hAlive && hm.Meta.RaftAddr == want:
+		case hAlive && hm.RaftAddr == want:
 			a.n.cfg.Logger.Warn("two members announce the same raft address", "member", s.ID, "other", h.ID, "addr", want)
 		case hAlive:
 			cycle = append(cycle, h) // it moves too; whichever can goes first
@@ -87,10 +85,10 @@ func (a *autopilot) moveOne(cfg raft.Configuration, members map[string]membershi
 	// A new member whose address a dead server still holds.
 	for name, m := range members {
 		known := slices.ContainsFunc(cfg.Servers, func(s raft.Server) bool { return string(s.ID) == name })
-		if known || m.Status != membership.StatusAlive {
+		if known || m.Status != MemberAlive {
 			continue
 		}
-		if h, held := holder[m.Meta.RaftAddr]; held {
+		if h, held := holder[m.RaftAddr]; held {
 			if _, hAlive := alive(h.ID); !hAlive {
 				return a.move(cfg, members, h, parkedAddress(h.ID), "park_address")
 			}
@@ -113,7 +111,7 @@ func (a *autopilot) moveOne(cfg raft.Configuration, members map[string]membershi
 // move gives server s the address addr, keeping its suffrage: in place for
 // the leader itself, by removal and re-adding for any other server (see
 // the top of this file).
-func (a *autopilot) move(cfg raft.Configuration, members map[string]membership.Member, s raft.Server, addr, action string) bool {
+func (a *autopilot) move(cfg raft.Configuration, members map[string]Member, s raft.Server, addr, action string) bool {
 	n := a.n
 	add := func() raft.IndexFuture {
 		if s.Suffrage == raft.Voter {
@@ -129,7 +127,7 @@ func (a *autopilot) move(cfg raft.Configuration, members map[string]membership.M
 			if v.Suffrage != raft.Voter || v.ID == s.ID || string(v.ID) == n.cfg.NodeID {
 				continue
 			}
-			if m, ok := members[string(v.ID)]; !ok || m.Status != membership.StatusAlive {
+			if m, ok := members[string(v.ID)]; !ok || m.Status != MemberAlive {
 				n.cfg.Logger.Debug("address repair waits until every other voter is alive", "server", s.ID, "down", v.ID)
 				return false
 			}

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"shoal/membership"
 )
 
 // catchUpLag is how many entries a non-voter may trail the leader's commit
@@ -64,9 +62,9 @@ func (a *autopilot) reconcile(ctx context.Context) {
 	for _, s := range cfg.Servers {
 		servers[string(s.ID)] = s
 	}
-	members := map[string]membership.Member{}
+	members := map[string]Member{}
 	for _, m := range n.cluster.Members() {
-		if m.Meta.RaftAddr != "" {
+		if m.RaftAddr != "" {
 			members[m.Name] = m
 		}
 	}
@@ -89,10 +87,10 @@ func (a *autopilot) reconcile(ctx context.Context) {
 
 	self := members[n.cfg.NodeID]
 	for name, m := range members {
-		if name == n.cfg.NodeID || m.Status != membership.StatusAlive {
+		if name == n.cfg.NodeID || m.Status != MemberAlive {
 			continue
 		}
-		if why := ModuleMismatch(self.Meta.RaftModules, m.Meta.RaftModules); why != "" {
+		if why := ModuleMismatch(self.RaftModules, m.RaftModules); why != "" {
 			// It would skip commands of a module it does not run, or
 			// hold state of one this leader does not: never a server,
 			// never a voter.
@@ -105,8 +103,8 @@ func (a *autopilot) reconcile(ctx context.Context) {
 		delete(a.mismatchLogged, name)
 		s, known := servers[name]
 		switch {
-		case !known && !addrHeld[m.Meta.RaftAddr]:
-			a.change("add_nonvoter", name, n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(m.Meta.RaftAddr), 0, n.cfg.ApplyTimeout))
+		case !known && !addrHeld[m.RaftAddr]:
+			a.change("add_nonvoter", name, n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(m.RaftAddr), 0, n.cfg.ApplyTimeout))
 			delete(a.caughtUpSince, name)
 		case !known:
 			// Its address is still held by a server that moved away or
@@ -125,11 +123,11 @@ func (a *autopilot) reconcile(ctx context.Context) {
 			delete(a.missingSince, name)
 		}
 		switch {
-		case inGossip && m.Status == membership.StatusLeft:
+		case inGossip && m.Status == MemberLeft:
 			if a.change("remove_left", name, n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)) {
 				n.cluster.Forget(name)
 			}
-		case inGossip && m.Status == membership.StatusDead:
+		case inGossip && m.Status == MemberDead:
 			if a.deadLongEnough(m.Since) && a.quorumSafe(cfg, members, s) {
 				if a.change("reap_dead", name, n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)) {
 					n.cluster.Forget(name)
@@ -160,7 +158,7 @@ func (a *autopilot) deadLongEnough(since time.Time) bool {
 
 // quorumSafe reports whether removing s leaves a configuration whose alive
 // voters are still a majority. Removing a non-voter is always safe.
-func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]membership.Member, s raft.Server) bool {
+func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]Member, s raft.Server) bool {
 	if s.Suffrage != raft.Voter {
 		return true
 	}
@@ -172,7 +170,7 @@ func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]member
 		voters++
 		if string(srv.ID) == a.n.cfg.NodeID {
 			alive++
-		} else if m, ok := members[string(srv.ID)]; ok && m.Status == membership.StatusAlive {
+		} else if m, ok := members[string(srv.ID)]; ok && m.Status == MemberAlive {
 			alive++
 		}
 	}
@@ -182,7 +180,7 @@ func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]member
 // maybePromote makes a non-voter a voter once its FSM has stayed within
 // catchUpLag of the leader's commit index for the stabilization time
 // (Kibitz calls this naturalization).
-func (a *autopilot) maybePromote(ctx context.Context, m membership.Member, s raft.Server, leaderCommit uint64) {
+func (a *autopilot) maybePromote(ctx context.Context, m Member, s raft.Server, leaderCommit uint64) {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	applied, err := a.n.cluster.AppliedIndex(pctx, m)
 	cancel()

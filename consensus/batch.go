@@ -5,13 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
-	"shoal/internal/httpjson"
 	"shoal/internal/wire"
 )
 
@@ -85,10 +83,20 @@ func DecodeBatch(data []byte) ([][]byte, error) {
 	return cmds, nil
 }
 
+// ErrorCodec carries a command's error from the leader to the follower
+// that forwarded it. consensus treats the bytes as opaque: module errors
+// carry what the API layer needs (a status, details), which consensus
+// does not know. Decode fails on bytes Encode cannot have written.
+type ErrorCodec struct {
+	Encode func(error) []byte
+	Decode func([]byte) (error, error)
+}
+
 // EncodeOutcomes frames the leader's answer, in the primitives of
 // internal/wire: a uvarint count, then for each command its index, a kind
-// byte (0 result, 1 error) and a length-prefixed result or JSON error.
-func EncodeOutcomes(outs []Outcome) []byte {
+// byte (0 result, 1 error) and a length-prefixed result or error encoded
+// by codec.
+func EncodeOutcomes(outs []Outcome, codec ErrorCodec) []byte {
 	buf := wire.AppendUvarint(nil, uint64(len(outs)))
 	for _, o := range outs {
 		buf = wire.AppendUvarint(buf, o.Index)
@@ -96,7 +104,7 @@ func EncodeOutcomes(outs []Outcome) []byte {
 		kind := byte(0)
 		if o.Err != nil {
 			kind = 1
-			payload = httpjson.MarshalError(o.Err)
+			payload = codec.Encode(o.Err)
 		}
 		buf = append(buf, kind)
 		buf = wire.AppendBytes(buf, payload)
@@ -106,7 +114,7 @@ func EncodeOutcomes(outs []Outcome) []byte {
 
 // DecodeOutcomes is the inverse of EncodeOutcomes. Results alias data. An
 // error in the framing wraps wire.ErrMalformed.
-func DecodeOutcomes(data []byte) ([]Outcome, error) {
+func DecodeOutcomes(data []byte, codec ErrorCodec) ([]Outcome, error) {
 	d := wire.NewDecoder(data)
 	count := d.Uvarint("outcome count")
 	if d.Err() == nil && count > maxBatchCommands {
@@ -128,7 +136,7 @@ func DecodeOutcomes(data []byte) ([]Outcome, error) {
 		case 0:
 			o.Result = payload
 		case 1:
-			e, err := httpjson.UnmarshalError(payload)
+			e, err := codec.Decode(payload)
 			if err != nil {
 				return nil, fmt.Errorf("decode outcomes: error %d: %w", i, err)
 			}
@@ -143,11 +151,6 @@ func DecodeOutcomes(data []byte) ([]Outcome, error) {
 	}
 	return outs, nil
 }
-
-// ErrOutcomeUnknown: the caller stopped waiting (its context ended) after
-// the write was handed on; it may or may not be committed.
-var ErrOutcomeUnknown = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown",
-	Message: "the write was sent to the leader but no answer came in time; its outcome is unknown", RetryAfter: time.Second}
 
 // errLeaderChanged and errForwardTimeout are why a forwarded batch's
 // request was cancelled.

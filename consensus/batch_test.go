@@ -13,6 +13,19 @@ import (
 	"shoal/modules"
 )
 
+// testErrors is the agent's codec for forwarded errors (httpjson's, which
+// keeps a module error's status and details and a consensus error's code).
+var testErrors = ErrorCodec{
+	Encode: httpjson.MarshalError,
+	Decode: func(b []byte) (error, error) {
+		e, err := httpjson.UnmarshalError(b)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	},
+}
+
 func TestBatch_RoundTrip(t *testing.T) {
 	cmds := [][]byte{
 		EncodeCommand(modules.TagLog, 1, []byte("a")),
@@ -60,7 +73,7 @@ func TestOutcomes_KeepErrorsAndResults(t *testing.T) {
 		{Err: ErrNoLeader},
 		{Index: 9},
 	}
-	got, err := DecodeOutcomes(EncodeOutcomes(outs))
+	got, err := DecodeOutcomes(EncodeOutcomes(outs, testErrors), testErrors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,10 +114,10 @@ func FuzzDecodeBatch(f *testing.F) {
 }
 
 func FuzzDecodeOutcomes(f *testing.F) {
-	f.Add(EncodeOutcomes([]Outcome{{Index: 3, Result: []byte("r")}, {Index: 4, Err: ErrLeadershipLost}}))
+	f.Add(EncodeOutcomes([]Outcome{{Index: 3, Result: []byte("r")}, {Index: 4, Err: ErrLeadershipLost}}, testErrors))
 	f.Add([]byte{1, 0, 1, 2, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		outs, err := DecodeOutcomes(data)
+		outs, err := DecodeOutcomes(data, testErrors)
 		if err != nil {
 			return
 		}
@@ -155,10 +168,10 @@ func TestBatch_FormatIsPinned(t *testing.T) {
 
 	outs := []Outcome{{Index: 7, Result: []byte("ok")}, {Index: 300, Err: httpjson.Errorf(409, "full", "full")}, {Index: 9}}
 	wantOuts, _ := hex.DecodeString("030700026f6bac02012d7b22737461747573223a3430392c22636f6465223a2266756c6c222c226d657373616765223a2266756c6c227d090000")
-	if got := EncodeOutcomes(outs); !bytes.Equal(got, wantOuts) {
+	if got := EncodeOutcomes(outs, testErrors); !bytes.Equal(got, wantOuts) {
 		t.Errorf("outcomes: encode as %x, want %x", got, wantOuts)
 	}
-	gotOuts, err := DecodeOutcomes(wantOuts)
+	gotOuts, err := DecodeOutcomes(wantOuts, testErrors)
 	if err != nil || len(gotOuts) != 3 || gotOuts[0].Index != 7 || string(gotOuts[0].Result) != "ok" ||
 		gotOuts[1].Index != 300 || !errors.Is(gotOuts[1].Err, outs[1].Err) || gotOuts[2].Index != 9 || len(gotOuts[2].Result) != 0 {
 		t.Errorf("outcomes: decode as %+v, %v", gotOuts, err)

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"shoal/membership"
 )
 
 // RunBootstrapExpect forms a new cluster once expect servers see each other
@@ -59,23 +57,23 @@ func (n *Node) bootstrapSet(expect int, warned map[string]bool) ([]raft.Server, 
 	if n.cluster == nil {
 		return nil, false
 	}
-	var candidates []membership.Member
+	var candidates []Member
 	for _, m := range n.cluster.Members() {
-		if m.Status != membership.StatusAlive || m.Meta.RaftAddr == "" {
+		if m.Status != MemberAlive || m.RaftAddr == "" {
 			continue
 		}
-		if m.Meta.HasRaftState {
+		if m.HasRaftState {
 			if !warned["state:"+m.Name] {
 				warned["state:"+m.Name] = true
 				n.cfg.Logger.Info("a member already has raft state; waiting to be added to its cluster", "member", m.Name)
 			}
 			return nil, false
 		}
-		if m.Meta.BootstrapExpect != expect {
+		if m.BootstrapExpect != expect {
 			if !warned["expect:"+m.Name] {
 				warned["expect:"+m.Name] = true
 				n.cfg.Logger.Warn("member announces a different bootstrap-expect; ignoring it for bootstrap",
-					"member", m.Name, "its_expect", m.Meta.BootstrapExpect, "ours", expect)
+					"member", m.Name, "its_expect", m.BootstrapExpect, "ours", expect)
 			}
 			continue
 		}
@@ -91,7 +89,7 @@ func (n *Node) bootstrapSet(expect int, warned map[string]bool) ([]raft.Server, 
 	}
 	servers := make([]raft.Server, len(chosen))
 	for i, m := range chosen {
-		servers[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.RaftAddr)}
+		servers[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.RaftAddr)}
 	}
 	return servers, true
 }

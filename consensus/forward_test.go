@@ -97,7 +97,7 @@ func TestCluster_LeaderRefusesForgedCommands(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the call failed: %v", name, err)
 		}
-		outs, err := consensus.DecodeOutcomes(out)
+		outs, err := consensus.DecodeOutcomes(out, errorCodec)
 		if err != nil || len(outs) != 1 {
 			t.Fatalf("%s: outcomes %v, %v", name, outs, err)
 		}
@@ -122,4 +122,16 @@ func TestCluster_LeaderRefusesForgedCommands(t *testing.T) {
 		t.Fatalf("the log grew from %d to %d: a refused command reached it", lastBefore, got)
 	}
 	waitValues(t, leader, []string{"before"})
+}
+
+// errorCodec is the agent's codec for forwarded errors.
+var errorCodec = consensus.ErrorCodec{
+	Encode: httpjson.MarshalError,
+	Decode: func(b []byte) (error, error) {
+		e, err := httpjson.UnmarshalError(b)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	},
 }

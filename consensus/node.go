@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -16,9 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/internal/clusterport"
-	"shoal/internal/httpjson"
 	"shoal/internal/logging"
-	"shoal/membership"
 	"shoal/modules"
 )
 
@@ -34,12 +31,41 @@ type Forwarder interface {
 	ForwardReadIndex(ctx context.Context, leaderID string) (uint64, error)
 }
 
+// Member is a gossip member as autopilot and bootstrap-expect see it: the
+// agent fills it from what the member announces.
+type Member struct {
+	Name   string
+	Status MemberStatus
+	// Since is the local time Status last changed.
+	Since time.Time
+	// RaftAddr is the member's cluster (Raft) address; empty for a member
+	// that runs no Raft.
+	RaftAddr string
+	// RaftModules are the IDs of the member's modules that keep state in
+	// Raft (autopilot adds only members that run the leader's).
+	RaftModules []string
+	// BootstrapExpect is the member's --bootstrap-expect (0 = none).
+	BootstrapExpect int
+	// HasRaftState: the member is or was in a cluster.
+	HasRaftState bool
+}
+
+// MemberStatus is what gossip says of a member.
+type MemberStatus int
+
+// The statuses of a Member. A suspect member counts as alive.
+const (
+	MemberAlive MemberStatus = iota + 1
+	MemberDead
+	MemberLeft
+)
+
 // Cluster is the gossip view autopilot and bootstrap-expect follow.
 type Cluster interface {
 	// Members lists every known member, dead and left ones included.
-	Members() []membership.Member
+	Members() []Member
 	// AppliedIndex asks a member how far its FSM has applied.
-	AppliedIndex(ctx context.Context, m membership.Member) (uint64, error)
+	AppliedIndex(ctx context.Context, m Member) (uint64, error)
 	// Forget drops a member that was removed from Raft after leaving.
 	Forget(name string)
 	// RaftAddr is the Raft address a member announces in gossip now. Raft
@@ -47,11 +73,6 @@ type Cluster interface {
 	// stale after a restart. It must not block: raft calls it per dial.
 	RaftAddr(name string) (string, bool)
 }
-
-// ErrLeaderUnreachable: the leader is known but the request to it could not
-// be delivered. Retrying is safe.
-var ErrLeaderUnreachable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "leader_unreachable",
-	Message: "the leader could not be reached; retry shortly", RetryAfter: time.Second}
 
 // Node is one node's Raft server. Its methods are safe for concurrent use.
 type Node struct {

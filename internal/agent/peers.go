@@ -41,6 +41,19 @@ var peerCodec = struct {
 	},
 }
 
+// outcomeErrors carries the errors of forwarded commands (module errors
+// and consensus errors alike) as peerCodec does.
+var outcomeErrors = consensus.ErrorCodec{
+	Encode: httpjson.MarshalError,
+	Decode: func(b []byte) (error, error) {
+		e, err := httpjson.UnmarshalError(b)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	},
+}
+
 // serveConsensus registers the consensus calls this node answers.
 func (a *Agent) serveConsensus(s *peerrpc.Server) {
 	s.Handle(methodApply, func(ctx context.Context, from string, body []byte) ([]byte, error) {
@@ -48,7 +61,7 @@ func (a *Agent) serveConsensus(s *peerrpc.Server) {
 		if err != nil {
 			return nil, httpjson.BadRequest("bad_command", "%s", err.Error())
 		}
-		return consensus.EncodeOutcomes(a.node.ApplyBatch(ctx, cmds)), nil
+		return consensus.EncodeOutcomes(a.node.ApplyBatch(ctx, cmds), outcomeErrors), nil
 	})
 	s.Handle(methodReadIndex, func(ctx context.Context, from string, body []byte) ([]byte, error) {
 		idx, err := a.node.LeaderReadIndex(ctx)
@@ -130,7 +143,7 @@ func (p *peerClient) ForwardApply(ctx context.Context, leaderID string, cmds [][
 	if err != nil {
 		return nil, err
 	}
-	outs, err := consensus.DecodeOutcomes(out)
+	outs, err := consensus.DecodeOutcomes(out, outcomeErrors)
 	if err != nil {
 		return nil, consensus.ErrOutcomeUnknown.WithMessage("the leader's answer could not be read (%s); the write's outcome is unknown", err.Error())
 	}
@@ -172,11 +185,37 @@ func (p *peerClient) leaderServers(ctx context.Context, leaderID string) ([]stri
 // clusterView is the gossip view consensus follows (consensus.Cluster).
 type clusterView struct{ a *Agent }
 
-func (c clusterView) Members() []membership.Member {
-	if g := c.a.gossip.Load(); g != nil {
-		return g.Members()
+func (c clusterView) Members() []consensus.Member {
+	g := c.a.gossip.Load()
+	if g == nil {
+		return nil
 	}
-	return nil
+	members := g.Members()
+	out := make([]consensus.Member, 0, len(members))
+	for _, m := range members {
+		out = append(out, consensusMember(m))
+	}
+	return out
+}
+
+// consensusMember is what consensus needs to know of a gossip member.
+func consensusMember(m membership.Member) consensus.Member {
+	status := consensus.MemberAlive
+	switch m.Status {
+	case membership.StatusDead:
+		status = consensus.MemberDead
+	case membership.StatusLeft:
+		status = consensus.MemberLeft
+	}
+	return consensus.Member{
+		Name:            m.Name,
+		Status:          status,
+		Since:           m.Since,
+		RaftAddr:        m.Meta.RaftAddr,
+		RaftModules:     m.Meta.RaftModules,
+		BootstrapExpect: m.Meta.BootstrapExpect,
+		HasRaftState:    m.Meta.HasRaftState,
+	}
 }
 
 func (c clusterView) Forget(name string) {
@@ -199,8 +238,8 @@ func (c clusterView) RaftAddr(name string) (string, bool) {
 	return m.Meta.RaftAddr, true
 }
 
-func (c clusterView) AppliedIndex(ctx context.Context, m membership.Member) (uint64, error) {
-	out, err := c.a.peers.rpc.Call(ctx, m.Name, m.Meta.RaftAddr, methodApplied, nil)
+func (c clusterView) AppliedIndex(ctx context.Context, m consensus.Member) (uint64, error) {
+	out, err := c.a.peers.rpc.Call(ctx, m.Name, m.RaftAddr, methodApplied, nil)
 	if err != nil {
 		return 0, fmt.Errorf("ask %s how far it applied: %w", m.Name, err)
 	}

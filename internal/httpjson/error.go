@@ -34,10 +34,39 @@ func Errorf(status int, code, format string, args ...any) *Error {
 
 func (e *Error) Error() string { return e.Message }
 
-// Is reports whether target is an *Error with the same code.
+// ErrorCode returns e's code.
+func (e *Error) ErrorCode() string { return e.Code }
+
+// Is reports whether target carries the same code: an *Error, or an error
+// of a layer that does not speak HTTP (coded), such as consensus.ErrNoLeader
+// after it crossed from one node to another.
 func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	t, ok := target.(interface{ ErrorCode() string })
+	return ok && t.ErrorCode() == e.Code
+}
+
+// coded is an error of a layer that does not know HTTP (consensus): a
+// code, a sentence, and a kind As maps to a status.
+type coded interface {
+	error
+	ErrorCode() string
+	// ErrorKind is "unavailable" (503, Retry-After: the condition passes),
+	// "invalid" (400) or "internal" (500).
+	ErrorKind() string
+}
+
+// fromCoded gives a coded error its status.
+func fromCoded(c coded) *Error {
+	e := &Error{Code: c.ErrorCode(), Message: c.Error()}
+	switch c.ErrorKind() {
+	case "unavailable":
+		e.Status, e.RetryAfter = http.StatusServiceUnavailable, time.Second
+	case "invalid":
+		e.Status = http.StatusBadRequest
+	default:
+		e.Status = http.StatusInternalServerError
+	}
+	return e
 }
 
 // WithMessage returns a copy of e with a more specific message, keeping its
@@ -94,13 +123,18 @@ func BadRequest(code, format string, args ...any) *Error {
 }
 
 // As converts any error into an *Error: an *Error anywhere in the chain is
-// returned as is; a body-size error becomes 413; a context deadline becomes
+// returned as is; a coded error (consensus) gets the status of its kind; a
+// body-size error becomes 413; a context deadline becomes
 // 504; anything else is an internal error whose message is kept generic so
 // internals do not leak (the caller logs the original).
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var c coded
+	if errors.As(err, &c) {
+		return fromCoded(c)
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {

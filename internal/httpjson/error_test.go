@@ -321,3 +321,35 @@ func TestReadError_NotTheErrorShape(t *testing.T) {
 		})
 	}
 }
+
+// codedErr is an error of a layer that does not speak HTTP, as consensus's.
+type codedErr struct{ code, kind string }
+
+func (e codedErr) Error() string     { return "coded " + e.code }
+func (e codedErr) ErrorCode() string { return e.code }
+func (e codedErr) ErrorKind() string { return e.kind }
+
+func TestAs_GivesCodedErrorsTheStatusOfTheirKind(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		status int
+		retry  time.Duration
+	}{
+		{"unavailable", http.StatusServiceUnavailable, time.Second},
+		{"invalid", http.StatusBadRequest, 0},
+		{"internal", http.StatusInternalServerError, 0},
+		{"something new", http.StatusInternalServerError, 0},
+	} {
+		c := codedErr{code: "no_leader", kind: tc.kind}
+		e := httpjson.As(fmt.Errorf("wrapped: %w", c))
+		if e.Status != tc.status || e.RetryAfter != tc.retry || e.Code != "no_leader" || e.Message != "coded no_leader" {
+			t.Errorf("%s: got %+v, want status %d, Retry-After %v, its code and message", tc.kind, e, tc.status, tc.retry)
+		}
+		// Across nodes it becomes an *Error that still matches the
+		// original by code.
+		back, err := httpjson.UnmarshalError(httpjson.MarshalError(c))
+		if err != nil || !errors.Is(back, c) || errors.Is(back, codedErr{code: "other"}) {
+			t.Errorf("%s: after a round trip: %v, %v", tc.kind, back, err)
+		}
+	}
+}

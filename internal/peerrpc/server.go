@@ -244,6 +244,13 @@ func (s *Server) serveCalls(nc net.Conn) {
 			defer func() { <-slots }()
 			out, err := h(ctx, from, f.body)
 			defer s.metrics.served(f.method, start, err)
+			if ctx.Err() != nil {
+				// The server is stopping or the connection broke: the
+				// handler was cut short, and "context canceled" is not
+				// its answer. The caller sees the connection break
+				// (outcome unknown: the handler may have acted).
+				return
+			}
 			if err != nil {
 				answer(frame{typ: frameError, id: f.id, body: s.cfg.EncodeError(err)})
 				return
