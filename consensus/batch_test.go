@@ -17,13 +17,7 @@ import (
 // keeps a module error's status and details and a consensus error's code).
 var testErrors = ErrorCodec{
 	Encode: httpjson.MarshalError,
-	Decode: func(b []byte) (error, error) {
-		e, err := httpjson.UnmarshalError(b)
-		if err != nil {
-			return nil, err
-		}
-		return e, nil
-	},
+	Decode: httpjson.DecodeError,
 }
 
 func TestBatch_RoundTrip(t *testing.T) {

@@ -127,11 +127,5 @@ func TestCluster_LeaderRefusesForgedCommands(t *testing.T) {
 // errorCodec is the agent's codec for forwarded errors.
 var errorCodec = consensus.ErrorCodec{
 	Encode: httpjson.MarshalError,
-	Decode: func(b []byte) (error, error) {
-		e, err := httpjson.UnmarshalError(b)
-		if err != nil {
-			return nil, err
-		}
-		return e, nil
-	},
+	Decode: httpjson.DecodeError,
 }

@@ -45,13 +45,7 @@ var peerCodec = struct {
 // and consensus errors alike) as peerCodec does.
 var outcomeErrors = consensus.ErrorCodec{
 	Encode: httpjson.MarshalError,
-	Decode: func(b []byte) (error, error) {
-		e, err := httpjson.UnmarshalError(b)
-		if err != nil {
-			return nil, err
-		}
-		return e, nil
-	},
+	Decode: httpjson.DecodeError,
 }
 
 // serveConsensus registers the consensus calls this node answers.

@@ -46,3 +46,13 @@ func UnmarshalError(b []byte) (*Error, error) {
 	return &Error{Status: w.Status, Code: w.Code, Message: w.Message,
 		RetryAfter: time.Duration(w.RetryAfterMS) * time.Millisecond, Details: w.Details}, nil
 }
+
+// DecodeError is UnmarshalError for a caller that wants an error value:
+// on failure the first result is nil (never a typed nil *Error).
+func DecodeError(b []byte) (error, error) {
+	e, err := UnmarshalError(b)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
