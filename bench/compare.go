@@ -160,7 +160,7 @@ func printTable(out io.Writer, cs []*contender) map[string]stats {
 
 // printRatio prints a's results relative to b's against the target
 // "a at least as fast as b, with a p99 no worse".
-func printRatio(out io.Writer, a, b string, st map[string]stats) {
+func printRatio(out io.Writer, a, b string, st map[string]stats, minThroughput float64) {
 	sa, sb := st[a], st[b]
 	if sb.opsPerSec == 0 || sb.p99 == 0 {
 		fmt.Fprintf(out, "ratio %s/%s: undefined (%s completed no operation)\n", a, b, b)
@@ -169,11 +169,11 @@ func printRatio(out io.Writer, a, b string, st map[string]stats) {
 	tput := sa.opsPerSec / sb.opsPerSec
 	p99 := float64(sa.p99) / float64(sb.p99)
 	verdict := "met"
-	if tput < 1 || p99 > 1 {
+	if tput < minThroughput || p99 > 1 {
 		verdict = "NOT met"
 	}
-	fmt.Fprintf(out, "ratio %s/%s: throughput %.2f×, p99 %.2f× (p50 %.2f×)   target (throughput ≥ 1.00×, p99 ≤ 1.00×): %s\n",
-		a, b, tput, p99, float64(sa.p50)/float64(max(sb.p50, 1)), verdict)
+	fmt.Fprintf(out, "ratio %s/%s: throughput %.2f×, p99 %.2f× (p50 %.2f×)   target (throughput ≥ %.2f×, p99 ≤ 1.00×): %s\n",
+		a, b, tput, p99, float64(sa.p50)/float64(max(sb.p50, 1)), minThroughput, verdict)
 }
 
 func firstErr(msgs map[string]int) string {

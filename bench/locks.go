@@ -149,7 +149,7 @@ func runLocks(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	fmt.Fprintln(out)
 	st := printTable(out, cs)
-	printRatio(out, "shoal", "etcd", st)
+	printRatio(out, "shoal", "etcd", st, 1)
 	fmt.Fprintln(out, "(target for locks: shoal ≥ 2.00× etcd's pairs/s)")
 	fmt.Fprintln(out)
 	e.printNotable(out)
