@@ -132,6 +132,7 @@ type memberJSON struct {
 	Modules      []string `json:"modules"`
 	RaftModules  []string `json:"raft_modules"`
 	Version      string   `json:"version"`
+	Zone         string   `json:"zone,omitempty"`
 	// Problem says why the member is kept out of Raft, if it is: it runs
 	// other raft modules than this node.
 	Problem string `json:"problem,omitempty"`
@@ -155,7 +156,7 @@ func (s *server) membersList(w http.ResponseWriter, r *http.Request) error {
 		out = append(out, memberJSON{Name: m.Name, Addr: m.Addr, Status: string(m.Status), HTTPAddr: m.Meta.HTTPAddr,
 			RaftAddr: m.Meta.RaftAddr, RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader,
 			Modules: orEmpty(m.Meta.Modules), RaftModules: orEmpty(m.Meta.RaftModules), Version: m.Meta.Version,
-			Problem: memberProblem(self, m)})
+			Zone: m.Meta.Zone, Problem: memberProblem(self, m)})
 	}
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"members": out})
 	return nil

@@ -86,6 +86,7 @@ func (a *autopilot) reconcile(ctx context.Context) {
 	}
 
 	self := members[n.cfg.NodeID]
+	replicas := map[string]bool{} // non-voters caught up for the stabilization time
 	for name, m := range members {
 		if name == n.cfg.NodeID || m.Status != MemberAlive {
 			continue
@@ -110,9 +111,12 @@ func (a *autopilot) reconcile(ctx context.Context) {
 			// Its address is still held by a server that moved away or
 			// died; repairAddresses frees it first.
 		case s.Suffrage == raft.Nonvoter:
-			a.maybePromote(ctx, m, s, leaderCommit)
+			if a.caughtUp(ctx, m, leaderCommit) {
+				replicas[name] = true
+			}
 		}
 	}
+	a.reconcileVoters(cfg, members, replicas)
 
 	for name, s := range servers {
 		if name == n.cfg.NodeID {
@@ -146,14 +150,19 @@ func (a *autopilot) reconcile(ctx context.Context) {
 	}
 }
 
-// deadLongEnough: dead for DeadNodeReap, counted at the earliest from the
-// start of this leader's term (a new leader does not trust old timestamps
-// it did not observe itself).
+// deadLongEnough: dead for DeadNodeReap (see downLongerThan).
 func (a *autopilot) deadLongEnough(since time.Time) bool {
+	return a.downLongerThan(since, a.n.cfg.DeadNodeReap)
+}
+
+// downLongerThan: down since since for at least d, counted at the earliest
+// from the start of this leader's term (a new leader does not trust old
+// timestamps it did not observe itself).
+func (a *autopilot) downLongerThan(since time.Time, d time.Duration) bool {
 	if since.Before(a.termStart) {
 		since = a.termStart
 	}
-	return time.Since(since) >= a.n.cfg.DeadNodeReap
+	return time.Since(since) >= d
 }
 
 // quorumSafe reports whether removing s leaves a configuration whose alive
@@ -177,29 +186,64 @@ func (a *autopilot) quorumSafe(cfg raft.Configuration, members map[string]Member
 	return voters > 0 && alive >= voters/2+1
 }
 
-// maybePromote makes a non-voter a voter once its FSM has stayed within
-// catchUpLag of the leader's commit index for the stabilization time
-// (Kibitz calls this naturalization).
-func (a *autopilot) maybePromote(ctx context.Context, m Member, s raft.Server, leaderCommit uint64) {
+// caughtUp reports whether a non-voter's FSM has stayed within catchUpLag
+// of the leader's commit index for the stabilization time (Kibitz calls
+// the promotion that may follow naturalization).
+func (a *autopilot) caughtUp(ctx context.Context, m Member, leaderCommit uint64) bool {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	applied, err := a.n.cluster.AppliedIndex(pctx, m)
 	cancel()
 	if err != nil || applied+catchUpLag < leaderCommit {
 		delete(a.caughtUpSince, m.Name)
-		return
+		return false
 	}
 	since, ok := a.caughtUpSince[m.Name]
 	if !ok {
 		a.caughtUpSince[m.Name] = time.Now()
-		if a.n.cfg.Stabilization > 0 {
-			return
+		return a.n.cfg.Stabilization <= 0
+	}
+	return time.Since(since) >= a.n.cfg.Stabilization
+}
+
+// reconcileVoters makes at most one change to the voter set, the one
+// planVoters asks for: the set stays at MaxVoters (odd), a voter lost for
+// longer than VoterGrace is replaced by a caught-up non-voter, and voters
+// spread over zones.
+func (a *autopilot) reconcileVoters(cfg raft.Configuration, members map[string]Member, replicas map[string]bool) {
+	n := a.n
+	views := make([]voterView, 0, len(cfg.Servers))
+	addrs := map[string]raft.ServerAddress{}
+	for _, s := range cfg.Servers {
+		name := string(s.ID)
+		addrs[name] = s.Address
+		m, inGossip := members[name]
+		v := voterView{name: name, voter: s.Suffrage == raft.Voter, zone: m.Zone, leader: name == n.cfg.NodeID}
+		switch {
+		case v.leader:
+			v.healthy = true
+		case !v.voter:
+			v.healthy = replicas[name]
+		case inGossip && m.Status == MemberAlive:
+			v.healthy = true
+		case inGossip:
+			v.healthy = !a.downLongerThan(m.Since, n.cfg.VoterGrace)
+		default:
+			since, ok := a.missingSince[name]
+			v.healthy = !ok || !a.downLongerThan(since, n.cfg.VoterGrace)
 		}
+		views = append(views, v)
 	}
-	if time.Since(since) < a.n.cfg.Stabilization {
-		return
-	}
-	if a.change("promote", m.Name, a.n.raft.AddVoter(s.ID, s.Address, 0, a.n.cfg.ApplyTimeout)) {
-		delete(a.caughtUpSince, m.Name)
+	plan := planVoters(views, n.cfg.MaxVoters)
+	switch {
+	case plan.promote != "":
+		if a.change("promote", plan.promote, n.raft.AddVoter(raft.ServerID(plan.promote), addrs[plan.promote], 0, n.cfg.ApplyTimeout)) {
+			delete(a.caughtUpSince, plan.promote)
+			n.cfg.Logger.Info("autopilot promoted a non-voter", "server", plan.promote, "why", plan.why)
+		}
+	case plan.demote != "":
+		if a.change("demote", plan.demote, n.raft.DemoteVoter(raft.ServerID(plan.demote), 0, n.cfg.ApplyTimeout)) {
+			n.cfg.Logger.Info("autopilot demoted a voter to non-voter", "server", plan.demote, "why", plan.why)
+		}
 	}
 }
 

@@ -190,37 +190,96 @@ func TestCluster_ReadIndexSeesEveryEarlierWrite(t *testing.T) {
 	}
 }
 
-func TestCluster_LateNodeJoinsAsNonVoterThenVoter(t *testing.T) {
+// TestCluster_LateNodesFillTheVoterSetOddly: a fourth server stays a
+// non-voter (a read replica: four voters tolerate no more failures than
+// three and need one more acknowledgement); a fifth brings the set to
+// five voters.
+func TestCluster_LateNodesFillTheVoterSetOddly(t *testing.T) {
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	for i := range 50 {
 		mustApply(t, c.Leader(), fmt.Sprint(i))
 	}
-	late := c.AddNode()
-	sawNonVoter := false
+	fourth := c.AddNode()
+	testcluster.Eventually(t, 30*time.Second, func() error {
+		if s, ok := suffrageOf(c, fourth.Name); !ok || s != raft.Nonvoter {
+			return fmt.Errorf("the fourth node is not a non-voter yet")
+		}
+		return nil
+	})
+	want := reg(t, c.Leader()).values()
+	waitValues(t, fourth, want)
+	// Caught up for many times the stabilization time and reconcile
+	// interval: still a non-voter.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if s, _ := suffrageOf(c, fourth.Name); s != raft.Nonvoter {
+			t.Fatalf("the fourth server became a voter: an even voter set")
+		}
+	}
+	fifth := c.AddNode()
+	c.WaitVoters(5)
+	waitValues(t, fifth, want)
+}
+
+// TestCluster_LostVoterIsReplacedByAReplica: with three voters and two
+// replicas (--raft-voters 3), a voter killed for good is replaced by a
+// replica once it has been down for the grace period (the promotion comes
+// first, then the lost voter is demoted), and writes go on.
+func TestCluster_LostVoterIsReplacedByAReplica(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.WithModules("register"),
+		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.RaftVoters = 3 }))
+	replicas := []*testcluster.Node{
+		c.AddNodeWith(func(cfg *agent.Config) { cfg.RaftVoters = 3 }),
+		c.AddNodeWith(func(cfg *agent.Config) { cfg.RaftVoters = 3 }),
+	}
+	for _, r := range replicas {
+		testcluster.Eventually(t, 30*time.Second, func() error {
+			if s, ok := suffrageOf(c, r.Name); !ok || s != raft.Nonvoter {
+				return fmt.Errorf("%s is not a non-voter yet", r.Name)
+			}
+			return nil
+		})
+	}
+	mustApply(t, c.Leader(), "before")
+	// One voter lost for good: a replica takes its place.
+	lost := c.Followers()[0]
+	if s, _ := suffrageOf(c, lost.Name); s != raft.Voter {
+		t.Fatalf("%s is not a voter", lost.Name)
+	}
+	c.Kill(lost.Index)
 	testcluster.Eventually(t, 30*time.Second, func() error {
 		cfg, err := c.Leader().Agent().Raft().Configuration()
 		if err != nil {
 			return err
 		}
+		voters := map[string]bool{}
 		for _, s := range cfg.Servers {
-			if string(s.ID) != late.Name {
-				continue
-			}
-			if s.Suffrage == raft.Nonvoter {
-				sawNonVoter = true
-				return errors.New("still a non-voter")
-			}
 			if s.Suffrage == raft.Voter {
-				return nil
+				voters[string(s.ID)] = true
 			}
 		}
-		return errors.New("not in the configuration yet")
+		if voters[lost.Name] || len(voters) != 3 || !(voters[replicas[0].Name] || voters[replicas[1].Name]) {
+			return fmt.Errorf("voters %v: want three, a replica in place of %s", voters, lost.Name)
+		}
+		return nil
 	})
-	if !sawNonVoter {
-		t.Fatal("the late node became a voter without first being a non-voter")
+	mustApply(t, c.Leader(), "after")
+	for _, n := range c.Up() {
+		waitValues(t, n, []string{"before", "after"})
 	}
-	want := reg(t, c.Leader()).values()
-	waitValues(t, late, want)
+}
+
+// suffrageOf returns name's suffrage in the leader's configuration.
+func suffrageOf(c *testcluster.Cluster, name string) (raft.ServerSuffrage, bool) {
+	cfg, err := c.Leader().Agent().Raft().Configuration()
+	if err != nil {
+		return 0, false
+	}
+	for _, s := range cfg.Servers {
+		if string(s.ID) == name {
+			return s.Suffrage, true
+		}
+	}
+	return 0, false
 }
 
 func TestCluster_LeaderKilledNoCommittedEntryLost(t *testing.T) {

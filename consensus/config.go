@@ -55,6 +55,13 @@ type Config struct {
 	// ReconcileInterval is how often the leader's autopilot reconciles the
 	// Raft configuration with gossip membership.
 	ReconcileInterval time.Duration
+	// MaxVoters is the size of the voter set (1, 3, 5 or 7): autopilot
+	// keeps min(MaxVoters, servers) voters, odd; other servers are
+	// non-voters (read replicas).
+	MaxVoters int
+	// VoterGrace is how long a voter may be down before autopilot
+	// replaces it with a caught-up non-voter (a restart is not a loss).
+	VoterGrace time.Duration
 
 	// OnElected, if set, is called with the term each time this node wins
 	// an election (tests record it to check that no term has two leaders).
@@ -106,6 +113,8 @@ func DefaultConfig() Config {
 		DeadNodeReap:      time.Hour,
 		Stabilization:     10 * time.Second,
 		ReconcileInterval: time.Second,
+		MaxVoters:         5,
+		VoterGrace:        30 * time.Second,
 	}
 }
 
@@ -126,10 +135,15 @@ func (c Config) Validate() error {
 		return errors.New("dead node reap must be positive")
 	case c.ReconcileInterval <= 0:
 		return errors.New("reconcile interval must be positive")
+	case c.VoterGrace <= 0:
+		return errors.New("voter grace must be positive")
 	case c.Timing.HeartbeatTimeout <= 0 || c.Timing.ElectionTimeout <= 0 || c.Timing.LeaderLeaseTimeout <= 0:
 		return errors.New("raft timeouts must be positive")
 	}
 	if err := ValidateLogStore(c.LogStore); err != nil {
+		return err
+	}
+	if err := ValidVoters(c.MaxVoters); err != nil {
 		return err
 	}
 	if c.AdvertiseAddr != "" {

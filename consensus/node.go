@@ -46,6 +46,8 @@ type Member struct {
 	RaftModules []string
 	// BootstrapExpect is the member's --bootstrap-expect (0 = none).
 	BootstrapExpect int
+	// Zone is the member's --zone ("" = none): voters spread over zones.
+	Zone string
 	// HasRaftState: the member is or was in a cluster.
 	HasRaftState bool
 }

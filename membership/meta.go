@@ -25,6 +25,9 @@ type Meta struct {
 	Version string
 	// BootstrapExpect is the node's --bootstrap-expect (0 = none).
 	BootstrapExpect int
+	// Zone is the node's --zone (a rack, an availability zone; "" = none):
+	// Raft voters are spread over zones.
+	Zone string
 	// HasRaftState reports that the node already has Raft state (it is or
 	// was in a cluster).
 	HasRaftState bool
@@ -41,7 +44,7 @@ func (m Meta) Clone() Meta {
 func (m Meta) Equal(o Meta) bool {
 	return m.HTTPAddr == o.HTTPAddr && m.RaftAddr == o.RaftAddr &&
 		slices.Equal(m.Modules, o.Modules) && slices.Equal(m.RaftModules, o.RaftModules) && m.Version == o.Version &&
-		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState
+		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState && m.Zone == o.Zone
 }
 
 // wireMeta is Meta on the wire: short keys keep it well below 512 bytes.
@@ -55,6 +58,7 @@ type wireMeta struct {
 	RaftModules     []string `json:"R,omitempty"`
 	Version         string   `json:"v,omitempty"`
 	BootstrapExpect int      `json:"b,omitempty"`
+	Zone            string   `json:"z,omitempty"`
 	HasRaftState    bool     `json:"s,omitempty"`
 	Leaving         bool     `json:"l,omitempty"`
 }
@@ -69,6 +73,7 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 		RaftModules:     m.RaftModules,
 		Version:         m.Version,
 		BootstrapExpect: m.BootstrapExpect,
+		Zone:            m.Zone,
 		HasRaftState:    m.HasRaftState,
 		Leaving:         true,
 	}
@@ -107,6 +112,7 @@ func decodeMeta(buf []byte) (meta Meta, leaving bool, err error) {
 		RaftModules:     w.RaftModules,
 		Version:         w.Version,
 		BootstrapExpect: w.BootstrapExpect,
+		Zone:            w.Zone,
 		HasRaftState:    w.HasRaftState,
 	}, w.Leaving, nil
 }

@@ -200,6 +200,9 @@ func (a *Agent) startConsensus(advHost string) error {
 		ccfg.SnapshotInterval = a.cfg.SnapshotInterval
 	}
 	ccfg.DeadNodeReap = a.cfg.DeadNodeReap
+	if a.cfg.RaftVoters != 0 {
+		ccfg.MaxVoters = a.cfg.RaftVoters
+	}
 	if a.cfg.RaftLogStore != "" {
 		ccfg.LogStore = a.cfg.RaftLogStore
 	}
@@ -207,6 +210,7 @@ func (a *Agent) startConsensus(advHost string) error {
 		ccfg.Timing = consensus.LocalTiming()
 		ccfg.Stabilization = 500 * time.Millisecond
 		ccfg.ReconcileInterval = 200 * time.Millisecond
+		ccfg.VoterGrace = 2 * time.Second
 		if a.cfg.SnapshotThreshold < ccfg.TrailingLogs {
 			ccfg.TrailingLogs = a.cfg.SnapshotThreshold
 		}
@@ -294,6 +298,7 @@ func (a *Agent) startMembership(advHost string) error {
 		RaftModules:     a.raftModuleIDs(),
 		Version:         a.cfg.Version,
 		BootstrapExpect: a.cfg.BootstrapExpect,
+		Zone:            a.cfg.Zone,
 		HasRaftState:    a.node.HasState(),
 	}
 	if a.cfg.Local {

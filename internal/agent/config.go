@@ -62,6 +62,12 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	DeadNodeReap      time.Duration
+	// RaftVoters is the size of the Raft voter set: 1, 3, 5 or 7 (0 means
+	// consensus's default, 5). Servers beyond it are non-voters.
+	RaftVoters int
+	// Zone is this node's zone (rack, availability zone): voters spread
+	// over zones. Empty means none.
+	Zone string
 	// RaftLogStore is the Raft log store: consensus.LogStoreWAL or
 	// consensus.LogStoreBolt (see consensus.OpenStores for the migration
 	// from bolt to wal); empty means consensus's default.
@@ -116,6 +122,13 @@ func (c Config) Validate() error {
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:
 		return errors.New("dead-node-reap must be positive")
+	case len(c.Zone) > 64:
+		return errors.New("zone must be at most 64 bytes")
+	}
+	if c.RaftVoters != 0 {
+		if err := consensus.ValidVoters(c.RaftVoters); err != nil {
+			return err
+		}
 	}
 	if c.RaftLogStore != "" {
 		if err := consensus.ValidateLogStore(c.RaftLogStore); err != nil {

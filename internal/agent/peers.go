@@ -208,6 +208,7 @@ func consensusMember(m membership.Member) consensus.Member {
 		RaftAddr:        m.Meta.RaftAddr,
 		RaftModules:     m.Meta.RaftModules,
 		BootstrapExpect: m.Meta.BootstrapExpect,
+		Zone:            m.Meta.Zone,
 		HasRaftState:    m.Meta.HasRaftState,
 	}
 }

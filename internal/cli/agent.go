@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/consensus"
 	"shoal/internal/agent"
 	"shoal/internal/logging"
 	"shoal/modules"
@@ -63,6 +64,8 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 		return nil
 	})
 	fs.StringVar(&c.RaftLogStore, "raft-log-store", c.RaftLogStore, "raft log and stable store: wal (hashicorp/raft-wal) or bolt (raft-boltdb); with wal, a data directory holding a bolt store is migrated once at start (raft/raft.db becomes raft.db.migrated); a directory holding a wal refuses bolt")
+	fs.IntVar(&c.RaftVoters, "raft-voters", consensus.DefaultConfig().MaxVoters, "size of the raft voter set: 1, 3, 5 or 7; autopilot keeps min(this, servers) voters (odd) and makes other servers non-voters (read replicas), replacing a voter down for 30s with a caught-up non-voter")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "this node's zone (rack, availability zone): raft voters are spread over zones")
 	fs.DurationVar(&c.DeadNodeReap, "dead-node-reap", c.DeadNodeReap, "remove a server from raft after it has been dead this long (if quorum stays safe)")
 	for _, info := range modules.Registered() {
 		if info.NewConfig == nil {

@@ -281,6 +281,22 @@ func (c *Cluster) Followers() []*Node {
 // and every running node knows the leader.
 func (c *Cluster) WaitVoters(n int) {
 	c.t.Helper()
+	c.waitServers(n, true)
+}
+
+// WaitServers waits until the leader's configuration has exactly n
+// servers, voters and non-voters, and every running node knows the leader.
+func (c *Cluster) WaitServers(n int) {
+	c.t.Helper()
+	c.waitServers(n, false)
+}
+
+func (c *Cluster) waitServers(n int, votersOnly bool) {
+	c.t.Helper()
+	what := "servers"
+	if votersOnly {
+		what = "voters"
+	}
 	Eventually(c.t, 30*time.Second, func() error {
 		leader, err := c.leader(c.Up())
 		if err != nil {
@@ -290,14 +306,14 @@ func (c *Cluster) WaitVoters(n int) {
 		if err != nil {
 			return err
 		}
-		voters := 0
+		count := 0
 		for _, s := range cfg.Servers {
-			if s.Suffrage == 0 { // raft.Voter
-				voters++
+			if !votersOnly || s.Suffrage == 0 { // raft.Voter
+				count++
 			}
 		}
-		if voters != n {
-			return fmt.Errorf("%d voters, want %d", voters, n)
+		if count != n {
+			return fmt.Errorf("%d %s, want %d", count, what, n)
 		}
 		return nil
 	})
