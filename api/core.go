@@ -2,8 +2,10 @@ package api
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -172,13 +174,19 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Addrs) == 0 || len(req.Addrs) > 64 {
 		return httpjson.BadRequest("invalid_addrs", "addrs must list 1 to 64 gossip addresses (host:port)")
 	}
+	for _, a := range req.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+			return httpjson.BadRequest("invalid_addrs", "%q is not a gossip address (host:port)", modules.Echo(a))
+		}
+	}
 	n, err := s.Members.Join(req.Addrs)
 	if n == 0 {
-		msg := "no address answered"
-		if err != nil {
-			msg = err.Error()
-		}
-		return &httpjson.Error{Status: http.StatusBadGateway, Code: "join_failed", Message: "join failed: " + msg}
+		// The resolver's and the dialer's words name this node's
+		// internals (its resolver's address, say): they go to the log.
+		s.Logger.Warn("join failed", "addrs", req.Addrs, "err", err)
+		return &httpjson.Error{Status: http.StatusGatewayTimeout, Code: "join_failed",
+			Message: "join failed: no address answered (does it resolve, and is its gossip port reachable from this node?)"}
 	}
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"joined": n})
 	return nil

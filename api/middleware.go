@@ -2,9 +2,12 @@ package api
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -124,6 +127,68 @@ func (s *server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
+// timeBody bounds how long a client may take to send its request body
+// (Deps.BodyTimeout): a body still arriving after that is cut and the
+// request answered 408 body_timeout (counted in shoal_http_requests_total
+// with code 408). The server's ReadHeaderTimeout bounds the headers; this
+// bounds what follows, which http.Server's ReadTimeout would also do, but
+// for the whole request, long-lived streams included. Once the body is
+// read the deadline is cleared: a handler that then waits (a write waiting
+// for Raft) must not have its connection's read deadline cancel it.
+func (s *server) timeBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(s.BodyTimeout)) != nil {
+			next.ServeHTTP(w, r) // a writer without deadlines (tests)
+			return
+		}
+		// The deadline is not lifted when the handler returns without
+		// reading the body to its end: the server then drains the rest,
+		// and the deadline bounds that too.
+		r.Body = &timedBody{ReadCloser: r.Body, rc: rc, header: w.Header(), limit: s.BodyTimeout}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// timedBody is a request body under a read deadline, cleared at EOF.
+type timedBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	header  http.Header // the response's, not yet written
+	limit   time.Duration
+	cleared bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		b.clear()
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		// The rest of the body will not be read: the connection closes
+		// after the answer instead of the server draining it first
+		// (which would wait on the slow client again).
+		b.header.Set("Connection", "close")
+		b.cleared = true // the connection goes: its deadline stays
+		return n, httpjson.ErrBodyTimeout.WithMessage("the request body did not arrive within %v", b.limit)
+	}
+	return n, err
+}
+
+// clear lifts the read deadline once the body is read (before the server
+// starts its background read, which a deadline would turn into a
+// cancelled request); it runs on the handler's goroutine only.
+func (b *timedBody) clear() {
+	if !b.cleared {
+		b.cleared = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
 // authenticate requires the bearer token when one is configured.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	if s.Token == "" {
@@ -135,6 +200,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
+			if r.ContentLength != 0 {
+				// Its body is not read: close rather than drain it
+				// first (a stranger trickling a body would hold the
+				// answer back for the whole body timeout).
+				w.Header().Set("Connection", "close")
+			}
 			httpjson.WriteError(w, r, httpjson.ErrUnauthorized)
 			return
 		}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +24,7 @@ const maxBody = 1024
 func TestNode(t *testing.T) {
 	c := testcluster.New(t, 3,
 		testcluster.WithModules("log", testModuleID),
-		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.MaxBodyBytes = maxBody }))
+		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.MaxBodyBytes, cfg.BodyTimeout = maxBody, bodyTimeout }))
 	leader := c.Leader()
 
 	t.Run("Health", func(t *testing.T) { testHealth(t, c) })
@@ -34,6 +35,7 @@ func TestNode(t *testing.T) {
 	t.Run("UnknownRoute", func(t *testing.T) { testUnknownRoute(t, c) })
 	t.Run("WrongMethod", func(t *testing.T) { testWrongMethod(t, c) })
 	t.Run("BodyTooLarge", func(t *testing.T) { testBodyTooLarge(t, c) })
+	t.Run("SlowBody", func(t *testing.T) { testSlowBody(t, c) })
 	t.Run("Join", func(t *testing.T) { testJoin(t, c) })
 	t.Run("Panic", func(t *testing.T) { testPanic(t, c) })
 	t.Run("Metrics", func(t *testing.T) { testMetrics(t, c) })
@@ -249,10 +251,28 @@ func testWrongMethod(t *testing.T, c *testcluster.Cluster) {
 		{http.MethodGet, "/v1/raft/peers/node1"},
 		{http.MethodGet, "/v1/raft/transfer-leadership"},
 	} {
-		e := wantError(t, call(t, tc.method, n.URL()+tc.path, "", nil), http.StatusMethodNotAllowed, "method_not_allowed")
+		r := call(t, tc.method, n.URL()+tc.path, "", nil)
+		e := wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
 		if msg := e["message"].(string); !strings.Contains(msg, tc.method) {
 			t.Fatalf("%s %s: message %q does not name the method", tc.method, tc.path, msg)
 		}
+		if allow := r.header.Get("Allow"); allow == "" || strings.Contains(allow, tc.method) {
+			t.Fatalf("%s %s: Allow %q, want the methods the route answers", tc.method, tc.path, allow)
+		}
+	}
+	if allow := call(t, http.MethodDelete, n.URL()+"/v1/status", "", nil).header.Get("Allow"); allow != "GET, HEAD" {
+		t.Fatalf("DELETE /v1/status: Allow %q, want \"GET, HEAD\"", allow)
+	}
+	// HEAD answers wherever GET does, with GET's status and no body.
+	for _, path := range []string{"/v1/health/live", "/v1/health/ready", "/v1/status", "/v1/members"} {
+		if r := call(t, http.MethodHead, n.URL()+path, "", nil); r.status != http.StatusOK || len(r.body) != 0 {
+			t.Fatalf("HEAD %s: %v", path, r)
+		}
+	}
+	// A long path is echoed cut short.
+	long := "/v1/" + strings.Repeat("x", 10_000)
+	if r := get(t, n.URL()+long); r.status != http.StatusNotFound || len(r.body) > 1000 {
+		t.Fatalf("GET of a 10 KB path: %d, a %d-byte answer", r.status, len(r.body))
 	}
 }
 
@@ -302,6 +322,9 @@ func testJoin(t *testing.T, c *testcluster.Cluster) {
 		{"no addrs field", `{}`, "invalid_addrs"},
 		{"empty addrs", `{"addrs":[]}`, "invalid_addrs"},
 		{"too many addrs", `{"addrs":[` + strings.TrimSuffix(strings.Repeat(`"a:1",`, 65), ",") + `]}`, "invalid_addrs"},
+		{"no port", `{"addrs":["10.0.0.1"]}`, "invalid_addrs"},
+		{"port out of range", `{"addrs":["10.0.0.1:70000"]}`, "invalid_addrs"},
+		{"no host", `{"addrs":[":7482"]}`, "invalid_addrs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, call(t, http.MethodPost, n.URL()+"/v1/cluster/join", tc.body, nil), http.StatusBadRequest, tc.code)
@@ -314,7 +337,10 @@ func testJoin(t *testing.T, c *testcluster.Cluster) {
 		}
 		closed := ln.Addr().String()
 		ln.Close()
-		wantError(t, call(t, http.MethodPost, n.URL()+"/v1/cluster/join", `{"addrs":["`+closed+`"]}`, nil), http.StatusBadGateway, "join_failed")
+		e := wantError(t, call(t, http.MethodPost, n.URL()+"/v1/cluster/join", `{"addrs":["`+closed+`"]}`, nil), http.StatusGatewayTimeout, "join_failed")
+		if msg := e["message"].(string); strings.Contains(msg, "127.0.0.1") {
+			t.Fatalf("the message %q shows addresses of the node's internals", msg)
+		}
 	})
 	t.Run("existing member", func(t *testing.T) {
 		seed := c.Node(0).Agent().GossipAddr()
@@ -392,4 +418,53 @@ func testMetrics(t *testing.T, c *testcluster.Cluster) {
 	if !found {
 		t.Fatalf("the panicking request is not counted as a 500:\n%s", strings.Join(metricLines(text, "shoal_http_requests_total"), "\n"))
 	}
+}
+
+// bodyTimeout is the test cluster's --http-body-timeout.
+const bodyTimeout = time.Second
+
+// testSlowBody: a client that sends its headers and then trickles its
+// body is cut off with 408 body_timeout once the body timeout has passed,
+// instead of holding the connection (and a handler) for as long as it
+// likes.
+func testSlowBody(t *testing.T, c *testcluster.Cluster) {
+	n := c.Node(0)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := fmt.Fprintf(conn, "POST /v1/cluster/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addrs\""); err != nil {
+		t.Fatal(err)
+	}
+	// One more byte now and then, each within the timeout, never the
+	// whole body.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a trickled body after %v: %v", time.Since(start), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "body_timeout") {
+		t.Fatalf("got %d %s, want 408 body_timeout", resp.StatusCode, body)
+	}
+	t.Logf("a trickled body was cut after %v", time.Since(start).Round(time.Millisecond))
 }

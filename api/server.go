@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -58,6 +59,9 @@ type Deps struct {
 	Registry     *prometheus.Registry
 	Token        string
 	MaxBodyBytes int64
+	// BodyTimeout bounds the time a client may take to send a request
+	// body (408 beyond); 0 means no bound.
+	BodyTimeout time.Duration
 	Logger       *slog.Logger
 	// Stopping reports that the node is shutting down (ready goes false).
 	Stopping func() bool
@@ -99,11 +103,16 @@ func New(d Deps) (http.Handler, error) {
 	r.Use(s.observe)
 	r.Use(s.recoverer) // inside the log and metrics, so they see a panic's 500
 	r.Use(s.limitBody)
+	r.Use(s.timeBody)
+	r.Use(middleware.GetHead) // HEAD works wherever GET does
 	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, r.URL.Path)
+		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, modules.Echo(r.URL.Path))
 	}))
-	r.MethodNotAllowed(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
-		return httpjson.ErrMethod.WithMessage("%s is not allowed on %s", r.Method, r.URL.Path)
+	r.MethodNotAllowed(httpjson.Handle(func(w http.ResponseWriter, req *http.Request) error {
+		if allow := allowedMethods(r, req.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		return httpjson.ErrMethod.WithMessage("%s is not allowed on %s", req.Method, modules.Echo(req.URL.Path))
 	}))
 
 	// Health checks stay open without a token: orchestrators probe them.
@@ -125,6 +134,19 @@ func New(d Deps) (http.Handler, error) {
 		})
 	})
 	return r, nil
+}
+
+// allowedMethods lists the methods routes answers on path, for the Allow
+// header of a 405 (RFC 9110 requires it; chi sets it only with its own
+// handler).
+func allowedMethods(routes chi.Routes, path string) string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if routes.Match(chi.NewRouteContext(), m, path) || (m == http.MethodHead && routes.Match(chi.NewRouteContext(), http.MethodGet, path)) {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // routes is the node's own route table.

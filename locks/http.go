@@ -41,8 +41,8 @@ func (l *Locks) Routes(r chi.Router) {
 // nameParam returns the validated {name} URL parameter.
 func nameParam(r *http.Request, k kind) (string, error) {
 	name := chi.URLParam(r, "name")
-	if !modules.ValidName(name) {
-		return "", ErrInvalidName.WithMessage("invalid %s name %q: a name is 1 to %d bytes of letters, digits, '.', '_' and '-'", k, name, maxNameLen)
+	if !modules.ValidAPIName(name) {
+		return "", ErrInvalidName.WithMessage("invalid %s name %q: a name is 1 to %d bytes of letters, digits, '.', '_' and '-', and not . or ..", k, modules.Echo(name), maxNameLen)
 	}
 	return name, nil
 }

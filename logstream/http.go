@@ -149,8 +149,8 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 // logName returns the validated {name} URL parameter.
 func logName(r *http.Request) (string, error) {
 	name := chi.URLParam(r, "name")
-	if !modules.ValidName(name) {
-		return "", ErrInvalidLogName.WithMessage("invalid log name %q: a log name is 1 to %d bytes of letters, digits, '.', '_' and '-'", name, maxNameLen)
+	if !modules.ValidAPIName(name) {
+		return "", ErrInvalidLogName.WithMessage("invalid log name %q: a log name is 1 to %d bytes of letters, digits, '.', '_' and '-', and not . or ..", modules.Echo(name), maxNameLen)
 	}
 	return name, nil
 }

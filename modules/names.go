@@ -1,5 +1,7 @@
 package modules
 
+import "unicode/utf8"
+
 // MaxNameLen is the length in bytes of the longest name ValidName accepts.
 const MaxNameLen = 128
 
@@ -23,4 +25,29 @@ func ValidName(name string) bool {
 		}
 	}
 	return true
+}
+
+// ValidAPIName is ValidName for a name a client gives the HTTP API: it
+// also refuses "." and "..", path segments that URL clients and file
+// systems resolve instead of passing on. Decoders keep ValidName, so state
+// written before this rule stays readable.
+func ValidAPIName(name string) bool {
+	return name != "." && name != ".." && ValidName(name)
+}
+
+// maxEcho is how much of a client's input an error message quotes.
+const maxEcho = 64
+
+// Echo returns s as an error message may quote it: at most 64 bytes (cut
+// on a rune boundary, marked with "..."), so a 100 KB name does not come
+// back as a 100 KB error.
+func Echo(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

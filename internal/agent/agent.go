@@ -139,6 +139,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		Registry:     a.registry,
 		Token:        cfg.Token,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		BodyTimeout:  cfg.BodyTimeout,
 		Logger:       a.logger.With("component", "api"),
 		Stopping:     a.stopping.Load,
 		Leave:        a.leaveAsync,

@@ -58,6 +58,9 @@ type Config struct {
 	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
 	// MaxBodyBytes limits request bodies (413 beyond).
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a client may take to send a request body
+	// (408 beyond); 0 means no bound.
+	BodyTimeout time.Duration
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -95,6 +98,7 @@ func DefaultConfig() Config {
 		RaftAddr:          "0.0.0.0:7481",
 		GossipAddr:        "0.0.0.0:7482",
 		MaxBodyBytes:      4 << 20,
+		BodyTimeout:       30 * time.Second,
 		SnapshotThreshold: consensus.DefaultConfig().SnapshotThreshold,
 		SnapshotInterval:  consensus.DefaultConfig().SnapshotInterval,
 		RaftLogStore:      consensus.DefaultConfig().LogStore,
@@ -118,6 +122,8 @@ func (c Config) Validate() error {
 		return errors.New("bootstrap-expect and self-bootstrap exclude each other")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("max body size must be positive")
+	case c.BodyTimeout < 0:
+		return errors.New("http body timeout must not be negative")
 	case c.SnapshotThreshold == 0:
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:

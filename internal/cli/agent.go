@@ -55,6 +55,7 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&c.ClusterTLSKey, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
 	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA bundle that every node's cluster certificate chains to")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body")
+	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest a client may take to send a request body (408 body_timeout beyond; 0 = no bound); headers are bounded at 10s")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64
 		if _, err := fmt.Sscan(s, &v); err != nil || v == 0 {

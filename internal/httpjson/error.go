@@ -112,6 +112,8 @@ var (
 	ErrBadJSON         = Errorf(http.StatusBadRequest, "bad_json", "request body is not valid JSON")
 	ErrShuttingDown    = &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "this node is shutting down", RetryAfter: time.Second}
 	ErrRequestTimedOut = Errorf(http.StatusGatewayTimeout, "timeout", "the request did not complete in time")
+	// ErrBodyTimeout: the client sent its request body too slowly.
+	ErrBodyTimeout = Errorf(http.StatusRequestTimeout, "body_timeout", "the request body did not arrive in time")
 	// ErrCanceled: the client went away (or the node is stopping) before
 	// the request completed. The client will rarely see it.
 	ErrCanceled = &Error{Status: http.StatusServiceUnavailable, Code: "canceled", Message: "the request was canceled before it completed", RetryAfter: time.Second}

@@ -1,6 +1,7 @@
 package httpjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 )
 
 // HandlerFunc is an HTTP handler that returns its failure instead of
@@ -69,9 +71,22 @@ func DecodeJSON(r *http.Request, v any) error {
 	return Decode(r.Body, v)
 }
 
-// Decode is DecodeJSON for any reader.
+// Decode is DecodeJSON for any reader. Beyond what encoding/json checks
+// it refuses, as 400 bad_json, input encoding/json would quietly change:
+// invalid UTF-8 (which it replaces with U+FFFD) and numbers outside
+// float64's range (which a json.RawMessage would keep, to fail later).
 func Decode(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return decodeError(err)
+	}
+	if !utf8.Valid(data) {
+		return ErrBadJSON.WithMessage("request body is not valid UTF-8 at byte %d", invalidUTF8At(data))
+	}
+	if err := checkNumbers(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -80,20 +95,61 @@ func Decode(body io.Reader, v any) error {
 		return ErrBadJSON.WithMessage("request body has data after the JSON value")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return As(err)
-		}
 		return ErrBadJSON.WithMessage("request body has data after the JSON value")
 	}
 	return nil
+}
+
+// invalidUTF8At returns the offset of the first invalid UTF-8 sequence.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
+}
+
+// checkNumbers refuses a JSON number that does not fit a float64 (1e999).
+// Only an exponent or a run of more than 300 digits can overflow, so input
+// without either is not walked.
+func checkNumbers(data []byte) error {
+	if !bytes.ContainsAny(data, "eE") && len(data) < 300 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // malformed input: Decode says where
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return ErrBadJSON.WithMessage("number %s is outside the range of a 64-bit float", truncate(string(n), 32))
+			}
+		}
+	}
+}
+
+// truncate cuts s to at most n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func decodeError(err error) error {
 	var tooLarge *http.MaxBytesError
 	var syntax *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var e *Error
 	switch {
+	case errors.As(err, &e):
+		return e // a reader's own answer (the body timed out, say)
 	case errors.As(err, &tooLarge):
 		return As(err)
 	case errors.Is(err, io.EOF):

@@ -1,6 +1,7 @@
 package httpjson_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -103,7 +104,10 @@ func TestDecodeJSON_TooLarge(t *testing.T) {
 		{"value fits, trailing space over the limit", value + strings.Repeat(" ", limit), "body_too_large"},
 		{"value fits, one byte over", value + " ", "body_too_large"},
 		{"value fits, trailing data over the limit", value + strings.Repeat("x", limit), "body_too_large"},
-		{"syntax error before the limit", `{"addrs":[x` + strings.Repeat(" ", 2*limit), "bad_json"},
+		// The body is read whole (to check its UTF-8 and numbers) before
+		// it is parsed: over the limit is 413 whatever it holds.
+		{"syntax error, over the limit", `{"addrs":[x` + strings.Repeat(" ", 2*limit), "body_too_large"},
+		{"syntax error within the limit", `{"addrs":[x` + strings.Repeat(" ", limit/2), "bad_json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,5 +135,34 @@ func TestDecodeJSON_TooLarge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDecode_RefusesWhatEncodingJSONWouldQuietlyChange(t *testing.T) {
+	type body struct {
+		ID   string          `json:"id"`
+		Data json.RawMessage `json:"data"`
+	}
+	for name, tc := range map[string]struct {
+		in string
+		ok bool
+	}{
+		"plain":                       {`{"id":"a","data":{"n":1.5e10,"s":"é"}}`, true},
+		"invalid UTF-8 in a string":   {"{\"id\":\"a\xff\",\"data\":1}", false},
+		"invalid UTF-8 in raw data":   {"{\"id\":\"a\",\"data\":\"\xc3\"}", false},
+		"a number beyond float64":     {`{"id":"a","data":1e999}`, false},
+		"deep in raw data":            {`{"id":"a","data":{"x":[1,2,-1E400]}}`, false},
+		"a long but finite number":    {`{"id":"a","data":` + strings.Repeat("9", 200) + `}`, true},
+		"310 digits overflow float64": {`{"id":"a","data":` + strings.Repeat("9", 310) + `}`, false},
+		"smallest subnormal is fine":  {`{"id":"a","data":5e-324}`, true},
+	} {
+		var b body
+		err := httpjson.Decode(strings.NewReader(tc.in), &b)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if !tc.ok && !errors.Is(err, httpjson.ErrBadJSON) {
+			t.Errorf("%s: got %v, want bad_json", name, err)
+		}
 	}
 }
