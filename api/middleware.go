@@ -198,6 +198,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The scheme is case-insensitive (RFC 9110 11.1); the token is not.
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok && isStream(r) {
+			// A browser's EventSource and WebSocket cannot send headers:
+			// a stream may carry the token as ?token=. Only the path is
+			// ever logged, never the query.
+			scheme, got, ok = "Bearer", r.URL.Query().Get("token"), r.URL.Query().Has("token")
+		}
 		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 			if r.ContentLength != 0 {
@@ -211,4 +217,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isStream reports whether r opens a stream a browser cannot give an
+// Authorization header: an EventSource (Accept: text/event-stream) or a
+// WebSocket handshake, both GET.
+func isStream(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		(strings.Contains(r.Header.Get("Accept"), "text/event-stream") || strings.EqualFold(r.Header.Get("Upgrade"), "websocket"))
 }

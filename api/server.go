@@ -62,7 +62,10 @@ type Deps struct {
 	// BodyTimeout bounds the time a client may take to send a request
 	// body (408 beyond); 0 means no bound.
 	BodyTimeout time.Duration
-	Logger       *slog.Logger
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser; none by default.
+	CORSOrigins []string
+	Logger      *slog.Logger
 	// Stopping reports that the node is shutting down (ready goes false).
 	Stopping func() bool
 	// Leave starts a graceful leave and returns at once.
@@ -96,12 +99,17 @@ func New(d Deps) (http.Handler, error) {
 		return nil, fmt.Errorf("register http metrics: %w", err)
 	}
 	s := &server{Deps: d, metrics: m}
+	b, err := newBrowsers(d.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
 	r.Use(s.withLogger)
 	r.Use(s.observe)
 	r.Use(s.recoverer) // inside the log and metrics, so they see a panic's 500
+	r.Use(b.handler)   // before routing and auth: preflights carry no token
 	r.Use(s.limitBody)
 	r.Use(s.timeBody)
 	r.Use(middleware.GetHead) // HEAD works wherever GET does

@@ -140,6 +140,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		Token:        cfg.Token,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		BodyTimeout:  cfg.BodyTimeout,
+		CORSOrigins:  cfg.CORSOrigins,
 		Logger:       a.logger.With("component", "api"),
 		Stopping:     a.stopping.Load,
 		Leave:        a.leaveAsync,

@@ -61,6 +61,9 @@ type Config struct {
 	// BodyTimeout bounds how long a client may take to send a request body
 	// (408 beyond); 0 means no bound.
 	BodyTimeout time.Duration
+	// CORSOrigins are the origins whose pages may call the API from a
+	// browser (scheme://host[:port]); none by default.
+	CORSOrigins []string
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoal/api"
 	"shoal/consensus"
 	"shoal/internal/agent"
 	"shoal/internal/logging"
@@ -55,6 +56,15 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&c.ClusterTLSKey, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
 	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA bundle that every node's cluster certificate chains to")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body")
+	fs.Func("cors-origins", "comma-separated origins (scheme://host[:port]) whose pages may call the API from a browser; a browser's write from any other origin is refused (403 origin_not_allowed)", func(s string) error {
+		c.CORSOrigins = nil
+		for o := range strings.SplitSeq(s, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.CORSOrigins = append(c.CORSOrigins, o)
+			}
+		}
+		return api.ValidateOrigins(c.CORSOrigins)
+	})
 	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest a client may take to send a request body (408 body_timeout beyond; 0 = no bound); headers are bounded at 10s")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64
