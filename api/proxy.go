@@ -1,16 +1,20 @@
 package api
 
 import (
+	"io"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 
 	"shoal/consensus"
 	"shoal/internal/httpjson"
 )
 
-// onLeader runs h on the leader: on a follower the request is proxied to the
-// leader's HTTP API, once (a proxied request that finds no leader there
+// maxLeaderBody bounds the body of a request onLeader forwards: these are
+// small administrative requests.
+const maxLeaderBody = 1 << 20
+
+// onLeader runs h on the leader: on a follower the request is served by
+// the leader's own API handler, carried over the cluster port
+// (Deps.OnLeader), once (a forwarded request that finds no leader there
 // fails instead of bouncing on).
 func (s *server) onLeader(h httpjson.HandlerFunc) httpjson.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -20,22 +24,27 @@ func (s *server) onLeader(h httpjson.HandlerFunc) httpjson.HandlerFunc {
 		if r.Header.Get("X-Shoal-Forwarded") != "" {
 			return consensus.ErrNotLeader
 		}
-		addr, ok := s.LeaderHTTP()
-		if !ok {
-			return consensus.ErrNoLeader
+		if s.OnLeader == nil {
+			return consensus.ErrNotLeader
 		}
-		var proxyErr error
-		proxy := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(&url.URL{Scheme: "http", Host: addr})
-				pr.Out.Header.Set("X-Shoal-Forwarded", "1")
-			},
-			Transport: s.Transport,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				proxyErr = consensus.ErrLeaderUnreachable
-			},
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxLeaderBody+1))
+		if err != nil {
+			return err
 		}
-		proxy.ServeHTTP(w, r)
-		return proxyErr
+		if len(body) > maxLeaderBody {
+			return httpjson.ErrBodyTooLarge
+		}
+		status, header, out, err := s.OnLeader(r.Context(), r, body)
+		if err != nil {
+			return err
+		}
+		for k, vs := range header {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(out)
+		return nil
 	}
 }

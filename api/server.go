@@ -70,10 +70,10 @@ type Deps struct {
 	Stopping func() bool
 	// Leave starts a graceful leave and returns at once.
 	Leave func()
-	// LeaderHTTP returns the leader's HTTP address, if known.
-	LeaderHTTP func() (string, bool)
-	// Transport carries requests proxied to the leader.
-	Transport http.RoundTripper
+	// OnLeader serves a leader-only request on the leader when this node
+	// follows: the leader's status, headers and body, or a consensus error
+	// (no leader, not delivered, outcome unknown).
+	OnLeader func(ctx context.Context, r *http.Request, body []byte) (status int, header http.Header, out []byte, err error)
 	// Security reports how node-to-node traffic is protected (/v1/status).
 	Security func() any
 	// Keyring runs a keyring operation (list, install, use, remove) on

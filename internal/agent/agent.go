@@ -48,7 +48,9 @@ type Agent struct {
 	leader   *leadershipRelay
 	peers    *peerClient     // calls to other nodes, over the cluster port
 	rpc      *peerrpc.Server // calls from other nodes
-	proxy    *http.Transport // the API's proxy of leader-only requests
+	// apiHandler is the API's handler, published for peer calls that
+	// serve forwarded leader-only requests (leaderapi.go).
+	apiHandler atomic.Pointer[http.Handler]
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -103,11 +105,6 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	a.httpAddr = net.JoinHostPort(adv, strconv.Itoa(a.httpLn.Addr().(*net.TCPAddr).Port))
 
-	a.proxy = &http.Transport{
-		DialContext:         cfg.Gate.DialContext, // a nil gate dials directly
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-	}
 	a.leader = newLeadershipRelay(a.logger)
 
 	infos, err := modules.Resolve(cfg.Modules)
@@ -144,16 +141,16 @@ func New(cfg Config) (_ *Agent, err error) {
 		Logger:       a.logger.With("component", "api"),
 		Stopping:     a.stopping.Load,
 		Leave:        a.leaveAsync,
-		LeaderHTTP:   a.leaderHTTPAddr,
 		Security:     func() any { return a.Security() },
 		Keyring: func(ctx context.Context, op, key string) (any, error) {
 			return a.KeyringOp(ctx, op, key)
 		},
-		Transport: a.proxy,
+		OnLeader:  a.ForwardToLeader,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.apiHandler.Store(&handler)
 	// HTTP/1.1 for curl and browsers, and HTTP/2 over cleartext with prior
 	// knowledge (h2c) for clients that multiplex many requests on one
 	// connection, as the Go client can (client.WithHTTP2).
@@ -274,6 +271,7 @@ func (a *Agent) startConsensus(advHost string) error {
 		return err
 	}
 	a.serveConsensus(a.rpc)
+	a.rpc.Handle(methodLeaderAPI, a.serveLeaderAPI)
 	a.serveKeyring(a.rpc)
 	a.serveModules(a.rpc)
 	if a.cfg.BootstrapSelf {
@@ -550,9 +548,6 @@ func (a *Agent) stopAll(ctx context.Context) error {
 		errs = append(errs, a.port.Close())
 	}
 	a.wg.Wait()
-	if a.proxy != nil {
-		a.proxy.CloseIdleConnections()
-	}
 	return errors.Join(errs...)
 }
 
@@ -639,16 +634,3 @@ func (a *Agent) removedFromRaft(ctx context.Context) (bool, error) {
 	return !slices.Contains(ids, a.cfg.NodeName), nil
 }
 
-// leaderHTTPAddr returns the HTTP address of the current Raft leader.
-func (a *Agent) leaderHTTPAddr() (string, bool) {
-	id, _ := a.node.Leader()
-	g := a.gossip.Load()
-	if id == "" || g == nil {
-		return "", false
-	}
-	m, ok := g.Member(id)
-	if !ok || m.Meta.HTTPAddr == "" {
-		return "", false
-	}
-	return m.Meta.HTTPAddr, true
-}
