@@ -3,12 +3,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -37,6 +40,7 @@ const maxErrorBody = 1 << 20
 // callers set deadlines there (Tail runs until its context is done).
 type Client struct {
 	base     *url.URL
+	tls      *tls.Config
 	token    string
 	hc       *http.Client
 	backoff  backoff
@@ -119,7 +123,47 @@ func New(addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(c)
 	}
+	if t, ok := c.hc.Transport.(*http.Transport); ok && c.tls != nil {
+		t.TLSClientConfig = c.tls
+	}
 	return c, nil
+}
+
+// WithTLS makes the Client use cfg for https:// addresses: the CAs it
+// trusts (RootCAs) and the certificate it presents (Certificates). See
+// LoadTLS.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) { c.tls = cfg }
+}
+
+// LoadTLS builds a client TLS configuration from PEM files: caFile, if not
+// empty, replaces the system's CAs (a private CA's bundle); certFile and
+// keyFile, both or neither, are the client certificate a node started
+// with --tls-client-ca requires.
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA bundle %s: no PEM certificate in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("a client certificate needs both its certificate and its key")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // Addr returns the base URL the Client sends requests to.

@@ -46,7 +46,8 @@ var valueSets = []struct {
 		"auth":     map[string]any{"existingSecret": "shoal-credentials"},
 		"image":    map[string]any{"repository": "registry.example/shoal", "tag": "v1.2.3"},
 		"metrics":  map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
-		"agent":    map[string]any{"modules": []any{"log", "locks"}, "extraArgs": []any{"--snapshot-threshold", "16384"}},
+		"agent":    map[string]any{"modules": []any{"log", "locks"}, "extraArgs": []any{"--snapshot-threshold", "16384"}, "raftVoters": 3},
+		"tls":      map[string]any{"secretName": "shoal-tls", "clientCASecretName": "shoal-client-ca"},
 	}},
 	{"no persistence, no auth, one replica", "dev", "try", map[string]any{
 		"replicas":            1,
@@ -196,6 +197,7 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	authOn := auth["enabled"].(bool)
 	existing := auth["existingSecret"].(string)
 	persistence := v["persistence"].(map[string]any)["enabled"].(bool)
+	tlsSecret := v["tls"].(map[string]any)["secretName"].(string)
 	pdbOn := v["podDisruptionBudget"].(map[string]any)["enabled"].(bool)
 	smOn := v["metrics"].(map[string]any)["serviceMonitor"].(map[string]any)["enabled"].(bool)
 
@@ -306,14 +308,29 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
 		t.Errorf("resources %+v: want CPU and memory requests", c.Resources)
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/data" || c.VolumeMounts[0].Name != "data" {
+	if len(c.VolumeMounts) < 1 || c.VolumeMounts[0].MountPath != "/data" || c.VolumeMounts[0].Name != "data" {
 		t.Errorf("volume mounts %+v, want data on /data", c.VolumeMounts)
+	}
+	// With TLS: the Secret on /tls, the flags, HTTPS probes and SHOAL_ADDR.
+	if tlsSecret != "" {
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			mounted = mounted || (m.Name == "tls" && m.MountPath == "/tls" && m.ReadOnly)
+		}
+		secretVol := false
+		for _, vol := range pod.Volumes {
+			secretVol = secretVol || (vol.Name == "tls" && vol.Secret != nil && vol.Secret.SecretName == tlsSecret)
+		}
+		if !mounted || !secretVol || !slices.Contains(c.Args, "--tls-cert=/tls/tls.crt") || !slices.Contains(c.Args, "--tls-key=/tls/tls.key") ||
+			c.ReadinessProbe.HTTPGet.Scheme != "HTTPS" || c.LivenessProbe.HTTPGet.Scheme != "HTTPS" || !strings.HasPrefix(env["SHOAL_ADDR"].Value, "https://") {
+			t.Errorf("tls.secretName %q: want the Secret mounted on /tls, --tls-cert/--tls-key, HTTPS probes and an https SHOAL_ADDR; got mounts %+v args %v", tlsSecret, c.VolumeMounts, c.Args)
+		}
 	}
 	if persistence {
 		if len(spec.VolumeClaimTemplates) != 1 || spec.VolumeClaimTemplates[0].Name != "data" {
 			t.Errorf("volumeClaimTemplates %+v, want one named data", spec.VolumeClaimTemplates)
 		}
-	} else if len(spec.VolumeClaimTemplates) != 0 || len(pod.Volumes) != 1 || pod.Volumes[0].EmptyDir == nil {
+	} else if len(spec.VolumeClaimTemplates) != 0 || len(pod.Volumes) < 1 || pod.Volumes[0].EmptyDir == nil {
 		t.Errorf("without persistence: want an emptyDir data volume and no claim templates, got %+v %+v", pod.Volumes, spec.VolumeClaimTemplates)
 	}
 	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 35 {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,8 @@ type Agent struct {
 	// apiHandler is the API's handler, published for peer calls that
 	// serve forwarded leader-only requests (leaderapi.go).
 	apiHandler atomic.Pointer[http.Handler]
+	// apiCert is the API's TLS certificate (nil without --tls-cert).
+	apiCert *apiCert
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -145,7 +148,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		Keyring: func(ctx context.Context, op, key string) (any, error) {
 			return a.KeyringOp(ctx, op, key)
 		},
-		OnLeader:  a.ForwardToLeader,
+		OnLeader: a.ForwardToLeader,
 	})
 	if err != nil {
 		return nil, err
@@ -154,9 +157,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	// HTTP/1.1 for curl and browsers, and HTTP/2 over cleartext with prior
 	// knowledge (h2c) for clients that multiplex many requests on one
 	// connection, as the Go client can (client.WithHTTP2).
+	// With --tls-cert, HTTP/1.1 and HTTP/2 over TLS only.
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
 	a.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -164,10 +167,26 @@ func New(cfg Config) (_ *Agent, err error) {
 		Protocols:         protocols,
 		ErrorLog:          nil,
 	}
+	ln := a.httpLn
+	if cfg.TLSCert != "" {
+		if a.apiCert, err = newAPICert(cfg.TLSCert, cfg.TLSKey, a.logger.With("component", "api")); err != nil {
+			return nil, err
+		}
+		tcfg, err := apiTLSConfig(a.apiCert, cfg.TLSClientCA)
+		if err != nil {
+			return nil, err
+		}
+		protocols.SetHTTP2(true)
+		a.httpSrv.TLSConfig = tcfg
+		tcfg.NextProtos = []string{"h2", "http/1.1"}
+		ln = tls.NewListener(ln, tcfg)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.logger.Error("http server stopped", "err", err)
 		}
 	}()
@@ -634,3 +653,19 @@ func (a *Agent) removedFromRaft(ctx context.Context) (bool, error) {
 	return !slices.Contains(ids, a.cfg.NodeName), nil
 }
 
+// ReloadTLS reads the API's TLS certificate and key again (SIGHUP). It is
+// a no-op without --tls-cert; on error the previous pair keeps serving.
+func (a *Agent) ReloadTLS() error {
+	if a.apiCert == nil {
+		return nil
+	}
+	return a.apiCert.Reload()
+}
+
+// HTTPScheme is "https" when the API serves TLS, else "http".
+func (a *Agent) HTTPScheme() string {
+	if a.apiCert != nil {
+		return "https"
+	}
+	return "http"
+}

@@ -64,6 +64,11 @@ type Config struct {
 	// CORSOrigins are the origins whose pages may call the API from a
 	// browser (scheme://host[:port]); none by default.
 	CORSOrigins []string
+	// TLSCert and TLSKey (PEM files) make the HTTP API serve HTTPS only
+	// (TLS 1.2+); they are read again when they change or on ReloadTLS.
+	// TLSClientCA (PEM) additionally requires client certificates that
+	// chain to it.
+	TLSCert, TLSKey, TLSClientCA string
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -148,6 +153,12 @@ func (c Config) Validate() error {
 		if _, err := keyring.Parse(c.ClusterSecret); err != nil {
 			return fmt.Errorf("cluster secret: %w", err)
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 	if n := countSet(c.ClusterTLSCert, c.ClusterTLSKey, c.ClusterTLSCA); n != 0 && n != 3 {
 		return errors.New("cluster TLS needs all of --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca")

@@ -65,6 +65,9 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 		}
 		return api.ValidateOrigins(c.CORSOrigins)
 	})
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) of the HTTP API: serve HTTPS only (TLS 1.2+); reloaded when the file changes or on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: the API requires client certificates that chain to it")
 	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest a client may take to send a request body (408 body_timeout beyond; 0 = no bound); headers are bounded at 10s")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64
@@ -182,32 +185,43 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shoal agent: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "shoal %s: node %s serving http://%s\n", Version, f.cfg.NodeName, a.HTTPAddr())
+	fmt.Fprintf(stdout, "shoal %s: node %s serving %s://%s\n", Version, f.cfg.NodeName, a.HTTPScheme(), a.HTTPAddr())
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	select {
-	case sig := <-sigs:
-		logger.Info("signal received; stopping (the node stays a cluster member: use 'shoal leave' to leave for good)", "signal", sig.String())
-		stopped := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			stopped <- a.Stop(ctx)
-		}()
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	var sig os.Signal
+wait:
+	for {
 		select {
-		case err := <-stopped:
-			if err != nil {
-				logger.Error("stop", "err", err)
-				return 1
-			}
-		case <-sigs:
-			logger.Warn("second signal: exiting without a clean stop")
+		case <-hups:
+			_ = a.ReloadTLS() // it logs the outcome
+		case sig = <-sigs:
+			break wait
+		case <-a.Done():
+			logger.Info("node left the cluster")
+			return 0
+		}
+	}
+	logger.Info("signal received; stopping (the node stays a cluster member: use 'shoal leave' to leave for good)", "signal", sig.String())
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- a.Stop(ctx)
+	}()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			logger.Error("stop", "err", err)
 			return 1
 		}
-	case <-a.Done():
-		logger.Info("node left the cluster")
+	case <-sigs:
+		logger.Warn("second signal: exiting without a clean stop")
+		return 1
 	}
 	return 0
 }

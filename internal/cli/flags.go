@@ -155,6 +155,9 @@ type clientCmdline struct {
 	addr    string
 	token   string
 	timeout time.Duration // 0: no --timeout
+	// TLS for an https:// --addr: a CA bundle to trust, a client
+	// certificate to present.
+	caCert, clientCert, clientKey string
 }
 
 // newClientCmdline returns the command line of a client command. timeout
@@ -165,7 +168,10 @@ func newClientCmdline(path, synopsis, summary string, timeout time.Duration, std
 	c := &clientCmdline{cmdline: newCmdline(path, synopsis, summary, stdout, stderr)}
 	c.fs.StringVar(&c.addr, "addr", defaultAddr, "HTTP API address of the node")
 	c.fs.StringVar(&c.token, "token", "", "bearer token for the API")
-	c.env = append(c.env, "addr", "token")
+	c.fs.StringVar(&c.caCert, "ca-cert", "", "PEM CA bundle to trust for an https:// --addr (default: the system's)")
+	c.fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate, for a node started with --tls-client-ca")
+	c.fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of --client-cert")
+	c.env = append(c.env, "addr", "token", "ca-cert", "client-cert", "client-key")
 	if timeout > 0 {
 		c.fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long")
 	}
@@ -215,7 +221,15 @@ func (c *clientCmdline) run(ctx context.Context, args []string, check argCheck,
 	if !ok {
 		return code
 	}
-	cl, err := client.New(c.addr, client.WithToken(c.token))
+	opts := []client.Option{client.WithToken(c.token)}
+	if c.caCert != "" || c.clientCert != "" || c.clientKey != "" {
+		tcfg, err := client.LoadTLS(c.caCert, c.clientCert, c.clientKey)
+		if err != nil {
+			return c.usageError("%s", err.Error())
+		}
+		opts = append(opts, client.WithTLS(tcfg))
+	}
+	cl, err := client.New(c.addr, opts...)
 	if err != nil {
 		return c.usageError("--addr: %s", err.Error())
 	}
