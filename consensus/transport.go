@@ -111,8 +111,19 @@ func (t *transport) target(id raft.ServerID, configured raft.ServerAddress) raft
 	return joinTarget(id, addr)
 }
 
+// AppendEntriesPipeline refuses: raft replicates with one AppendEntries in
+// flight per follower instead. hashicorp/raft v1.7's pipeline can deadlock
+// (seen here as a Node.Close that never returned, and by grafana/pyroscope
+// as a follower that silently never got another entry): when a follower
+// answers Success=false, raft's pipelineDecode returns, and a send that
+// races it parks on the pipeline's in-flight channel while the pipeline's
+// decoder parks on its done channel, which nobody reads any more; the
+// pipeline is closed only when that send returns, so replication to the
+// follower stops for good (heartbeats go on, so no election heals it) and
+// Raft's Shutdown waits forever. Batching (MaxAppendEntries, group
+// commit) keeps most of what the pipeline gave.
 func (t *transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	return t.NetworkTransport.AppendEntriesPipeline(id, t.target(id, target))
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 func (t *transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
