@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/sse"
 )
 
 type httpMetrics struct {
@@ -225,4 +227,50 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 func isStream(r *http.Request) bool {
 	return r.Method == http.MethodGet &&
 		(strings.Contains(r.Header.Get("Accept"), "text/event-stream") || strings.EqualFold(r.Header.Get("Upgrade"), "websocket"))
+}
+
+// newStreamLimits returns the node's event-stream limiter, with its
+// metrics: shoal_http_streams_open and shoal_http_streams_refused_total
+// {scope="node"|"client"}.
+func newStreamLimits(reg prometheus.Registerer, max, perClient int) (*sse.Limiter, error) {
+	l := sse.NewLimiter(max, perClient)
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_http_streams_refused_total",
+		Help: "Event streams refused because the node (scope=node) or the client (scope=client) had as many open as allowed.",
+	}, []string{"scope"})
+	refused.WithLabelValues("node")
+	refused.WithLabelValues("client")
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shoal_http_streams_open",
+		Help: "Event streams open on this node, every module's.",
+	}, func() float64 { return float64(l.Open()) })
+	for _, c := range []prometheus.Collector{refused, open} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	l.OnRefused = func(perClient bool) {
+		if perClient {
+			refused.WithLabelValues("client").Inc()
+		} else {
+			refused.WithLabelValues("node").Inc()
+		}
+	}
+	return l, nil
+}
+
+// limitStreams puts the node's stream limiter in the request's context,
+// with the client it counts against: the token (a client with a token
+// counts as one wherever it connects from), or the remote address.
+func (s *server) limitStreams(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := r.Header.Get("Authorization")
+		if client == "" && r.URL.Query().Has("token") {
+			client = "Bearer " + r.URL.Query().Get("token")
+		}
+		if client == "" {
+			client, _, _ = net.SplitHostPort(r.RemoteAddr)
+		}
+		next.ServeHTTP(w, r.WithContext(sse.WithLimiter(r.Context(), s.streams, client)))
+	})
 }

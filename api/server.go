@@ -16,6 +16,7 @@ import (
 
 	"shoal/consensus"
 	"shoal/internal/httpjson"
+	"shoal/internal/sse"
 	"shoal/membership"
 	"shoal/modules"
 )
@@ -65,7 +66,11 @@ type Deps struct {
 	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
 	// call the API from a browser; none by default.
 	CORSOrigins []string
-	Logger      *slog.Logger
+	// MaxStreams and MaxStreamsPerClient bound the event streams open on
+	// this node, in all and per client (token, or address without one);
+	// 0 means no bound.
+	MaxStreams, MaxStreamsPerClient int
+	Logger                          *slog.Logger
 	// Stopping reports that the node is shutting down (ready goes false).
 	Stopping func() bool
 	// Leave starts a graceful leave and returns at once.
@@ -84,6 +89,7 @@ type Deps struct {
 type server struct {
 	Deps
 	metrics *httpMetrics
+	streams *sse.Limiter
 }
 
 var (
@@ -99,6 +105,9 @@ func New(d Deps) (http.Handler, error) {
 		return nil, fmt.Errorf("register http metrics: %w", err)
 	}
 	s := &server{Deps: d, metrics: m}
+	if s.streams, err = newStreamLimits(d.Registry, d.MaxStreams, d.MaxStreamsPerClient); err != nil {
+		return nil, fmt.Errorf("register stream metrics: %w", err)
+	}
 	b, err := newBrowsers(d.CORSOrigins)
 	if err != nil {
 		return nil, err
@@ -112,6 +121,7 @@ func New(d Deps) (http.Handler, error) {
 	r.Use(b.handler)   // before routing and auth: preflights carry no token
 	r.Use(s.limitBody)
 	r.Use(s.timeBody)
+	r.Use(s.limitStreams)
 	r.Use(middleware.GetHead) // HEAD works wherever GET does
 	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, modules.Echo(r.URL.Path))
@@ -129,6 +139,12 @@ func New(d Deps) (http.Handler, error) {
 	r.Get("/v1/health/live", httpjson.Handle(s.live))
 	r.Get("/v1/health/ready", httpjson.Handle(s.ready))
 
+	// Static assets modules serve to browsers before they hold a token.
+	for _, mod := range d.Modules.Modules() {
+		if pr, ok := mod.(modules.PublicRouter); ok {
+			pr.PublicRoutes(r)
+		}
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Timeout: 10 * time.Second}))

@@ -223,6 +223,15 @@ type Router interface {
 	Routes(r chi.Router)
 }
 
+// PublicRouter is implemented by a module that serves static assets a
+// browser loads before it has a token: a script, a page (objectsync's
+// client.js and viewer). PublicRoutes is called once, after Provision, with
+// the root router, outside the token check; paths are absolute
+// ("/v1/objects/client.js", "/ui/objects"). Never serve data there.
+type PublicRouter interface {
+	PublicRoutes(r chi.Router)
+}
+
 // Command is one committed Raft command of a module.
 type Command struct {
 	// Index is the command's Raft log index, unique and increasing.

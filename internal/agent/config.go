@@ -69,6 +69,9 @@ type Config struct {
 	// TLSClientCA (PEM) additionally requires client certificates that
 	// chain to it.
 	TLSCert, TLSKey, TLSClientCA string
+	// MaxStreams and MaxStreamsPerClient bound the event streams open on
+	// the node, in all and per client (token, or address); 0: no bound.
+	MaxStreams, MaxStreamsPerClient int
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -101,17 +104,19 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		NodeName:          host,
-		HTTPAddr:          "0.0.0.0:7480",
-		RaftAddr:          "0.0.0.0:7481",
-		GossipAddr:        "0.0.0.0:7482",
-		MaxBodyBytes:      4 << 20,
-		BodyTimeout:       30 * time.Second,
-		SnapshotThreshold: consensus.DefaultConfig().SnapshotThreshold,
-		SnapshotInterval:  consensus.DefaultConfig().SnapshotInterval,
-		RaftLogStore:      consensus.DefaultConfig().LogStore,
-		DeadNodeReap:      consensus.DefaultConfig().DeadNodeReap,
-		Version:           "dev",
+		NodeName:            host,
+		HTTPAddr:            "0.0.0.0:7480",
+		RaftAddr:            "0.0.0.0:7481",
+		GossipAddr:          "0.0.0.0:7482",
+		MaxBodyBytes:        4 << 20,
+		BodyTimeout:         30 * time.Second,
+		MaxStreams:          4096,
+		MaxStreamsPerClient: 512,
+		SnapshotThreshold:   consensus.DefaultConfig().SnapshotThreshold,
+		SnapshotInterval:    consensus.DefaultConfig().SnapshotInterval,
+		RaftLogStore:        consensus.DefaultConfig().LogStore,
+		DeadNodeReap:        consensus.DefaultConfig().DeadNodeReap,
+		Version:             "dev",
 	}
 }
 
@@ -132,6 +137,8 @@ func (c Config) Validate() error {
 		return errors.New("max body size must be positive")
 	case c.BodyTimeout < 0:
 		return errors.New("http body timeout must not be negative")
+	case c.MaxStreams < 0 || c.MaxStreamsPerClient < 0:
+		return errors.New("stream limits must not be negative")
 	case c.SnapshotThreshold == 0:
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:

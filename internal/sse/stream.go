@@ -40,11 +40,20 @@ func (ss *Streams) Open(w http.ResponseWriter, r *http.Request) (*Stream, error)
 	if ss.stopped {
 		return nil, httpjson.ErrShuttingDown
 	}
+	slot, limited := limiterFrom(r.Context())
+	if limited {
+		if err := slot.l.acquire(slot.client); err != nil {
+			return nil, err
+		}
+	}
 	if ss.open == nil {
 		ss.open = map[*Stream]struct{}{}
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	s := &Stream{set: ss, w: w, rc: http.NewResponseController(w), ctx: ctx, cancel: cancel}
+	if limited {
+		s.slot = &slot
+	}
 	s.enc = json.NewEncoder(&s.buf)
 	s.enc.SetEscapeHTML(false)
 	ss.open[s] = struct{}{}
@@ -78,6 +87,7 @@ func (ss *Streams) Wait() {
 // a handler can send a batch of events with one write.
 type Stream struct {
 	set    *Streams
+	slot   *limitSlot // the node's limiter slot, if the request carries one
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	ctx    context.Context // cancelled by stop, Close and the end of the request
@@ -145,6 +155,9 @@ func (s *Stream) Close() {
 	s.set.mu.Lock()
 	delete(s.set.open, s)
 	s.set.mu.Unlock()
+	if s.slot != nil {
+		s.slot.l.release(s.slot.client)
+	}
 	s.set.wg.Done()
 }
 
