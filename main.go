@@ -11,6 +11,7 @@ import (
 	_ "shoal/kv"
 	_ "shoal/locks"
 	_ "shoal/logstream"
+	_ "shoal/objectsync"
 )
 
 func main() {

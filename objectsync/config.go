@@ -1,0 +1,124 @@
+package objectsync
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"shoal/modules"
+)
+
+// Config is the objectsync module's configuration. The settings that shape
+// the replicated state (MaxSize, History) are read by the node that takes
+// a write and travel inside its command, so the state machine never reads
+// local configuration and nodes with different flags still agree.
+type Config struct {
+	// MaxSize bounds an object's canonical JSON (--objectsync-max-size).
+	MaxSize int
+	// History is how many patches are kept per object for reconnecting
+	// clients (--objectsync-history).
+	History int
+	// Linger is how long an object without subscribers is kept
+	// (--objectsync-linger). Not enforced yet: see docs/objectsync.md.
+	Linger time.Duration
+	// ProduceTimeout is how long a producer may take
+	// (--objectsync-produce-timeout). Producers are not implemented yet.
+	ProduceTimeout time.Duration
+	// MinReproduceInterval rate-limits re-production of one object
+	// (--objectsync-min-reproduce-interval). Producers are not implemented yet.
+	MinReproduceInterval time.Duration
+	// MaxSubscriptions bounds the ids and patterns one connection
+	// subscribes to (--objectsync-max-subscriptions).
+	MaxSubscriptions int
+	// MaxConnections bounds the websocket connections of this node
+	// (--objectsync-max-connections); SSE watches count separately.
+	MaxConnections int
+	// MaxWatches bounds the SSE watches of this node (--objectsync-max-watches).
+	MaxWatches int
+	// SendQueue is how many frames may wait for one slow subscriber before
+	// its pending updates collapse into full states (--objectsync-send-queue).
+	SendQueue int
+	// PingInterval is how often a websocket is pinged to detect a dead
+	// link (--objectsync-ping-interval).
+	PingInterval time.Duration
+}
+
+// Defaults of Config, in one place.
+const (
+	DefaultMaxSize              = 1 << 20
+	DefaultHistory              = 64
+	DefaultLinger               = 30 * time.Second
+	DefaultProduceTimeout       = 30 * time.Second
+	DefaultMinReproduceInterval = 100 * time.Millisecond
+	DefaultMaxSubscriptions     = 1000
+	DefaultMaxConnections       = 10000
+	DefaultMaxWatches           = 1000
+	DefaultSendQueue            = 64
+	DefaultPingInterval         = 30 * time.Second
+)
+
+// Hard bounds, which the state machine also enforces on commands.
+const (
+	maxSizeBound    = 64 << 20
+	maxHistoryBound = 4096
+)
+
+// DefaultConfig returns the configuration used when no flag is given.
+func DefaultConfig() Config {
+	return Config{
+		MaxSize: DefaultMaxSize, History: DefaultHistory, Linger: DefaultLinger,
+		ProduceTimeout: DefaultProduceTimeout, MinReproduceInterval: DefaultMinReproduceInterval,
+		MaxSubscriptions: DefaultMaxSubscriptions, MaxConnections: DefaultMaxConnections,
+		MaxWatches: DefaultMaxWatches, SendQueue: DefaultSendQueue, PingInterval: DefaultPingInterval,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("invalid objectsync configuration")
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxSize < 2 || c.MaxSize > maxSizeBound:
+		return fmt.Errorf("objectsync-max-size must be from 2 to %d bytes, got %d: %w", maxSizeBound, c.MaxSize, ErrInvalidConfig)
+	case c.History < 0 || c.History > maxHistoryBound:
+		return fmt.Errorf("objectsync-history must be from 0 to %d, got %d: %w", maxHistoryBound, c.History, ErrInvalidConfig)
+	case c.Linger <= 0:
+		return fmt.Errorf("objectsync-linger must be positive, got %s: %w", c.Linger, ErrInvalidConfig)
+	case c.ProduceTimeout <= 0:
+		return fmt.Errorf("objectsync-produce-timeout must be positive, got %s: %w", c.ProduceTimeout, ErrInvalidConfig)
+	case c.MinReproduceInterval < 0:
+		return fmt.Errorf("objectsync-min-reproduce-interval must not be negative, got %s: %w", c.MinReproduceInterval, ErrInvalidConfig)
+	case c.MaxSubscriptions < 1:
+		return fmt.Errorf("objectsync-max-subscriptions must be positive, got %d: %w", c.MaxSubscriptions, ErrInvalidConfig)
+	case c.MaxConnections < 1:
+		return fmt.Errorf("objectsync-max-connections must be positive, got %d: %w", c.MaxConnections, ErrInvalidConfig)
+	case c.MaxWatches < 1:
+		return fmt.Errorf("objectsync-max-watches must be positive, got %d: %w", c.MaxWatches, ErrInvalidConfig)
+	case c.SendQueue < 2:
+		return fmt.Errorf("objectsync-send-queue must be at least 2, got %d: %w", c.SendQueue, ErrInvalidConfig)
+	case c.PingInterval <= 0:
+		return fmt.Errorf("objectsync-ping-interval must be positive, got %s: %w", c.PingInterval, ErrInvalidConfig)
+	}
+	return nil
+}
+
+// BindFlags binds the configuration to the agent's command line. The
+// current values of c are the flag defaults.
+func (c *Config) BindFlags(fs modules.FlagSet) {
+	fs.IntVar(&c.MaxSize, "objectsync-max-size", c.MaxSize, "largest object, in bytes of canonical JSON")
+	fs.IntVar(&c.History, "objectsync-history", c.History, "patches kept per object so that a reconnecting client gets patches instead of the full object")
+	fs.DurationVar(&c.Linger, "objectsync-linger", c.Linger, "how long an object nobody subscribes to is kept (not enforced yet)")
+	fs.DurationVar(&c.ProduceTimeout, "objectsync-produce-timeout", c.ProduceTimeout, "how long a producer may take before another is asked (producers not implemented yet)")
+	fs.DurationVar(&c.MinReproduceInterval, "objectsync-min-reproduce-interval", c.MinReproduceInterval, "shortest interval between two productions of one object (producers not implemented yet)")
+	fs.IntVar(&c.MaxSubscriptions, "objectsync-max-subscriptions", c.MaxSubscriptions, "ids and patterns one connection may subscribe to")
+	fs.IntVar(&c.MaxConnections, "objectsync-max-connections", c.MaxConnections, "websocket connections this node holds open")
+	fs.IntVar(&c.MaxWatches, "objectsync-max-watches", c.MaxWatches, "SSE watches this node holds open")
+	fs.IntVar(&c.SendQueue, "objectsync-send-queue", c.SendQueue, "frames queued for one subscriber before its updates collapse into full states")
+	fs.DurationVar(&c.PingInterval, "objectsync-ping-interval", c.PingInterval, "how often a websocket is pinged to detect a dead link")
+}
+
+var (
+	_ modules.Config     = Config{}
+	_ modules.FlagBinder = (*Config)(nil)
+)
