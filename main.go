@@ -12,6 +12,7 @@ import (
 	_ "shoal/locks"
 	_ "shoal/logstream"
 	_ "shoal/objectsync"
+	_ "shoal/replication"
 )
 
 func main() {
