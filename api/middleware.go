@@ -264,13 +264,20 @@ func newStreamLimits(reg prometheus.Registerer, max, perClient int) (*sse.Limite
 // counts as one wherever it connects from), or the remote address.
 func (s *server) limitStreams(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := r.Header.Get("Authorization")
-		if client == "" && r.URL.Query().Has("token") {
-			client = "Bearer " + r.URL.Query().Get("token")
-		}
-		if client == "" {
-			client, _, _ = net.SplitHostPort(r.RemoteAddr)
-		}
-		next.ServeHTTP(w, r.WithContext(sse.WithLimiter(r.Context(), s.streams, client)))
+		next.ServeHTTP(w, r.WithContext(sse.WithLimiter(r.Context(), s.streams, clientOf(r))))
 	})
+}
+
+// clientOf names the client a request counts against for limits: its
+// token (wherever it connects from), or its address without one. The name
+// may hold a token: it is never logged.
+func clientOf(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		return a
+	}
+	if q := r.URL.Query(); q.Has("token") {
+		return "Bearer " + q.Get("token")
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return host
 }

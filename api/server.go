@@ -70,6 +70,10 @@ type Deps struct {
 	// this node, in all and per client (token, or address without one);
 	// 0 means no bound.
 	MaxStreams, MaxStreamsPerClient int
+	// RatePerClient is the requests per second a client (token, or
+	// address) may send this node, with bursts of RateBurst; 0: no limit.
+	RatePerClient float64
+	RateBurst     int
 	Logger                          *slog.Logger
 	// Stopping reports that the node is shutting down (ready goes false).
 	Stopping func() bool
@@ -90,6 +94,7 @@ type server struct {
 	Deps
 	metrics *httpMetrics
 	streams *sse.Limiter
+	rates   *rateLimits // nil: no rate limit
 }
 
 var (
@@ -108,6 +113,9 @@ func New(d Deps) (http.Handler, error) {
 	if s.streams, err = newStreamLimits(d.Registry, d.MaxStreams, d.MaxStreamsPerClient); err != nil {
 		return nil, fmt.Errorf("register stream metrics: %w", err)
 	}
+	if s.rates, err = newRateLimits(d.Registry, d.RatePerClient, d.RateBurst); err != nil {
+		return nil, fmt.Errorf("register rate limit metrics: %w", err)
+	}
 	b, err := newBrowsers(d.CORSOrigins)
 	if err != nil {
 		return nil, err
@@ -122,6 +130,7 @@ func New(d Deps) (http.Handler, error) {
 	r.Use(s.limitBody)
 	r.Use(s.timeBody)
 	r.Use(s.limitStreams)
+	r.Use(s.limitRate)
 	r.Use(middleware.GetHead) // HEAD works wherever GET does
 	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, modules.Echo(r.URL.Path))

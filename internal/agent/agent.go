@@ -143,6 +143,8 @@ func New(cfg Config) (_ *Agent, err error) {
 		CORSOrigins:         cfg.CORSOrigins,
 		MaxStreams:          cfg.MaxStreams,
 		MaxStreamsPerClient: cfg.MaxStreamsPerClient,
+		RatePerClient:       cfg.RatePerClient,
+		RateBurst:           cfg.RateBurst,
 		Logger:              a.logger.With("component", "api"),
 		Stopping:            a.stopping.Load,
 		Leave:               a.leaveAsync,

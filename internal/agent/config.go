@@ -72,6 +72,11 @@ type Config struct {
 	// MaxStreams and MaxStreamsPerClient bound the event streams open on
 	// the node, in all and per client (token, or address); 0: no bound.
 	MaxStreams, MaxStreamsPerClient int
+	// RatePerClient is the requests per second one client (token, or
+	// address) may send the API, with bursts of RateBurst (0: the rate,
+	// rounded up); 0 means no limit.
+	RatePerClient float64
+	RateBurst     int
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -139,6 +144,8 @@ func (c Config) Validate() error {
 		return errors.New("http body timeout must not be negative")
 	case c.MaxStreams < 0 || c.MaxStreamsPerClient < 0:
 		return errors.New("stream limits must not be negative")
+	case c.RatePerClient < 0 || c.RateBurst < 0:
+		return errors.New("http rate and burst must not be negative")
 	case c.SnapshotThreshold == 0:
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:

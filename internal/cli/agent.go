@@ -70,6 +70,8 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: the API requires client certificates that chain to it")
 	fs.IntVar(&c.MaxStreams, "http-max-streams", c.MaxStreams, "most event streams (SSE) open on this node, every module's (429 too_many_streams beyond; 0 = no bound)")
 	fs.IntVar(&c.MaxStreamsPerClient, "http-max-streams-per-client", c.MaxStreamsPerClient, "most event streams one client (a token, or an address without one) may hold open on this node (0 = no bound)")
+	fs.Float64Var(&c.RatePerClient, "http-rate", 0, "requests per second one client (a token, or an address without one) may send this node: 429 rate_limited beyond (0 = no limit; health checks exempt)")
+	fs.IntVar(&c.RateBurst, "http-burst", 0, "burst of --http-rate (0 = the rate, rounded up)")
 	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest a client may take to send a request body (408 body_timeout beyond; 0 = no bound); headers are bounded at 10s")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64
