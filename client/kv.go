@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,18 +109,7 @@ type KVEvent struct {
 // slashes stay readable; "." and ".." segments are escaped too, so that
 // nothing on the way cleans the path.
 func kvPath(key string) string {
-	segs := strings.Split(key, "/")
-	for i, s := range segs {
-		switch s {
-		case ".":
-			segs[i] = "%2E"
-		case "..":
-			segs[i] = "%2E%2E"
-		default:
-			segs[i] = url.PathEscape(s)
-		}
-	}
-	return "/v1/kv/" + strings.Join(segs, "/")
+	return "/v1/kv/" + escapeSegments(key)
 }
 
 // checkKey refuses the empty key locally: its path would name the list.
@@ -244,63 +232,15 @@ func (c *Client) KVWatch(ctx context.Context, prefix string, fn func(KVEvent) er
 }
 
 func (c *Client) watch(ctx context.Context, prefix string, fn func(KVEvent) error) error {
-	connCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var idle *time.Timer
-	if c.idleTail > 0 {
-		idle = time.AfterFunc(c.idleTail, cancel)
-		defer idle.Stop()
-	}
 	q := url.Values{"watch": {"true"}}
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
-	req, err := c.newRequest(connCtx, http.MethodGet, "/v1/kv", q, nil)
-	if err != nil {
-		return err
+	err := c.readEvents(ctx, "/v1/kv", q, func(ev event) error { return dispatchKV(ev, fn) })
+	if errors.Is(err, errStreamEnded) {
+		return ErrWatchClosed
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Cache-Control", "no-cache")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer closeBody(resp.Body)
-		return readError(resp)
-	}
-	defer resp.Body.Close() // no draining: the stream may never end
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxEventSize)
-	var ev event
-	for sc.Scan() {
-		if idle != nil {
-			idle.Reset(c.idleTail)
-		}
-		line := sc.Text()
-		if line == "" {
-			if err := dispatchKV(ev, fn); err != nil {
-				return err
-			}
-			ev = event{}
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "event":
-			ev.typ = value
-		case "data":
-			ev.data = append(ev.data, value)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read watch: %w", err)
-	}
-	return ErrWatchClosed
+	return err
 }
 
 // dispatchKV decodes one watch event and hands it to fn; an error event
