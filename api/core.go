@@ -56,7 +56,15 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
 		e.RetryAfter = time.Second
 		return e
 	}
-	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if s.Alarms != nil {
+		if alarms := s.Alarms(); len(alarms) > 0 {
+			// Ready for reads: a disk alarm refuses writes only, so the
+			// node stays in service; the body says why writes fail.
+			body["alarms"] = map[string]any{"disk_full": alarms}
+		}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, body)
 	return nil
 }
 
@@ -100,6 +108,9 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 		"members": alive,
 		"modules": s.Modules.IDs(),
 		"version": s.Version,
+	}
+	if s.Alarms != nil {
+		out["alarms"] = map[string]any{"disk_full": orEmpty(s.Alarms())}
 	}
 	if s.Security != nil {
 		out["security"] = s.Security()

@@ -281,3 +281,33 @@ func clientOf(r *http.Request) string {
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	return host
 }
+
+// ErrDiskFull: a member's disk alarm is raised (less than --min-free-disk
+// free), so the cluster takes no writes until space is freed. 507, as
+// WebDAV's Insufficient Storage; etcd answers NOSPACE.
+var ErrDiskFull = &httpjson.Error{Status: http.StatusInsufficientStorage, Code: "disk_full",
+	Message: "the cluster refuses writes while a member's disk is nearly full", RetryAfter: 10 * time.Second}
+
+// gateWrites refuses client writes (POST, PUT, PATCH) while any member's
+// disk alarm is raised. Reads, streams and DELETEs (which free space) go
+// on, and so does node administration, which an operator needs to
+// recover: joining, leaving, Raft peers, the keyring.
+func (s *server) gateWrites(next http.Handler) http.Handler {
+	if s.Alarms == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			p := r.URL.Path
+			admin := strings.HasPrefix(p, "/v1/cluster/") || strings.HasPrefix(p, "/v1/raft/") || strings.HasPrefix(p, "/v1/keyring")
+			if alarms := s.Alarms(); len(alarms) > 0 && !admin {
+				httpjson.WriteError(w, r, ErrDiskFull.WithMessage(
+					"the disk alarm is raised on %s (less than --min-free-disk free): the cluster refuses writes until space is freed; reads go on",
+					strings.Join(alarms, ", ")).WithDetail("alarms", alarms))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -74,7 +74,10 @@ type Deps struct {
 	// address) may send this node, with bursts of RateBurst; 0: no limit.
 	RatePerClient float64
 	RateBurst     int
-	Logger                          *slog.Logger
+	// Alarms lists the members whose disk alarm is raised; while any is,
+	// client writes are refused with 507 disk_full. Nil: no alarms.
+	Alarms func() []string
+	Logger *slog.Logger
 	// Stopping reports that the node is shutting down (ready goes false).
 	Stopping func() bool
 	// Leave starts a graceful leave and returns at once.
@@ -131,6 +134,7 @@ func New(d Deps) (http.Handler, error) {
 	r.Use(s.timeBody)
 	r.Use(s.limitStreams)
 	r.Use(s.limitRate)
+	r.Use(s.gateWrites)
 	r.Use(middleware.GetHead) // HEAD works wherever GET does
 	r.NotFound(httpjson.Handle(func(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.ErrNotFound.WithMessage("no route for %s %s", r.Method, modules.Echo(r.URL.Path))

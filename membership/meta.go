@@ -28,6 +28,9 @@ type Meta struct {
 	// Zone is the node's --zone (a rack, an availability zone; "" = none):
 	// Raft voters are spread over zones.
 	Zone string
+	// DiskFull: the node's disk alarm is raised (less than --min-free-disk
+	// free); the cluster refuses client writes while any member has it.
+	DiskFull bool
 	// HasRaftState reports that the node already has Raft state (it is or
 	// was in a cluster).
 	HasRaftState bool
@@ -44,7 +47,7 @@ func (m Meta) Clone() Meta {
 func (m Meta) Equal(o Meta) bool {
 	return m.HTTPAddr == o.HTTPAddr && m.RaftAddr == o.RaftAddr &&
 		slices.Equal(m.Modules, o.Modules) && slices.Equal(m.RaftModules, o.RaftModules) && m.Version == o.Version &&
-		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState && m.Zone == o.Zone
+		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState && m.Zone == o.Zone && m.DiskFull == o.DiskFull
 }
 
 // wireMeta is Meta on the wire: short keys keep it well below 512 bytes.
@@ -59,6 +62,7 @@ type wireMeta struct {
 	Version         string   `json:"v,omitempty"`
 	BootstrapExpect int      `json:"b,omitempty"`
 	Zone            string   `json:"z,omitempty"`
+	DiskFull        bool     `json:"d,omitempty"`
 	HasRaftState    bool     `json:"s,omitempty"`
 	Leaving         bool     `json:"l,omitempty"`
 }
@@ -74,6 +78,7 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 		Version:         m.Version,
 		BootstrapExpect: m.BootstrapExpect,
 		Zone:            m.Zone,
+		DiskFull:        m.DiskFull,
 		HasRaftState:    m.HasRaftState,
 		Leaving:         true,
 	}
@@ -113,6 +118,7 @@ func decodeMeta(buf []byte) (meta Meta, leaving bool, err error) {
 		Version:         w.Version,
 		BootstrapExpect: w.BootstrapExpect,
 		Zone:            w.Zone,
+		DiskFull:        w.DiskFull,
 		HasRaftState:    w.HasRaftState,
 	}, w.Leaving, nil
 }

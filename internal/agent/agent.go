@@ -54,6 +54,8 @@ type Agent struct {
 	apiHandler atomic.Pointer[http.Handler]
 	// apiCert is the API's TLS certificate (nil without --tls-cert).
 	apiCert *apiCert
+	// disk is the disk alarm (nil with MinFreeDisk 0).
+	disk *diskAlarm
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -129,6 +131,19 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.leader.attach(a.mods.Modules())
+	if cfg.MinFreeDisk > 0 {
+		free := cfg.DiskFree
+		if free == nil {
+			free = statfsFree
+		}
+		a.disk = &diskAlarm{free: free, min: cfg.MinFreeDisk}
+		if err := a.registerDiskMetrics(); err != nil {
+			return nil, err
+		}
+		a.checkDisk() // before the first request, not a second later
+		a.wg.Add(1)
+		go a.watchDisk()
+	}
 
 	handler, err := api.New(api.Deps{
 		NodeName:            cfg.NodeName,
@@ -153,6 +168,7 @@ func New(cfg Config) (_ *Agent, err error) {
 			return a.KeyringOp(ctx, op, key)
 		},
 		OnLeader: a.ForwardToLeader,
+		Alarms:   a.DiskAlarms,
 	})
 	if err != nil {
 		return nil, err

@@ -77,6 +77,12 @@ type Config struct {
 	// rounded up); 0 means no limit.
 	RatePerClient float64
 	RateBurst     int
+	// MinFreeDisk is the free space in the data directory's file system
+	// below which the node raises its disk alarm and the cluster refuses
+	// client writes (507 disk_full); 0 disables the alarm.
+	MinFreeDisk uint64
+	// DiskFree reads the free space (tests replace it); nil is statfs.
+	DiskFree DiskFreeFunc
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -117,6 +123,7 @@ func DefaultConfig() Config {
 		BodyTimeout:         30 * time.Second,
 		MaxStreams:          4096,
 		MaxStreamsPerClient: 512,
+		MinFreeDisk:         256 << 20,
 		SnapshotThreshold:   consensus.DefaultConfig().SnapshotThreshold,
 		SnapshotInterval:    consensus.DefaultConfig().SnapshotInterval,
 		RaftLogStore:        consensus.DefaultConfig().LogStore,

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -72,6 +74,14 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.IntVar(&c.MaxStreamsPerClient, "http-max-streams-per-client", c.MaxStreamsPerClient, "most event streams one client (a token, or an address without one) may hold open on this node (0 = no bound)")
 	fs.Float64Var(&c.RatePerClient, "http-rate", 0, "requests per second one client (a token, or an address without one) may send this node: 429 rate_limited beyond (0 = no limit; health checks exempt)")
 	fs.IntVar(&c.RateBurst, "http-burst", 0, "burst of --http-rate (0 = the rate, rounded up)")
+	fs.Func("min-free-disk", fmt.Sprintf("free space in the data directory's file system below which the cluster refuses writes (507 disk_full) until space is freed: bytes, or with KiB, MiB, GiB (default %dMiB; 0 = off)", c.MinFreeDisk>>20), func(s string) error {
+		n, err := parseBytes(s)
+		if err != nil {
+			return fmt.Errorf("--min-free-disk: %w", err)
+		}
+		c.MinFreeDisk = n
+		return nil
+	})
 	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest a client may take to send a request body (408 body_timeout beyond; 0 = no bound); headers are bounded at 10s")
 	fs.Func("snapshot-threshold", fmt.Sprintf("raft log entries between snapshots (default %d)", c.SnapshotThreshold), func(s string) error {
 		var v uint64
@@ -228,4 +238,25 @@ wait:
 		return 1
 	}
 	return 0
+}
+
+// parseBytes reads a size: a number of bytes, or with a KiB, MiB or GiB
+// suffix ("256MiB").
+func parseBytes(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	mult := uint64(1)
+	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+			break
+		}
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB or GiB)", s)
+	}
+	if n > math.MaxUint64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
 }
