@@ -80,13 +80,16 @@ func retryable(r reply) bool {
 }
 
 // mustWrite sends a write through n, retrying only while it was certainly
-// not applied, and fails unless it is acknowledged.
+// not applied, or, for a PUT (a replace is idempotent), while its outcome
+// is unknown (a leader change under load), and fails unless it is
+// acknowledged.
 func mustWrite(t *testing.T, n *testcluster.Node, method, path string, body []byte) writeResult {
 	t.Helper()
 	var r reply
 	testcluster.Eventually(t, 30*time.Second, func() error {
 		r = send(method, n.URL()+path, body)
-		if r.err == nil && (r.status == 200 || !retryable(r)) {
+		again := retryable(r) || (method == "PUT" && r.status == 503)
+		if r.err == nil && (r.status == 200 || !again) {
 			return nil
 		}
 		return fmt.Errorf("%s %s on %s: %s", method, path, n.Name, r)
