@@ -39,23 +39,55 @@ func openRaw(t *testing.T, c *testcluster.Cluster) (net.Conn, *Replication) {
 // handshake sends a good header and reads the leader's header and index.
 func handshake(t *testing.T, conn net.Conn) *bufio.Reader {
 	t.Helper()
-	if _, err := conn.Write(appendHeader(nil)); err != nil {
+	br, err := tryHandshake(conn)
+	if err != nil {
 		t.Fatal(err)
+	}
+	return br
+}
+
+func tryHandshake(conn net.Conn) (*bufio.Reader, error) {
+	if _, err := conn.Write(appendHeader(nil)); err != nil {
+		return nil, err
 	}
 	hdr := make([]byte, headerLen)
 	if _, err := io.ReadFull(conn, hdr); err != nil || checkHeader(hdr) != nil {
-		t.Fatalf("leader's header %q: %v", hdr, err)
+		return nil, fmt.Errorf("leader's header %q: %v", hdr, err)
 	}
 	br := bufio.NewReader(conn)
 	for {
 		f, err := readFrame(br)
 		if err != nil {
-			t.Fatalf("read index: %v", err)
+			return nil, fmt.Errorf("read index: %w", err)
 		}
 		if f.typ == frameIndexEnd {
-			return br
+			return br, nil
 		}
 	}
+}
+
+// session opens a raw stream to the replication leader and completes the
+// handshake. The raw stream speaks for a node whose real follower also
+// streams from the leader, and the leader keeps one stream per follower:
+// when the real one reconnects and takes the place back, the raw one is
+// closed, and the session is opened again.
+func session(t *testing.T, c *testcluster.Cluster) (net.Conn, *bufio.Reader, *Replication) {
+	t.Helper()
+	var (
+		conn net.Conn
+		br   *bufio.Reader
+		lm   *Replication
+	)
+	testcluster.Eventually(t, 20*time.Second, func() error {
+		var err error
+		conn, lm = openRaw(t, c)
+		if br, err = tryHandshake(conn); err != nil {
+			_ = conn.Close()
+			return err
+		}
+		return nil
+	})
+	return conn, br, lm
 }
 
 // waitClosed reads until the leader closes the stream.
@@ -102,8 +134,7 @@ func TestCluster_StreamRefusals(t *testing.T) {
 		waitLogged(t, logs, "refused a replication stream")
 	})
 	t.Run("corrupt frame", func(t *testing.T) {
-		conn, _ := openRaw(t, c)
-		br := handshake(t, conn)
+		conn, br, _ := session(t, c)
 		b, _ := appendFrame(nil, frame{typ: frameWant, path: "a"})
 		b[len(b)-1] ^= 0xff
 		if _, err := conn.Write(b); err != nil {
@@ -113,8 +144,7 @@ func TestCluster_StreamRefusals(t *testing.T) {
 		waitLogged(t, logs, "bad replication frame: checksum")
 	})
 	t.Run("truncated frame", func(t *testing.T) {
-		conn, _ := openRaw(t, c)
-		br := handshake(t, conn)
+		conn, br, _ := session(t, c)
 		b, _ := appendFrame(nil, frame{typ: frameWant, path: "a"})
 		if _, err := conn.Write(b[:len(b)-3]); err != nil {
 			t.Fatal(err)
@@ -124,8 +154,7 @@ func TestCluster_StreamRefusals(t *testing.T) {
 		waitLogged(t, logs, "unexpected EOF")
 	})
 	t.Run("path traversal", func(t *testing.T) {
-		conn, _ := openRaw(t, c)
-		br := handshake(t, conn)
+		conn, br, _ := session(t, c)
 		b, _ := appendFrame(nil, frame{typ: frameWant, path: "../../../../etc/passwd"})
 		if _, err := conn.Write(b); err != nil {
 			t.Fatal(err)
@@ -138,12 +167,12 @@ func TestCluster_StreamRefusals(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		conn, lm := openRaw(t, c)
+		lm := module(t, replLeader(t, c))
 		if err := os.Symlink(outside, filepath.Join(lm.cfg.Dir, "link")); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = os.Remove(filepath.Join(lm.cfg.Dir, "link")) })
-		br := handshake(t, conn)
+		conn, br, _ := session(t, c)
 		for _, f := range []frame{{typ: frameWant, path: "link/secret"}, {typ: frameWantDone}} {
 			b, _ := appendFrame(nil, f)
 			if _, err := conn.Write(b); err != nil {

@@ -249,6 +249,10 @@ func (c *Client) run(conn *websocket.Conn, idx int) {
 	}
 }
 
+// reclaimAfter is how long a master waits to claim its id again after a
+// reconnect found the claim still held.
+const reclaimAfter = 500 * time.Millisecond
+
 // attach makes conn current and re-sends what the client holds: master
 // claims, then subscriptions (ids with have_version).
 func (c *Client) attach(conn *websocket.Conn) {
@@ -389,6 +393,27 @@ func (c *Client) handle(m protocol.Message) {
 		}
 	case protocol.TypeError:
 		e := Error{Code: m.Code, Message: m.Message, Ref: m.Ref}
+		if id, ok := strings.CutPrefix(m.Ref, "master:"); ok && m.Code == "conflict" && c.masters[id] && c.stats.Connects > 1 {
+			// After a reconnect the claim may still be this client's
+			// own, held for its old connection until that node
+			// releases it (a restarted node releases its old claims
+			// once its command commits): claim again shortly.
+			c.workers.Add(1)
+			go func() {
+				defer c.workers.Done()
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(reclaimAfter):
+				}
+				c.mu.Lock()
+				still := c.masters[id]
+				c.mu.Unlock()
+				if still {
+					_ = c.sendIgnoringDisconnect(protocol.Message{Type: protocol.TypeMaster, ID: id, Ref: "master:" + id})
+				}
+			}()
+		}
 		if w := c.waiters[m.Ref]; w != nil {
 			w.ch <- &e
 			delete(c.waiters, m.Ref)

@@ -307,9 +307,21 @@ export class ShoalObjects {
       case 'removed':
         this._drop(m.id);
         break;
-      case 'error':
+      case 'error': {
+        // After a reconnect a master's claim may still be its own, held
+        // for the old connection until that node releases it: claim
+        // again shortly, then re-send the state.
+        const id = typeof m.ref === 'string' && m.ref.startsWith('master:') ? m.ref.slice(7) : null;
+        const mm = id !== null ? this.masters.get(id) : undefined;
+        if (m.code === 'conflict' && mm && this.connects > 1) {
+          setTimeout(() => {
+            if (this.closed || this.masters.get(id) !== mm) return;
+            if (this._send({ type: 'master', id, ref: 'master:' + id }) && mm.written) this._send(mm._message());
+          }, 500);
+        }
         if (this.onerror) this.onerror(m);
         break;
+      }
     }
   }
 }
