@@ -13,7 +13,7 @@ import (
 // waitAny returns the next frame of any of conns, and which one sent it.
 func waitAny(t *testing.T, conns ...*rawConn) (protocol.Message, int) {
 	t.Helper()
-	tm := time.NewTimer(20 * time.Second)
+	tm := time.NewTimer(60 * time.Second)
 	defer tm.Stop()
 	for {
 		for i, c := range conns {
@@ -25,7 +25,7 @@ func waitAny(t *testing.T, conns ...*rawConn) (protocol.Message, int) {
 		}
 		select {
 		case <-tm.C:
-			t.Fatalf("no frame within 20s")
+			t.Fatalf("no frame within 60s")
 		case <-time.After(5 * time.Millisecond): // polling several channels
 		}
 	}

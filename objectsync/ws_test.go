@@ -67,7 +67,7 @@ func (r *rawConn) send(s string) {
 // next returns the next frame, failing the test if none comes in time.
 func (r *rawConn) next() protocol.Message {
 	r.t.Helper()
-	t := time.NewTimer(20 * time.Second)
+	t := time.NewTimer(60 * time.Second)
 	defer t.Stop()
 	select {
 	case m := <-r.frames:
@@ -75,7 +75,7 @@ func (r *rawConn) next() protocol.Message {
 	case <-r.done:
 		r.t.Fatalf("connection closed while a frame was expected")
 	case <-t.C:
-		r.t.Fatalf("no frame within 20s")
+		r.t.Fatalf("no frame within 60s")
 	}
 	return protocol.Message{}
 }
