@@ -6,6 +6,7 @@
 // Usage (from the repository root or from bench/):
 //
 //	bench/run log [-duration 10s] [-rounds 2] [-clients 64] [-targets all|leader] [-peers etcd,jetstream]
+//	bench/run files [-total 1GiB] [-files 1000] [-peer-fsync]   (replication vs rsync and raw TCP)
 //	cd bench && go run . log
 //
 // Each scenario is a subcommand in its own file that registers itself from
