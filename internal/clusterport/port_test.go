@@ -82,8 +82,16 @@ func TestPort_ConnectionReachesItsKindWithTheHeaderConsumed(t *testing.T) {
 	if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "ping" {
 		t.Fatalf("read %q, %v; want the bytes after the header", buf, err)
 	}
-	if got := testutil.ToFloat64(b.metrics.inbound.WithLabelValues("raft", "accepted")); got != 1 {
-		t.Fatalf("accepted counter: %v", got)
+	// The port counts the hand-over after the listener took the
+	// connection: it may not have counted yet.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := testutil.ToFloat64(b.metrics.inbound.WithLabelValues("raft", "accepted"))
+		if got == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accepted counter: %v", got)
+		}
 	}
 	if n, err := testutil.GatherAndCount(reg, "shoal_clusterport_inbound_connections_total"); err != nil || n == 0 {
 		t.Fatalf("metrics not registered: %d %v", n, err)
