@@ -428,8 +428,12 @@ func TestCluster_NoLeaderGivesErrNoLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := apply(ctx, f, "x")
-	if !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrLeaderUnreachable) {
-		t.Fatalf("got %v, want no_leader", err)
+	// The follower may still believe in the leader it just lost and have
+	// sent the write down the connection the kill broke: the write's
+	// outcome is then honestly unknown. Any of the three is a prompt 503,
+	// never a hang or a 500.
+	if !errors.Is(err, consensus.ErrNoLeader) && !errors.Is(err, consensus.ErrLeaderUnreachable) && !errors.Is(err, consensus.ErrOutcomeUnknown) {
+		t.Fatalf("got %v, want no_leader, leader_unreachable or outcome_unknown", err)
 	}
 }
 
