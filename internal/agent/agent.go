@@ -141,6 +141,7 @@ func New(cfg Config) (_ *Agent, err error) {
 			return nil, err
 		}
 		a.checkDisk() // before the first request, not a second later
+		a.refreshAlarms()
 		a.wg.Add(1)
 		go a.watchDisk()
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"sort"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +42,10 @@ type diskAlarm struct {
 	min      uint64
 	raised   atomic.Bool
 	lastFree atomic.Uint64
+	// cluster is the members with the alarm raised, this node included,
+	// as of the last check: the write gate reads it on every write, so it
+	// is derived once a second here, not from the member list per request.
+	cluster atomic.Pointer[[]string]
 }
 
 // watchDisk checks the free space every diskCheckEvery until the agent
@@ -53,6 +56,7 @@ func (a *Agent) watchDisk() {
 	defer t.Stop()
 	for {
 		a.checkDisk()
+		a.refreshAlarms()
 		select {
 		case <-a.ctx.Done():
 			return
@@ -86,11 +90,10 @@ func (a *Agent) checkDisk() {
 	}
 }
 
-// DiskAlarms lists the members whose disk alarm is raised, this node
-// included, sorted ("" when none).
-func (a *Agent) DiskAlarms() []string {
+// refreshAlarms recomputes the members whose disk alarm is raised.
+func (a *Agent) refreshAlarms() {
 	var out []string
-	if a.disk != nil && a.disk.raised.Load() {
+	if a.disk.raised.Load() {
 		out = append(out, a.cfg.NodeName)
 	}
 	if g := a.gossip.Load(); g != nil {
@@ -101,14 +104,19 @@ func (a *Agent) DiskAlarms() []string {
 		}
 	}
 	sort.Strings(out)
-	return out
+	a.disk.cluster.Store(&out)
 }
 
-// WriteBlocked is the API's write gate: a disk alarm anywhere in the
-// cluster.
-func (a *Agent) WriteBlocked() error {
-	if alarms := a.DiskAlarms(); len(alarms) > 0 {
-		return fmt.Errorf("the disk alarm is raised on %v", alarms)
+// DiskAlarms lists the members whose disk alarm is raised, this node
+// included, sorted (empty when none), as of the last check (at most
+// diskCheckEvery old). It is cheap: the API's write gate calls it on
+// every write.
+func (a *Agent) DiskAlarms() []string {
+	if a.disk == nil {
+		return nil
+	}
+	if p := a.disk.cluster.Load(); p != nil {
+		return *p
 	}
 	return nil
 }
