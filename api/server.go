@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"shoal/consensus"
+	"shoal/console"
 	"shoal/internal/httpjson"
 	"shoal/internal/sse"
 	"shoal/membership"
@@ -123,6 +124,10 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	ui, err := console.New(console.Config{Token: d.Token})
+	if err != nil {
+		return nil, err
+	}
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
@@ -158,6 +163,10 @@ func New(d Deps) (http.Handler, error) {
 			pr.PublicRoutes(r)
 		}
 	}
+	// The web console's page and assets (/ui/); its API calls
+	// (/ui/api/...) are rewritten by ui.Wrap below into API requests that
+	// carry the console cookie's token and meet this same middleware.
+	ui.Routes(r)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Timeout: 10 * time.Second}))
@@ -170,7 +179,7 @@ func New(d Deps) (http.Handler, error) {
 			}
 		})
 	})
-	return r, nil
+	return ui.Wrap(r), nil
 }
 
 // allowedMethods lists the methods routes answers on path, for the Allow
