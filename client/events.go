@@ -19,6 +19,15 @@ var errStreamEnded = errors.New("the event stream ended")
 // silent past the idle timeout (WithTailIdleTimeout), or the server ends
 // it (errStreamEnded). A non-200 answer is returned as its API error.
 func (c *Client) readEvents(ctx context.Context, path string, query url.Values, dispatch func(event) error) error {
+	return c.readEventsFrom(ctx, path, query, "", dispatch)
+}
+
+// readEventsFrom is readEvents that sends lastEventID, if not empty, as
+// the Last-Event-ID header, as a reconnecting EventSource does. Every
+// block of fields is dispatched, also one with no data (an "id:" alone
+// moves the client's position without an event), so dispatch sees every
+// id.
+func (c *Client) readEventsFrom(ctx context.Context, path string, query url.Values, lastEventID string, dispatch func(event) error) error {
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var idle *time.Timer
@@ -32,6 +41,9 @@ func (c *Client) readEvents(ctx context.Context, path string, query url.Values, 
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err

@@ -25,8 +25,16 @@ var (
 	ErrInvalidKey = httpjson.BadRequest("invalid_key", "invalid key")
 	// ErrValueTooLarge: the value is above the node's --kv-max-value.
 	ErrValueTooLarge = httpjson.Errorf(http.StatusRequestEntityTooLarge, "value_too_large", "the value is too large")
-	// ErrWatchOverflow: the node closed a watch that fell behind.
+	// ErrWatchOverflow: the node closed a watch that fell behind. It may
+	// be resumed (KVWatchFrom) from the last event id received.
 	ErrWatchOverflow = httpjson.Errorf(http.StatusServiceUnavailable, "watch_overflow", "the watch fell behind")
+	// ErrPreconditionFailed: the IfMatch or IfNoneMatch of a write did not
+	// hold on the node asked (412); the error carries "current_version"
+	// and "current_etag" when the key has a value there.
+	ErrPreconditionFailed = httpjson.Errorf(http.StatusPreconditionFailed, "precondition_failed", "the precondition does not hold on this node")
+	// ErrUnknownParameter: the node does not know a query parameter (an
+	// older node, say, that has no ?ttl).
+	ErrUnknownParameter = httpjson.BadRequest("unknown_parameter", "unknown query parameter")
 	// ErrWatchClosed: the node ended a watch (it is shutting down, say).
 	ErrWatchClosed = errors.New("kv watch closed by the node")
 )
@@ -65,6 +73,12 @@ func (v KVVersion) String() string {
 	return strconv.FormatInt(v.Time, 10) + "." + strconv.FormatUint(uint64(v.Counter), 10) + "@" + v.Node
 }
 
+// ETag is v as the node's ETag header gives it, for If-Match: the quoted
+// TIME.COUNTER@NODE, the node name percent-escaped.
+func (v KVVersion) ETag() string {
+	return `"` + strconv.FormatInt(v.Time, 10) + "." + strconv.FormatUint(uint64(v.Counter), 10) + "@" + url.PathEscape(v.Node) + `"`
+}
+
 // KVEntry is one key as a node holds it.
 type KVEntry struct {
 	Key     string    `json:"key"`
@@ -72,6 +86,8 @@ type KVEntry struct {
 	Version KVVersion `json:"version"`
 	// UpdatedAt is when the version was written, by its writer's clock.
 	UpdatedAt time.Time `json:"updated_at"`
+	// ExpiresAt is when a value written with a TTL expires; zero without.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // KVListOptions selects a page of keys.
@@ -93,14 +109,25 @@ type KVPage struct {
 
 // KVEvent is one event of a watch.
 type KVEvent struct {
-	// Type is new_key, key_changed, key_removed or synced.
+	// Type is new_key, key_changed, key_removed, synced or resync. A
+	// resync (KVWatchFrom, when the node could not resume) means: drop
+	// what you hold under the prefix; a new_key event for every live key
+	// follows, then the changes.
 	Type string
+	// ID is the event's id (empty for the new_key events of a resync's
+	// state); KVWatchFrom resumes after it.
+	ID string
+	// Reason is why a resync event's node could not resume:
+	// invalid_event_id, unknown_event_id (another node's, or a restart
+	// since) or history_trimmed.
+	Reason string
 	// Entry is the new version; for key_removed, Value is empty and
 	// Removed is true. Empty for synced.
 	Entry   KVEntry
 	Removed bool
 	// Node and Keys describe a synced event: the node that completed its
-	// full sync and how many keys it then held.
+	// full sync and how many keys it then held. Node is also the node that
+	// sent a resync.
 	Node string
 	Keys int
 }
@@ -124,12 +151,41 @@ func checkKey(key string) error {
 // is on its disk, and returns the version it got. Other nodes receive it
 // by gossip within a few rounds.
 func (c *Client) KVPut(ctx context.Context, key, value string) (KVVersion, error) {
+	return c.KVPutWith(ctx, key, value, KVPutOptions{})
+}
+
+// KVPutOptions are the options of KVPutWith.
+type KVPutOptions struct {
+	// TTL, if not 0, makes the value expire that long after the write
+	// (1s to 720h): every node then deletes it alike.
+	TTL time.Duration
+	// IfMatch, if not zero, writes only if the node's copy of the key is
+	// at this version (else ErrPreconditionFailed). It is a check on the
+	// node asked, not a compare-and-set across the cluster.
+	IfMatch KVVersion
+	// IfAbsent writes only if the node has no live value of the key
+	// (If-None-Match: *).
+	IfAbsent bool
+}
+
+// KVPutWith is KVPut with a TTL or a precondition.
+func (c *Client) KVPutWith(ctx context.Context, key, value string, opts KVPutOptions) (KVVersion, error) {
 	if err := checkKey(key); err != nil {
 		return KVVersion{}, fmt.Errorf("put key %q: %w", key, err)
 	}
-	req, err := c.newRequest(ctx, http.MethodPut, kvPath(key), nil, nil)
+	var q url.Values
+	if opts.TTL != 0 {
+		q = url.Values{"ttl": {opts.TTL.String()}}
+	}
+	req, err := c.newRequest(ctx, http.MethodPut, kvPath(key), q, nil)
 	if err != nil {
 		return KVVersion{}, err
+	}
+	if opts.IfMatch != (KVVersion{}) {
+		req.Header.Set("If-Match", opts.IfMatch.ETag())
+	}
+	if opts.IfAbsent {
+		req.Header.Set("If-None-Match", "*")
 	}
 	req.Body = io.NopCloser(strings.NewReader(value))
 	req.ContentLength = int64(len(value))
@@ -216,44 +272,86 @@ func (c *Client) doRequest(req *http.Request, out any) error {
 // connection fails or stays silent past the idle timeout (see
 // WithTailIdleTimeout).
 //
-// Unlike Tail, KVWatch does not reconnect by itself: a node does not keep
-// past events, so changes made while no watch is open are not replayed.
-// A caller that reconnects should re-read (KVList) what it depends on.
+// KVWatch does not reconnect by itself; KVWatchFrom resumes a watch.
 func (c *Client) KVWatch(ctx context.Context, prefix string, fn func(KVEvent) error) error {
-	err := c.watch(ctx, prefix, fn)
+	_, err := c.KVWatchFrom(ctx, prefix, "", fn)
+	return err
+}
+
+// KVWatchFrom is KVWatch resuming after the event lastEventID (none if
+// empty), and it returns the id to resume from next: the last id the
+// stream carried on an event fn accepted (returned nil for) or on its own
+// (a position), else lastEventID. The event fn returned an error for
+// comes again on a resume from that id; a caller that had handled it
+// resumes from its KVEvent.ID instead. The node
+// replays the changes after lastEventID from its event history, so that
+// none is missed; when it cannot (another node's id, a restart since, or
+// too old), fn gets a resync event, then the state, then the changes:
+//
+//	id := ""
+//	for {
+//		id, err = c.KVWatchFrom(ctx, "app/", id, fn)
+//		// on a lost connection or ErrWatchOverflow: wait, then loop
+//	}
+//
+// An id is only meaningful to the node that sent it; another node answers
+// it with a resync.
+func (c *Client) KVWatchFrom(ctx context.Context, prefix, lastEventID string, fn func(KVEvent) error) (string, error) {
+	last := lastEventID
+	err := c.watch(ctx, prefix, lastEventID, func(id string) { last = id }, fn)
 	var fe *fnError
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("watch keys with prefix %q: %w", prefix, ctx.Err())
+		return last, fmt.Errorf("watch keys with prefix %q: %w", prefix, ctx.Err())
 	case errors.As(err, &fe):
-		return fe.err
+		return last, fe.err
 	}
-	return fmt.Errorf("watch keys with prefix %q: %w", prefix, err)
+	return last, fmt.Errorf("watch keys with prefix %q: %w", prefix, err)
 }
 
-func (c *Client) watch(ctx context.Context, prefix string, fn func(KVEvent) error) error {
+func (c *Client) watch(ctx context.Context, prefix, lastEventID string, position func(string), fn func(KVEvent) error) error {
 	q := url.Values{"watch": {"true"}}
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
-	err := c.readEvents(ctx, "/v1/kv", q, func(ev event) error { return dispatchKV(ev, fn) })
+	err := c.readEventsFrom(ctx, "/v1/kv", q, lastEventID, func(ev event) error {
+		if err := dispatchKV(ev, fn); err != nil {
+			return err
+		}
+		// After fn took the event: a caller that stops in fn resumes
+		// with that event again.
+		if ev.id != "" {
+			position(ev.id)
+		}
+		return nil
+	})
 	if errors.Is(err, errStreamEnded) {
 		return ErrWatchClosed
 	}
 	return err
 }
 
-// dispatchKV decodes one watch event and hands it to fn; an error event
-// carries the API error that ended the watch.
+// dispatchKV decodes one watch event and hands it to fn; a stream_error
+// event carries the API error that ended the watch ("error" from a node
+// of an earlier release).
 func dispatchKV(ev event, fn func(KVEvent) error) error {
 	if ev.data == nil {
 		return nil
 	}
 	data := []byte(strings.Join(ev.data, "\n"))
-	out := KVEvent{Type: ev.typ}
+	out := KVEvent{Type: ev.typ, ID: ev.id}
 	switch ev.typ {
-	case "error":
+	case "stream_error", "error":
 		return httpjson.ReadError(0, data)
+	case "resync":
+		var r struct {
+			Reason string `json:"reason"`
+			Node   string `json:"node"`
+		}
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("decode resync event: %w", err)
+		}
+		out.Reason, out.Node = r.Reason, r.Node
 	case "synced":
 		var s struct {
 			Node string `json:"node"`

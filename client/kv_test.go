@@ -216,7 +216,7 @@ func TestKV_Watch(t *testing.T) {
 		fmt.Fprint(w, "event: new_key\ndata: {\"key\":\"app/a\",\"value\":\"1\",\"version\":{\"time\":5,\"counter\":1,\"node\":\"n2\"},\"updated_at\":\"2025-01-02T03:04:05Z\"}\n\n")
 		fmt.Fprint(w, "event: future_event\ndata: {}\n\n")
 		fmt.Fprint(w, "event: key_removed\ndata: {\"key\":\"app/a\",\"version\":{\"time\":6,\"counter\":0,\"node\":\"n1\"},\"updated_at\":\"2025-01-02T03:04:05Z\"}\n\n")
-		fmt.Fprint(w, "event: error\ndata: {\"error\":{\"code\":\"watch_overflow\",\"message\":\"behind\"}}\n\n")
+		fmt.Fprint(w, "event: stream_error\ndata: {\"error\":{\"code\":\"watch_overflow\",\"message\":\"behind\"}}\n\n")
 	}
 	c := newClient(t, srv.URL)
 	var got []client.KVEvent
@@ -258,6 +258,40 @@ func TestKV_Watch(t *testing.T) {
 	}
 	if err := c.KVWatch(context.Background(), "app/", func(client.KVEvent) error { return nil }); !errors.Is(err, client.ErrWatchClosed) {
 		t.Fatalf("got %v, want ErrWatchClosed", err)
+	}
+}
+
+// TestKV_WatchFromSendsLastEventIDAndFollowsIDs: KVWatchFrom sends its
+// id as Last-Event-ID, hands ids and resync events to fn, returns the last
+// id (from an event or an id alone), and still reads the "error" event of
+// an older node.
+func TestKV_WatchFromSendsLastEventIDAndFollowsIDs(t *testing.T) {
+	f, srv := newFakeKV(t)
+	var gotHeader string
+	f.watch = func(w http.ResponseWriter, r *http.Request) {
+		gotHeader = r.Header.Get("Last-Event-ID")
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		fmt.Fprint(w, "retry: 2000\n\n")
+		fmt.Fprint(w, "event: resync\ndata: {\"reason\":\"history_trimmed\",\"message\":\"old\",\"node\":\"n1\"}\n\n")
+		fmt.Fprint(w, "event: new_key\ndata: {\"key\":\"a\",\"value\":\"1\",\"version\":{\"time\":5,\"counter\":0,\"node\":\"n1\"},\"updated_at\":\"2025-01-02T03:04:05Z\"}\n\n")
+		fmt.Fprint(w, "id: e-7\n\n")
+		fmt.Fprint(w, "id: e-8\nevent: key_removed\ndata: {\"key\":\"a\",\"version\":{\"time\":6,\"counter\":0,\"node\":\"n1\"},\"updated_at\":\"2025-01-02T03:04:05Z\"}\n\n")
+		fmt.Fprint(w, "id: e-9\n\n")
+		fmt.Fprint(w, "event: error\ndata: {\"error\":{\"code\":\"watch_overflow\",\"message\":\"behind\"}}\n\n")
+	}
+	c := newClient(t, srv.URL)
+	var got []client.KVEvent
+	id, err := c.KVWatchFrom(context.Background(), "", "e-3", func(ev client.KVEvent) error {
+		got = append(got, ev)
+		return nil
+	})
+	if !errors.Is(err, client.ErrWatchOverflow) || id != "e-9" || gotHeader != "e-3" {
+		t.Fatalf("got %v, id %q, header %q; want ErrWatchOverflow, e-9, e-3", err, id, gotHeader)
+	}
+	if len(got) != 3 || got[0].Type != "resync" || got[0].Reason != "history_trimmed" || got[0].Node != "n1" ||
+		got[1].Type != "new_key" || got[1].ID != "" || got[2].Type != "key_removed" || got[2].ID != "e-8" {
+		t.Fatalf("got %+v", got)
 	}
 }
 

@@ -270,6 +270,7 @@ func (k *KV) tick() {
 	case !synced:
 		k.syncStep(peers, now)
 	}
+	k.expire(now)
 	if gcDue {
 		k.collect(now)
 	}

@@ -172,7 +172,7 @@ func writeMany(t *testing.T, k *KV, prefix string, count int) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < count; i += 32 {
-				if _, err := k.write(fmt.Sprintf("%s%05d", prefix, i), fmt.Sprintf("value %d", i), false); err != nil {
+				if _, err := k.write(writeOp{key: fmt.Sprintf("%s%05d", prefix, i), value: fmt.Sprintf("value %d", i)}); err != nil {
 					errs <- err
 					return
 				}

@@ -26,9 +26,13 @@ import (
 //	syncdata  session, seq, flags(last), n, n×entry
 //	notsynced ref, last sync (Unix ms), keys, flags(busy)
 //
-// where entry is key, version, flags(deleted), value and version is
-// time, counter, node. Tags and types are part of the protocol: a type
-// number is never reused.
+// where entry is key, version, flags(deleted, expires), [expires], value
+// and version is time, counter, node. The expiry (Unix ms, a varint) is
+// there only when its flag is set; an entry without one is byte for byte
+// what the release before TTLs sent, so both releases read it. A node of
+// that release drops a message with an entry that has an expiry (unknown
+// flag): see docs/kv.md, "Rolling upgrades". Tags and types are part of
+// the protocol: a type number is never reused.
 type msgType byte
 
 const (
@@ -120,6 +124,7 @@ type want struct {
 
 const (
 	flagDeleted = 1 << 0 // entry flags
+	flagExpires = 1 << 1 // entry flags: an expiry follows
 	flagFinal   = 1 << 0 // push flags
 	flagLast    = 1 << 0 // syncdata flags
 	flagBusy    = 1 << 0 // notsynced flags
@@ -144,7 +149,20 @@ func appendVersion(b []byte, v Version) []byte {
 func appendEntry(b []byte, en entry) []byte {
 	b = wire.AppendBytes(b, en.Key)
 	b = appendVersion(b, en.Version)
-	b = wire.AppendBool(b, en.Deleted)
+	return appendBody(b, en)
+}
+
+// appendBody appends what follows the version of an entry, on the wire
+// and on disk alike: flags, the expiry if any, the value.
+func appendBody(b []byte, en entry) []byte {
+	flags := boolFlag(en.Deleted)
+	if en.Expires != 0 {
+		flags |= flagExpires
+	}
+	b = append(b, flags)
+	if en.Expires != 0 {
+		b = wire.AppendVarint(b, en.Expires)
+	}
 	return wire.AppendBytes(b, en.Value)
 }
 
@@ -178,12 +196,26 @@ func (d decoder) version() Version {
 func (d decoder) entry() entry {
 	e := entry{Key: d.String("key", MaxKeyLen)}
 	e.Version = d.version()
-	e.Deleted = d.flags("entry flags", flagDeleted) == flagDeleted
+	e.Deleted, e.Expires = d.entryFlags("entry flags")
 	e.Value = d.String("value", maxValueLimit)
 	if d.Err() == nil && !e.valid() {
 		d.Failf("entry", "invalid entry")
 	}
 	return e
+}
+
+// entryFlags reads the flags of an entry and the expiry they announce.
+// An expiry flag with a zero expiry is refused, so that every entry has
+// one encoding.
+func (d decoder) entryFlags(field string) (deleted bool, expires int64) {
+	f := d.flags(field, flagDeleted|flagExpires)
+	if f&flagExpires != 0 {
+		expires = d.Varint("expires")
+		if d.Err() == nil && expires == 0 {
+			d.Failf("expires", "zero expiry with its flag set")
+		}
+	}
+	return f&flagDeleted != 0, expires
 }
 
 func (d decoder) key() string {
@@ -351,13 +383,16 @@ func decodeEntries(d decoder) []entry {
 }
 
 // encodeRecord is the stored form of e (its key is the bolt key):
-// [format][version][flags][value].
+// [format][version][flags][expires, if flagged][value]. A record without
+// an expiry is the format of the release before TTLs, which reads it; that
+// release refuses to open a store with a record that has one (a downgrade
+// must wait until the TTL entries have expired and been collected, or
+// start on an empty data directory).
 func encodeRecord(e entry) []byte {
-	b := make([]byte, 0, 24+len(e.Version.Node)+len(e.Value))
+	b := make([]byte, 0, 34+len(e.Version.Node)+len(e.Value))
 	b = append(b, recordFormat)
 	b = appendVersion(b, e.Version)
-	b = wire.AppendBool(b, e.Deleted)
-	return wire.AppendBytes(b, e.Value)
+	return appendBody(b, e)
 }
 
 // decodeRecord parses a stored record of key. The value is copied, so the
@@ -369,7 +404,7 @@ func decodeRecord(key, b []byte) (entry, error) {
 	}
 	e := entry{Key: string(key)}
 	e.Version = d.version()
-	e.Deleted = d.flags("record flags", flagDeleted) == flagDeleted
+	e.Deleted, e.Expires = d.entryFlags("record flags")
 	e.Value = d.String("value", maxValueLimit)
 	if d.End() == nil && !e.valid() {
 		d.Failf("entry", "invalid entry")
@@ -380,19 +415,22 @@ func decodeRecord(key, b []byte) (entry, error) {
 	return e, nil
 }
 
-// decodeRecordVersion reads only the version and flags of a record, for
-// the compare-and-write of merges.
-func decodeRecordVersion(b []byte) (Version, bool, error) {
+// decodeRecordVersion reads only the version, flags and expiry of a
+// record, for the compare-and-write of merges and the index.
+func decodeRecordVersion(b []byte) (v Version, deleted bool, expires int64, err error) {
 	d := decoder{wire.NewDecoder(b)}
 	if f := d.Byte("record format"); d.Err() == nil && f != recordFormat {
 		d.Failf("record format", "format %d", f)
 	}
-	v := d.version()
-	deleted := d.flags("record flags", flagDeleted) == flagDeleted
-	if err := d.Err(); err != nil {
-		return Version{}, false, fmt.Errorf("%w: %w", ErrMalformedRecord, err)
+	v = d.version()
+	deleted, expires = d.entryFlags("record flags")
+	if d.Err() == nil && !validExpiry(v, deleted, expires) {
+		d.Failf("expires", "invalid expiry")
 	}
-	return v, deleted, nil
+	if err := d.Err(); err != nil {
+		return Version{}, false, 0, fmt.Errorf("%w: %w", ErrMalformedRecord, err)
+	}
+	return v, deleted, expires, nil
 }
 
 // truncateKey shortens a key for an error message (keys are data, but

@@ -10,6 +10,7 @@ import (
 
 	"shoal/internal/moduletest"
 	"shoal/internal/testcluster"
+	"shoal/internal/wire"
 )
 
 func sampleEntry(key, value string) entry {
@@ -98,14 +99,16 @@ func TestMessage_RejectsMalformed(t *testing.T) {
 }
 
 func TestRecord_RoundTrip(t *testing.T) {
-	for _, e := range []entry{sampleEntry("a/b", "v"), sampleEntry("a", ""), {Key: "t", Deleted: true, Version: Version{Time: 1, Node: "n"}}} {
+	withTTL := sampleEntry("x", "v")
+	withTTL.Expires = withTTL.Version.Time + 30000
+	for _, e := range []entry{sampleEntry("a/b", "v"), sampleEntry("a", ""), {Key: "t", Deleted: true, Version: Version{Time: 1, Node: "n"}}, withTTL} {
 		got, err := decodeRecord([]byte(e.Key), encodeRecord(e))
 		if err != nil || got != e {
 			t.Fatalf("got %+v, %v; want %+v", got, err, e)
 		}
-		v, deleted, err := decodeRecordVersion(encodeRecord(e))
-		if err != nil || v != e.Version || deleted != e.Deleted {
-			t.Fatalf("version: got %+v %v %v", v, deleted, err)
+		v, deleted, expires, err := decodeRecordVersion(encodeRecord(e))
+		if err != nil || v != e.Version || deleted != e.Deleted || expires != e.Expires {
+			t.Fatalf("version: got %+v %v %d %v", v, deleted, expires, err)
 		}
 	}
 	rec := encodeRecord(sampleEntry("k", "v"))
@@ -200,5 +203,38 @@ func TestCodec_FormatIsPinned(t *testing.T) {
 		if got, err := decodeRecord([]byte(r.e.Key), want); err != nil || got != r.e {
 			t.Errorf("record of %q: decodes as %+v, %v; want %+v", r.e.Key, got, err, r.e)
 		}
+	}
+}
+
+// TestCodec_EntriesWithoutExpiryKeepTheOldFormat pins the compatibility
+// with the release before TTLs: an entry without an expiry is encoded,
+// on the wire and on disk, byte for byte as that release did (key,
+// version, a deleted byte of 0 or 1, value), so both releases read each
+// other's entries and records; only an entry with an expiry sets flag 2
+// and carries the varint after the flags.
+func TestCodec_EntriesWithoutExpiryKeepTheOldFormat(t *testing.T) {
+	old := func(e entry) []byte { // the previous release's appendEntry
+		b := wire.AppendBytes(nil, e.Key)
+		b = appendVersion(b, e.Version)
+		b = wire.AppendBool(b, e.Deleted)
+		return wire.AppendBytes(b, e.Value)
+	}
+	for _, e := range []entry{sampleEntry("a", "v"), {Key: "t", Version: ver(5, 1, "n"), Deleted: true}} {
+		msg := encodeMessage(message{Type: msgEntry, From: "n", Entries: []entry{e}})
+		want := append([]byte{byte(msgEntry), 1, 'n'}, old(e)...)
+		if !bytes.Equal(msg, want) {
+			t.Fatalf("entry %+v: got % x, want the old encoding % x", e, msg, want)
+		}
+		rec := encodeRecord(e)
+		if wantRec := append([]byte{recordFormat}, old(e)[len(wire.AppendBytes(nil, e.Key)):]...); !bytes.Equal(rec, wantRec) {
+			t.Fatalf("record %+v: got % x, want the old encoding % x", e, rec, wantRec)
+		}
+	}
+	e := sampleEntry("a", "v")
+	e.Expires = e.Version.Time + 1000
+	b := appendEntry(nil, e)
+	flags := b[len(appendVersion(wire.AppendBytes(nil, e.Key), e.Version))]
+	if flags != flagExpires {
+		t.Fatalf("got flags %#x for an entry with an expiry, want %#x", flags, flagExpires)
 	}
 }

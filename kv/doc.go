@@ -6,11 +6,35 @@
 //
 // Routes (mounted under /v1 by the API; every path under /v1/kv/ is a key):
 //
-//	PUT    /v1/kv/{key...}                  body = the value; answers once it is on this node's disk
+//	PUT    /v1/kv/{key...}[?ttl=]           body = the value; answers once it is on this node's disk
 //	GET    /v1/kv/{key...}[?raw]            the entry (or just the value) from this node's copy
 //	DELETE /v1/kv/{key...}                  writes a tombstone; idempotent
 //	GET    /v1/kv?prefix=&limit=&after=     a page of live entries in key order
 //	GET    /v1/kv?prefix=&watch=true        Server-Sent Events: new_key, key_changed, key_removed, synced
+//	                                        (resync, stream_error); resumes from Last-Event-ID
+//
+// Every route refuses query parameters it does not know (400
+// unknown_parameter). GET and PUT answer the version as an ETag; PUT and
+// DELETE take If-Match and If-None-Match, checked against this node's
+// copy only: a guard on one node, not a compare-and-set across the
+// cluster (412 precondition_failed when it fails).
+//
+// # Expiry
+//
+// A value written with ?ttl= carries its absolute expiry (the version's
+// time plus the TTL). Reads check it, so an expired value is never served;
+// each node's loop replaces it, by its own clock, with the tombstone
+// entry.expiredTombstone derives from the entry alone, so every node makes
+// the same one and none needs to send it; a value received already
+// expired is merged as that tombstone. It is newer than the value, so
+// nothing resurrects it, and equal everywhere, so nothing flaps.
+//
+// # Watch history
+//
+// The bus numbers every event and keeps the last historyEvents of them
+// (historyBytes at most), so a watch that reconnects with Last-Event-ID
+// gets what it missed from there, or a resync event and the state when
+// the history does not reach back that far.
 //
 // # Versions and conflicts
 //

@@ -23,9 +23,21 @@ var (
 	// ErrInvalidParameter: a malformed query parameter; it carries
 	// "parameter".
 	ErrInvalidParameter = httpjson.BadRequest("invalid_parameter", "invalid query parameter")
+	// ErrUnknownParameter: a query parameter the route does not take; it
+	// carries "parameter" and "accepted". A typo (?cas=1, ?tll=30s) would
+	// otherwise do something other than what was asked.
+	ErrUnknownParameter = httpjson.BadRequest("unknown_parameter", "unknown query parameter")
+	// ErrInvalidPrecondition: a malformed If-Match or If-None-Match; it
+	// carries "header".
+	ErrInvalidPrecondition = httpjson.BadRequest("invalid_precondition", "invalid conditional header")
+	// ErrPreconditionFailed: If-Match or If-None-Match did not hold for
+	// this node's copy of the key; it carries "current_version" and
+	// "current_etag" when the key has a value here.
+	ErrPreconditionFailed = httpjson.Errorf(http.StatusPreconditionFailed, "precondition_failed", "the precondition does not hold on this node")
 	// ErrWatchOverflow ends a watch stream whose client read too slowly to
-	// keep up with the changes; it is sent as an "error" event.
-	ErrWatchOverflow = httpjson.Errorf(http.StatusServiceUnavailable, "watch_overflow", "the watch fell behind the changes and was closed; reconnect and re-read")
+	// keep up with the changes; it is sent as a "stream_error" event. The
+	// client may resume with Last-Event-ID.
+	ErrWatchOverflow = httpjson.Errorf(http.StatusServiceUnavailable, "watch_overflow", "the watch fell behind the changes and was closed; reconnect with Last-Event-ID to resume")
 )
 
 // Internal errors, never shown to clients.

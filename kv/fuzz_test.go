@@ -1,9 +1,11 @@
 package kv
 
 import (
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -110,9 +112,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil || again != e {
 			t.Fatalf("round trip: got %+v, %v; want %+v", again, err, e)
 		}
-		v, deleted, err := decodeRecordVersion(data)
-		if err != nil || v != e.Version || deleted != e.Deleted {
-			t.Fatalf("the version reader disagrees: %+v %v %v", v, deleted, err)
+		v, deleted, expires, err := decodeRecordVersion(data)
+		if err != nil || v != e.Version || deleted != e.Deleted || expires != e.Expires {
+			t.Fatalf("the version reader disagrees: %+v %v %d %v", v, deleted, expires, err)
 		}
 	})
 }
@@ -145,6 +147,16 @@ func FuzzRequest(f *testing.F) {
 			if _, err := rawParam(q); err != nil {
 				checkHTTPError(err, 400)
 			}
+			if d, err := ttlParam(q); err != nil {
+				checkHTTPError(err, 400)
+			} else if q.Has("ttl") && (d < MinTTL || d > MaxTTL) {
+				t.Fatalf("accepted ttl %s", d)
+			}
+			for _, accepted := range [][]string{listParams, getParams, putParams, deleteParams} {
+				if err := checkParams(q, accepted); err != nil {
+					checkHTTPError(err, 400)
+				}
+			}
 		}
 		const limit = 64
 		v, err := readValue(strings.NewReader(string(body)), limit)
@@ -157,6 +169,38 @@ func FuzzRequest(f *testing.F) {
 			t.Fatalf("valid body %q: got %q, %v", body, v, err)
 		}
 	})
+}
+
+// FuzzPrecondition covers If-Match and If-None-Match, and the entity
+// tags in them: what parses must be an ETag this store makes.
+func FuzzPrecondition(f *testing.F) {
+	for _, s := range preconditionSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v, ok := parseETag(s); ok {
+			if again, ok := parseETag(etag(v)); !ok || again != v {
+				t.Fatalf("%q parses as %+v, whose ETag does not parse back", s, v)
+			}
+		}
+		for _, h := range []string{"If-Match", "If-None-Match"} {
+			p, err := parsePrecondition(http.Header{h: {s}})
+			if err != nil {
+				var e *httpjson.Error
+				if !errors.As(err, &e) || e.Status != 400 {
+					t.Fatalf("error %v is not a 400", err)
+				}
+				continue
+			}
+			if p == nil {
+				t.Fatalf("%s: %q parsed as no precondition", h, s)
+			}
+		}
+	})
+}
+
+func preconditionSeeds() []string {
+	return []string{`"1733412345678.0@n1"`, `*`, `"1.2@n%22x", "3.4@y"`, `W/"1.0@n"`, `"1.0@%zz"`, ``, `, ,`, `*, "1.0@n"`, `"99999999999999999999.0@n"`}
 }
 
 func FuzzHandlerSpec(f *testing.F) {
@@ -186,6 +230,9 @@ func messageSeeds() [][]byte {
 		out = append(out, encodeMessage(m))
 	}
 	valid := encodeMessage(sampleMessages()[0])
+	ttl := sampleEntry("ttl", "v")
+	ttl.Expires = ttl.Version.Time + 1000
+	ttlMsg := encodeMessage(message{Type: msgEntry, From: "n", Entries: []entry{ttl}})
 	return append(out,
 		nil,
 		[]byte{byte(msgEntry)},
@@ -194,6 +241,11 @@ func messageSeeds() [][]byte {
 		[]byte{byte(msgDigest), 1, 'n', 1, 3, 1, 0xff, 0x1f, 1, 2, 3, 4, 5, 6, 7, 8},
 		[]byte{byte(msgSummary), 1, 'n', 1, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		[]byte{99, 1, 'n'},
+		ttlMsg,
+		// The expiry flag with a zero expiry, and with an expiry before
+		// the version: both malformed.
+		setExpiry(ttlMsg, 0),
+		setExpiry(ttlMsg, 1),
 	)
 }
 
@@ -202,9 +254,30 @@ type recordSeed struct {
 	data []byte
 }
 
+// setExpiry returns b, an encoding that ends with an entry with an
+// expiry and a one-byte value "v", with the expiry replaced by expires.
+func setExpiry(b []byte, expires int64) []byte {
+	// The tail is [expiry varint][1]['v']; find the varint's start by
+	// re-encoding the expiry the entry carries.
+	m, err := decodeMessage(b)
+	var old int64
+	if err == nil {
+		old = m.Entries[0].Expires
+	} else if e, err := decodeRecord([]byte("k"), b); err == nil {
+		old = e.Expires
+	}
+	n := len(binary.AppendVarint(nil, old))
+	head := b[:len(b)-2-n]
+	out := binary.AppendVarint(append([]byte{}, head...), expires)
+	return append(out, b[len(b)-2:]...)
+}
+
 func recordSeeds() []recordSeed {
 	rec := encodeRecord(sampleEntry("a/b", "value"))
 	tomb := encodeRecord(entry{Key: "t", Version: ver(5, 1, "n"), Deleted: true})
+	ttl := sampleEntry("k", "v")
+	ttl.Expires = ttl.Version.Time + 1000
+	ttlRec := encodeRecord(ttl)
 	return []recordSeed{
 		{"a/b", rec},
 		{"t", tomb},
@@ -214,6 +287,10 @@ func recordSeeds() []recordSeed {
 		{"a/b", append([]byte{9}, rec[1:]...)},
 		{"t", []byte{recordFormat, 2, 0, 1, 'n', 1, 1, 'x'}},
 		{"k", nil},
+		{"k", ttlRec},
+		{"k", setExpiry(ttlRec, 0)},
+		{"k", setExpiry(ttlRec, 1)},
+		{"t", []byte{recordFormat, 2, 0, 1, 'n', flagDeleted | flagExpires, 0x80, 0x01, 0}}, // a tombstone with an expiry
 	}
 }
 
@@ -233,6 +310,8 @@ func requestSeeds() []requestSeed {
 		{"a\x01", false, "watch=maybe&raw=x", []byte(strings.Repeat("x", 65))},
 		{strings.Repeat("k", MaxKeyLen+1), false, "limit=1001&after=%00", []byte("ok")},
 		{"ünï/€", false, "raw&watch=false&limit=1000", []byte("")},
+		{"t", false, "ttl=30s&cas=1&last_event_id=x-1&token=t", []byte("v")},
+		{"t", false, "ttl=721h&ttl=1s", nil},
 	}
 }
 
@@ -269,5 +348,8 @@ func TestFuzzSeeds(t *testing.T) {
 	for i, s := range []string{"new_key,key_changed:prefix=config/=/path/to/script", "*=/x", "synced:prefix==/x",
 		"new_key=", "key_removed:prefix=a=https://h/x", "http://h/x"} {
 		write("FuzzHandlerSpec", i, fmt.Sprintf("string(%q)", s))
+	}
+	for i, s := range preconditionSeeds() {
+		write("FuzzPrecondition", i, fmt.Sprintf("string(%q)", s))
 	}
 }

@@ -197,7 +197,14 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	for _, e := range viaSync {
 		source[e.Key] = "sync"
 	}
-	for _, e := range all {
+	nowMs := now.UnixMilli()
+	for i, e := range all {
+		if e.expiredAt(nowMs) {
+			// A value that expired on its way is merged as its tombstone,
+			// the one every node makes: the value never shows here.
+			e = e.expiredTombstone()
+			all[i] = e
+		}
 		k.clock.Observe(e.Version.Time, e.Version.Counter)
 	}
 	horizon := k.horizon(now)
@@ -224,7 +231,6 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	}
 	applied := k.st.apply(accepted, horizon)
 	k.updateGauges()
-	nowMs := now.UnixMilli()
 	repairs := 0
 	for _, e := range applied {
 		k.m.merged.WithLabelValues(source[e.Key]).Inc()
@@ -238,25 +244,80 @@ func (k *KV) merge(now time.Time, viaBroadcast, viaAE, viaSync []entry) {
 	}
 }
 
+// writeOp is one local write: a value (with a TTL, if not 0), or a
+// tombstone; cond, if set, is checked against this node's copy first.
+type writeOp struct {
+	key     string
+	value   string
+	deleted bool
+	ttl     time.Duration
+	cond    *precondition
+}
+
 // write makes a local write: a new version from the clock, persisted
-// (fsynced) before it is applied, answered and broadcast.
-func (k *KV) write(key, value string, deleted bool) (entry, error) {
+// (fsynced) before it is applied, answered and broadcast. A write with a
+// precondition is checked and made under condMu, so two conditional
+// writes on this node cannot both pass the same check; writes that arrive
+// from other nodes meanwhile are not held back (see docs/kv.md).
+func (k *KV) write(op writeOp) (entry, error) {
 	if err := k.acquire(); err != nil {
 		return entry{}, err
 	}
 	defer k.release()
+	if op.cond != nil {
+		k.condMu.Lock()
+		defer k.condMu.Unlock()
+		cur, live := k.st.current(op.key, k.cfg.now().UnixMilli())
+		if err := op.cond.check(op.key, cur, live); err != nil {
+			k.m.writes.WithLabelValues("precondition_failed").Inc()
+			return entry{}, err
+		}
+	}
 	t, c := k.clock.Now()
-	e := entry{Key: key, Value: value, Version: Version{Time: t, Counter: c, Node: k.node}, Deleted: deleted}
+	e := entry{Key: op.key, Value: op.value, Version: Version{Time: t, Counter: c, Node: k.node}, Deleted: op.deleted}
+	if op.ttl > 0 {
+		// The expiry counts from the version's time, so it is always after
+		// it (the tombstone must be newer than the value).
+		e.Expires = t + op.ttl.Milliseconds()
+		if e.Expires > maxTime {
+			return entry{}, badParam("ttl", "the expiry would be past the year 9999")
+		}
+	}
 	if err := k.st.persist([]entry{e}, true); err != nil {
-		return entry{}, fmt.Errorf("persist write of key %q: %w", key, err)
+		return entry{}, fmt.Errorf("persist write of key %q: %w", op.key, err)
 	}
 	k.st.apply([]entry{e}, k.horizon(k.cfg.now()))
 	k.updateGauges()
 	k.broadcast(e, false)
-	op := "put"
-	if deleted {
-		op = "delete"
+	opName := "put"
+	if op.deleted {
+		opName = "delete"
 	}
-	k.m.writes.WithLabelValues(op).Inc()
+	k.m.writes.WithLabelValues(opName).Inc()
 	return e, nil
+}
+
+// expire replaces the values that have expired by now with their
+// tombstones (entry.expiredTombstone), as a merge would: persisted, then
+// applied, firing key_removed. Every node does it on its own and makes the
+// same tombstones, so they are not broadcast: a node that has not expired
+// a value yet does so by itself, or gets the tombstone by anti-entropy.
+func (k *KV) expire(now time.Time) {
+	tombs := k.st.dueExpired(now.UnixMilli())
+	if len(tombs) == 0 {
+		return
+	}
+	for _, e := range tombs {
+		// A write made here after the expiry is newer than its tombstone.
+		k.clock.Observe(e.Version.Time, e.Version.Counter)
+	}
+	if err := k.st.persist(tombs, false); err != nil {
+		// The values stay, unreadable (reads check the expiry); the next
+		// received copy of a tombstone, or a restart, retries.
+		k.logger.Warn("persist expired kv entries", "entries", len(tombs), "err", err)
+		return
+	}
+	applied := k.st.apply(tombs, k.horizon(now))
+	k.m.expired.Add(float64(len(applied)))
+	k.updateGauges()
 }

@@ -189,7 +189,7 @@ func (n *testNode) restart() {
 // put writes a key through the module, failing the test on error.
 func (n *testNode) put(key, value string) Version {
 	n.t.Helper()
-	e, err := n.kv.write(key, value, false)
+	e, err := n.kv.write(writeOp{key: key, value: value})
 	if err != nil {
 		n.t.Fatalf("put %q on %s: %v", key, n.name, err)
 	}
@@ -199,7 +199,7 @@ func (n *testNode) put(key, value string) Version {
 // del deletes a key through the module.
 func (n *testNode) del(key string) Version {
 	n.t.Helper()
-	e, err := n.kv.write(key, "", true)
+	e, err := n.kv.write(writeOp{key: key, deleted: true})
 	if err != nil {
 		n.t.Fatalf("delete %q on %s: %v", key, n.name, err)
 	}
@@ -209,7 +209,7 @@ func (n *testNode) del(key string) Version {
 // get reads a key from the node's store.
 func (n *testNode) get(key string) (string, bool) {
 	n.t.Helper()
-	e, ok, err := n.kv.st.get(key)
+	e, ok, err := n.kv.st.get(key, time.Now().UnixMilli())
 	if err != nil {
 		n.t.Fatalf("get %q on %s: %v", key, n.name, err)
 	}
@@ -271,7 +271,7 @@ func putMany(t *testing.T, n *testNode, prefix string, count int) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < count; i += 16 {
-				if _, err := n.kv.write(fmt.Sprintf("%s%d", prefix, i), "value", false); err != nil {
+				if _, err := n.kv.write(writeOp{key: fmt.Sprintf("%s%d", prefix, i), value: "value"}); err != nil {
 					errs <- err
 					return
 				}

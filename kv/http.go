@@ -5,7 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -35,6 +38,8 @@ func (k *KV) Routes(r chi.Router) {
 type WriteResult struct {
 	Key     string  `json:"key"`
 	Version Version `json:"version"`
+	// ExpiresAt is when a value written with ?ttl expires (RFC 3339).
+	ExpiresAt string `json:"expires_at,omitempty"`
 }
 
 // ListResult is the answer to GET /v1/kv.
@@ -45,10 +50,25 @@ type ListResult struct {
 	Next string `json:"next,omitempty"`
 }
 
-// handlePut serves PUT /v1/kv/{key...}: the body is the value. It answers
-// once the write is on this node's disk; other nodes get it by gossip.
+// handlePut serves PUT /v1/kv/{key...}[?ttl=DURATION]: the body is the
+// value. It answers once the write is on this node's disk; other nodes
+// get it by gossip. If-Match and If-None-Match are checked against this
+// node's copy (412 when they fail); the answer carries the new version as
+// its ETag.
 func (k *KV) handlePut(w http.ResponseWriter, r *http.Request) error {
 	key, err := keyParam(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if err := checkParams(q, putParams); err != nil {
+		return err
+	}
+	ttl, err := ttlParam(q)
+	if err != nil {
+		return err
+	}
+	cond, err := parsePrecondition(r.Header)
 	if err != nil {
 		return err
 	}
@@ -56,23 +76,35 @@ func (k *KV) handlePut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := k.write(key, value, false)
+	e, err := k.write(writeOp{key: key, value: value, ttl: ttl, cond: cond})
 	if err != nil {
 		return err
 	}
-	httpjson.WriteJSON(w, http.StatusOK, WriteResult{Key: key, Version: e.Version})
+	w.Header().Set("ETag", etag(e.Version))
+	out := WriteResult{Key: key, Version: e.Version}
+	if e.Expires != 0 {
+		out.ExpiresAt = e.json().ExpiresAt
+	}
+	httpjson.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // handleDelete serves DELETE /v1/kv/{key...}: it writes a tombstone,
 // whether or not the key exists here (it may exist elsewhere), so it is
-// idempotent.
+// idempotent; with If-Match, only if this node's copy is at that version.
 func (k *KV) handleDelete(w http.ResponseWriter, r *http.Request) error {
 	key, err := keyParam(r)
 	if err != nil {
 		return err
 	}
-	e, err := k.write(key, "", true)
+	if err := checkParams(r.URL.Query(), deleteParams); err != nil {
+		return err
+	}
+	cond, err := parsePrecondition(r.Header)
+	if err != nil {
+		return err
+	}
+	e, err := k.write(writeOp{key: key, deleted: true, cond: cond})
 	if err != nil {
 		return err
 	}
@@ -81,26 +113,47 @@ func (k *KV) handleDelete(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleGet serves GET /v1/kv/{key...} from this node's copy; with ?raw
-// the body is the value alone, as text/plain.
+// the body is the value alone, as text/plain. The version is the ETag; an
+// If-None-Match that names it gets 304 Not Modified.
 func (k *KV) handleGet(w http.ResponseWriter, r *http.Request) error {
 	key, err := keyParam(r)
 	if err != nil {
 		return err
 	}
-	raw, err := rawParam(r.URL.Query())
+	q := r.URL.Query()
+	if err := checkParams(q, getParams); err != nil {
+		return err
+	}
+	raw, err := rawParam(q)
 	if err != nil {
 		return err
+	}
+	var inm []Version
+	if vs := r.Header.Values("If-None-Match"); len(vs) > 0 {
+		var any bool
+		if inm, any, err = parseETagList("If-None-Match", vs); err != nil {
+			return err
+		}
+		if any {
+			return ErrInvalidPrecondition.WithMessage("If-None-Match: * applies to PUT (create only), not GET").WithDetail("header", "If-None-Match")
+		}
 	}
 	if err := k.acquire(); err != nil {
 		return err
 	}
-	e, ok, err := k.st.get(key)
+	e, ok, err := k.st.get(key, k.cfg.now().UnixMilli())
 	k.release()
 	switch {
 	case err != nil:
 		return err
 	case !ok:
 		return ErrKeyNotFound.WithMessage("key %q not found", key)
+	}
+	w.Header().Set("ETag", etag(e.Version))
+	switch {
+	case containsVersion(inm, e.Version):
+		w.WriteHeader(http.StatusNotModified)
+		return nil
 	case raw:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
@@ -120,12 +173,12 @@ func (k *KV) handleList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if q.watch {
-		return k.handleWatch(w, r, q.prefix)
+		return k.handleWatch(w, r, q)
 	}
 	if err := k.acquire(); err != nil {
 		return err
 	}
-	items, more, err := k.st.list(q.prefix, q.after, q.limit)
+	items, more, err := k.st.list(q.prefix, q.after, q.limit, k.cfg.now().UnixMilli(), false)
 	k.release()
 	if err != nil {
 		return err
@@ -199,12 +252,69 @@ type listQuery struct {
 	prefix, after string
 	limit         int
 	watch         bool
+	lastEventID   string // ?last_event_id, for a client that cannot set Last-Event-ID
+}
+
+// The query parameters each route accepts. "token" is the API's: a
+// stream's credential for a client that cannot set headers (see api).
+var (
+	listParams   = []string{"prefix", "limit", "after", "watch", "last_event_id", "token"}
+	getParams    = []string{"raw", "token"}
+	putParams    = []string{"ttl", "token"}
+	deleteParams = []string{"token"}
+)
+
+// checkParams refuses a query parameter not in accepted, naming it and the
+// accepted ones (ErrUnknownParameter), so that a typo or a feature this
+// node lacks is an error rather than ignored. The first unknown one in
+// name order is named, so the answer does not depend on map order.
+func checkParams(q url.Values, accepted []string) error {
+	var unknown []string
+	for name := range q {
+		if !slices.Contains(accepted, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	list := "none"
+	if len(accepted) > 0 {
+		list = strings.Join(accepted, ", ")
+	}
+	return ErrUnknownParameter.WithMessage("unknown query parameter %q; this route accepts: %s", unknown[0], list).
+		WithDetail("parameter", unknown[0]).WithDetail("accepted", accepted)
+}
+
+// TTL bounds of PUT ?ttl=.
+const (
+	MinTTL = time.Second
+	MaxTTL = 30 * 24 * time.Hour
+)
+
+// ttlParam reads ?ttl= as a Go duration ("30s", "1h30m") from MinTTL to
+// MaxTTL; 0 without it.
+func ttlParam(q url.Values) (time.Duration, error) {
+	if !q.Has("ttl") {
+		return 0, nil
+	}
+	s := q.Get("ttl")
+	d, err := time.ParseDuration(s)
+	if err != nil || d < MinTTL || d > MaxTTL {
+		return 0, badParam("ttl", "ttl must be a duration from %s to %s (as 30s, 5m, 24h), got %q", MinTTL, "720h (30 days)", s)
+	}
+	return d, nil
 }
 
 // parseListQuery validates the query of GET /v1/kv. Errors are
-// ErrInvalidParameter carrying the parameter's name.
+// ErrInvalidParameter carrying the parameter's name, or
+// ErrUnknownParameter.
 func parseListQuery(q url.Values) (listQuery, error) {
-	out := listQuery{prefix: q.Get("prefix"), after: q.Get("after"), limit: defaultListLimit}
+	if err := checkParams(q, listParams); err != nil {
+		return listQuery{}, err
+	}
+	out := listQuery{prefix: q.Get("prefix"), after: q.Get("after"), limit: defaultListLimit, lastEventID: q.Get("last_event_id")}
 	if !validPrefix(out.prefix) {
 		return listQuery{}, badParam("prefix", "prefix must be at most %d bytes of UTF-8 without control characters", MaxKeyLen)
 	}
@@ -227,6 +337,9 @@ func parseListQuery(q url.Values) (listQuery, error) {
 	}
 	if out.watch && (q.Has("limit") || q.Has("after")) {
 		return listQuery{}, badParam("watch", "limit and after do not apply to a watch")
+	}
+	if !out.watch && q.Has("last_event_id") {
+		return listQuery{}, badParam("last_event_id", "last_event_id applies to a watch (watch=true) only")
 	}
 	return out, nil
 }

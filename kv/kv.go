@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,10 @@ type KV struct {
 	askNext chan struct{}
 
 	streams sse.Streams // open watches, ended by Stop
+
+	// condMu orders the conditional writes of this node (If-Match,
+	// If-None-Match): each checks and writes under it.
+	condMu sync.Mutex
 }
 
 // ID returns "kv".
@@ -128,7 +133,9 @@ func (k *KV) Provision(host modules.Host) error {
 		return fmt.Errorf("kv module: %w", err)
 	}
 	k.cfg = cfg
-	if !validNode(k.node) {
+	if !validNode(k.node+expiredSuffix) || strings.ContainsRune(k.node, 0) {
+		// A NUL would let a write collide with the tombstone of an
+		// expiry (see expiredSuffix).
 		return fmt.Errorf("kv module: node name %q cannot sign versions: %w", k.node, ErrInvalidConfig)
 	}
 	for _, s := range k.cfg.handlerSpecs() {

@@ -21,6 +21,8 @@ type metrics struct {
 	merged        *prometheus.CounterVec // via: broadcast, antientropy, sync
 	dropped       *prometheus.CounterVec // reason
 	collected     prometheus.Counter
+	expired       prometheus.Counter
+	watchStarts   *prometheus.CounterVec // start: new, resumed, resync
 
 	rounds        *prometheus.CounterVec // result: in_sync, repaired, failed, refused
 	roundDuration prometheus.Histogram
@@ -40,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		synced:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_kv_synced", Help: "1 once this node has completed a full sync with a peer (or is the cluster's first), 0 while it catches up."}),
 		watchers:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_kv_watchers", Help: "Open watch streams on this node."}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shoal_kv_writes_total", Help: "Writes accepted through this node's API, by op (put, delete).",
+			Name: "shoal_kv_writes_total", Help: "Writes through this node's API, by op (put, delete; precondition_failed: refused by If-Match or If-None-Match).",
 		}, []string{"op"}),
 		broadcastSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_kv_broadcasts_sent_total", Help: "Writes spread by gossip (pushed to a few members, piggybacked for the rest), by kind: entry (the whole entry) or notice (version only; peers pull the value).",
@@ -57,6 +59,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		collected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_kv_tombstones_collected_total", Help: "Tombstones removed after --kv-tombstone-ttl.",
 		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_kv_expired_total", Help: "Values this node replaced with their tombstone when their TTL ran out.",
+		}),
+		watchStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_kv_watch_starts_total", Help: "Watch streams opened, by start: new (no Last-Event-ID), resumed (replayed from the event history), resync (the history could not cover the Last-Event-ID; the state was sent).",
+		}, []string{"start"}),
 		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_kv_antientropy_rounds_total", Help: "Anti-entropy rounds this node started, by result (in_sync, repaired, failed, refused).",
 		}, []string{"result"}),
@@ -86,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.keys, m.tombstones, m.synced, m.watchers, m.writes, m.broadcastSent,
-		m.broadcastRecv, m.merged, m.dropped, m.collected, m.rounds, m.roundDuration, m.aeBytes, m.hooks, m.syncs,
+		m.broadcastRecv, m.merged, m.dropped, m.collected, m.expired, m.watchStarts, m.rounds, m.roundDuration, m.aeBytes, m.hooks, m.syncs,
 		m.lag, m.handlerRuns, m.handlerDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register kv metrics: %w", err)

@@ -22,6 +22,7 @@ var (
 type meta struct {
 	ver     Version
 	deleted bool
+	expires int64  // Unix ms; 0 if the value does not expire
 	hash    uint64 // entryHash, as toggled into the trees
 	leaf    uint16
 	settled bool // toggled into the settled tree too
@@ -64,9 +65,13 @@ type store struct {
 	// settles, only broadcast (and the peer's own rounds) carry it.
 	settled *tree
 	pending pendingHeap
-	grace   int64        // ms; 0 settles every entry at once
-	nowMs   func() int64 // the module's clock, in Unix ms
-	live    int
+	// expiring holds the live values that expire, by expiry: the sweep
+	// (dueExpired) pops them when their time has come.
+	expiring    pendingHeap
+	numExpiring int          // live values in index that expire
+	grace       int64        // ms; 0 settles every entry at once
+	nowMs       func() int64 // the module's clock, in Unix ms
+	live        int
 	// onChange is called with mu held for every visible change, in the
 	// order of the changes; it must not block or call back into the store.
 	onChange func(change)
@@ -92,14 +97,14 @@ func openStore(path string, onChange func(change)) (*store, Version, error) {
 			return err
 		}
 		return b.ForEach(func(k, v []byte) error {
-			ver, deleted, err := decodeRecordVersion(v)
+			ver, deleted, expires, err := decodeRecordVersion(v)
 			if err == nil && (!validKey(string(k)) || !validNode(ver.Node)) {
 				err = fmt.Errorf("%w: invalid key or node", ErrMalformedRecord)
 			}
 			if err != nil {
 				return fmt.Errorf("record of key %q: %w", truncateKey(k), err)
 			}
-			s.insertLocked(string(k), ver, deleted)
+			s.insertLocked(string(k), ver, deleted, expires)
 			if ver.Compare(newest) > 0 {
 				newest = ver
 			}
@@ -124,13 +129,20 @@ func (s *store) setGrace(grace time.Duration, now func() time.Time) {
 	s.nowMs = func() int64 { return now().UnixMilli() }
 }
 
-// insertLocked sets the in-memory state of key to (ver, deleted),
-// replacing what was there; mu must be held for writing.
-func (s *store) insertLocked(key string, ver Version, deleted bool) {
+// insertLocked sets the in-memory state of key to (ver, deleted,
+// expires), replacing what was there; mu must be held for writing.
+func (s *store) insertLocked(key string, ver Version, deleted bool, expires int64) {
 	if old := s.index[key]; old != nil {
 		s.removeLocked(key, old)
 	}
-	m := &meta{ver: ver, deleted: deleted, hash: entryHash(key, ver, deleted), leaf: uint16(leafOf(key))}
+	m := &meta{ver: ver, deleted: deleted, expires: expires, hash: entryHash(key, ver, deleted), leaf: uint16(leafOf(key))}
+	if expires != 0 && !deleted {
+		s.numExpiring++
+		if len(s.expiring) >= 2*s.numExpiring+1024 {
+			s.compactExpiringLocked()
+		}
+		heap.Push(&s.expiring, pendingEntry{at: expires, key: key, m: m})
+	}
 	s.index[key] = m
 	if s.leafKeys[m.leaf] == nil {
 		s.leafKeys[m.leaf] = map[string]struct{}{}
@@ -185,6 +197,25 @@ func (s *store) removeLocked(key string, m *meta) {
 	} else {
 		s.live--
 	}
+	if m.expires != 0 && !m.deleted {
+		s.numExpiring--
+	}
+}
+
+// compactExpiringLocked drops the entries of replaced or removed values
+// from the expiry heap (a key overwritten often with a long TTL would
+// otherwise leave one per write until its time); mu must be held for
+// writing.
+func (s *store) compactExpiringLocked() {
+	kept := s.expiring[:0]
+	for _, p := range s.expiring {
+		if s.index[p.key] == p.m {
+			kept = append(kept, p)
+		}
+	}
+	clear(s.expiring[len(kept):])
+	s.expiring = kept
+	heap.Init(&s.expiring)
 }
 
 // accepts reports whether e should be merged: it is newer than what the
@@ -231,7 +262,7 @@ func (s *store) persist(entries []entry, batch bool) error {
 		for _, e := range entries {
 			k := []byte(e.Key)
 			if old := b.Get(k); old != nil {
-				if ver, _, err := decodeRecordVersion(old); err == nil && ver.Compare(e.Version) >= 0 {
+				if ver, _, _, err := decodeRecordVersion(old); err == nil && ver.Compare(e.Version) >= 0 {
 					continue
 				}
 			}
@@ -259,7 +290,7 @@ func (s *store) apply(entries []entry, horizon int64) []entry {
 		}
 		cur := s.index[e.Key]
 		wasLive := cur != nil && !cur.deleted
-		s.insertLocked(e.Key, e.Version, e.Deleted)
+		s.insertLocked(e.Key, e.Version, e.Deleted, e.Expires)
 		applied = append(applied, e)
 		switch {
 		case !e.Deleted && !wasLive:
@@ -273,8 +304,9 @@ func (s *store) apply(entries []entry, horizon int64) []entry {
 	return applied
 }
 
-// get returns the live entry of key.
-func (s *store) get(key string) (entry, bool, error) {
+// get returns the live entry of key at nowMs: a value that has expired is
+// not live, whether or not the sweep has replaced it yet.
+func (s *store) get(key string, nowMs int64) (entry, bool, error) {
 	var e entry
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -284,7 +316,7 @@ func (s *store) get(key string) (entry, bool, error) {
 		}
 		var err error
 		e, err = decodeRecord([]byte(key), v)
-		found = err == nil && !e.Deleted
+		found = err == nil && !e.Deleted && !e.expiredAt(nowMs)
 		return err
 	})
 	if err != nil {
@@ -293,9 +325,11 @@ func (s *store) get(key string) (entry, bool, error) {
 	return e, found, nil
 }
 
-// list returns up to limit live entries whose keys start with prefix and
-// sort after after, in key order; more reports that another one follows.
-func (s *store) list(prefix, after string, limit int) (items []entry, more bool, err error) {
+// list returns up to limit live entries (at nowMs) whose keys start with
+// prefix and sort after after, in key order; more reports that another
+// one follows. With tombstones, it returns the other entries too (a
+// value that has expired as its tombstone).
+func (s *store) list(prefix, after string, limit int, nowMs int64, tombstones bool) (items []entry, more bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEntries).Cursor()
 		start := prefix
@@ -311,7 +345,10 @@ func (s *store) list(prefix, after string, limit int) (items []entry, more bool,
 			if err != nil {
 				return err
 			}
-			if e.Deleted {
+			if e.expiredAt(nowMs) {
+				e = e.expiredTombstone()
+			}
+			if e.Deleted && !tombstones {
 				continue
 			}
 			if len(items) == limit {
@@ -384,7 +421,7 @@ func (s *store) removeIf(ws []want) (int, error) {
 		for _, w := range ws {
 			k := []byte(w.Key)
 			if old := b.Get(k); old != nil {
-				if ver, _, err := decodeRecordVersion(old); err == nil && ver != w.Version {
+				if ver, _, _, err := decodeRecordVersion(old); err == nil && ver != w.Version {
 					continue
 				}
 				if err := b.Delete(k); err != nil {
@@ -436,6 +473,33 @@ func (s *store) absentOlderThan(seen map[string]struct{}, horizon int64) []want 
 	for k, m := range s.index {
 		if _, ok := seen[k]; !ok && m.ver.Time < horizon {
 			out = append(out, want{Key: k, Version: m.ver})
+		}
+	}
+	return out
+}
+
+// current returns the version of key's live value at nowMs, and whether
+// it has one, from memory (for conditional writes).
+func (s *store) current(key string, nowMs int64) (Version, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := s.index[key]
+	if m == nil || m.deleted || m.expires != 0 && m.expires <= nowMs {
+		return Version{}, false
+	}
+	return m.ver, true
+}
+
+// dueExpired returns the tombstones of the live values that have expired
+// at nowMs (see entry.expiredTombstone), for the sweep to merge.
+func (s *store) dueExpired(nowMs int64) []entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []entry
+	for len(s.expiring) > 0 && s.expiring[0].at <= nowMs {
+		p := heap.Pop(&s.expiring).(pendingEntry)
+		if s.index[p.key] == p.m { // else replaced or removed since
+			out = append(out, entry{Key: p.key, Version: p.m.ver, Expires: p.m.expires}.expiredTombstone())
 		}
 	}
 	return out

@@ -81,7 +81,7 @@ func TestStore_LastWriterWins(t *testing.T) {
 			for _, e := range tt.in { // one at a time, as separate messages
 				mergeAll(t, st, 0, e)
 			}
-			e, ok, err := st.get("k")
+			e, ok, err := st.get("k", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestStore_MergeOrderDoesNotMatter(t *testing.T) {
 		}
 		_, _, root := st.counts()
 		digests = append(digests, root)
-		items, _, err := st.list("", "", maxListLimit)
+		items, _, err := st.list("", "", maxListLimit, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func TestStore_PersistNeverOverwritesNewer(t *testing.T) {
 	if err := st.persist([]entry{older}, false); err != nil {
 		t.Fatal(err)
 	}
-	if e, _, _ := st.get("k"); e.Value != "new" {
+	if e, _, _ := st.get("k", 0); e.Value != "new" {
 		t.Fatalf("disk holds %q, want the newer %q", e.Value, "new")
 	}
 }
@@ -209,7 +209,7 @@ func TestStore_OldTombstoneOfUnknownKeyIsIgnored(t *testing.T) {
 	// But it still deletes an older value the store holds.
 	mergeAll(t, st, 0, entry{Key: "k", Value: "v", Version: ver(40, 0, "n")})
 	mergeAll(t, st, horizon, entry{Key: "k", Version: ver(50, 0, "n"), Deleted: true})
-	if _, ok, _ := st.get("k"); ok {
+	if _, ok, _ := st.get("k", 0); ok {
 		t.Fatalf("the old tombstone did not delete the older value")
 	}
 	if n := len(*changes); n != 2 {
@@ -238,7 +238,7 @@ func TestStore_RemoveIfKeepsNewerVersions(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("removed %d, want 2 (t and v)", n)
 	}
-	if e, ok, _ := st.get("w"); !ok || e.Value != "z" {
+	if e, ok, _ := st.get("w", 0); !ok || e.Value != "z" {
 		t.Fatalf("w: got %q %v, want the newer z", e.Value, ok)
 	}
 	if live, tombs, _ := st.counts(); live != 1 || tombs != 0 {
@@ -272,7 +272,7 @@ func TestStore_ListPagesInKeyOrder(t *testing.T) {
 		{"zzz", "", 10, nil, false},
 	}
 	for _, tt := range tests {
-		items, more, err := st.list(tt.prefix, tt.after, tt.limit)
+		items, more, err := st.list(tt.prefix, tt.after, tt.limit, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -144,11 +144,16 @@ export function stream(name, path, on) {
   const open = () => {
     es = new EventSource('/ui/api' + path);
     es.onopen = () => { pause = 1000; conn.set(name, true); if (on.open) on.open(); };
-    es.addEventListener('error', (m) => {
-      // An "event: error" from the server (a JSON error, then the stream
-      // ends) arrives as a MessageEvent with data; a lost connection as a
-      // plain Event.
+    // A stream's own failure (a JSON error, then the stream ends) is
+    // "event: stream_error" from kv, "event: error" from older streams;
+    // the browser's own "error" (a plain Event, no data) is a lost
+    // connection.
+    const serverError = (m) => {
       if (m.data && on.servererror) { let d = m.data; try { d = JSON.parse(m.data).error; } catch (_) { /* text */ } on.servererror(d); }
+    };
+    es.addEventListener('stream_error', serverError);
+    es.addEventListener('error', (m) => {
+      serverError(m);
       if (stopped) return;
       conn.set(name, false);
       if (es.readyState === EventSource.CLOSED) {

@@ -2,6 +2,8 @@ package sse
 
 import (
 	"bytes"
+	"strconv"
+	"time"
 
 	"shoal/internal/httpjson"
 )
@@ -55,11 +57,50 @@ func (s *Stream) JSONEvent(typ, id string, v any) error {
 	return nil
 }
 
+// StreamErrorType is the event type of StreamError.
+const StreamErrorType = "stream_error"
+
 // ErrorEvent queues an "error" event whose data is err in the API's error
 // shape (see httpjson.Error.Body): how a stream whose status was already
 // sent reports the failure that ends it.
+//
+// New streams use StreamError instead: a browser's EventSource fires an
+// "error" event of its own when the connection fails, so a listener for
+// "error" cannot tell the server's error from a lost connection (whose
+// event has no data). ErrorEvent stays for the streams whose clients read
+// "error" already (logstream, objectsync, locks), until they move.
 func (s *Stream) ErrorEvent(err error) {
 	_ = s.JSONEvent("error", "", httpjson.As(err).Body()) // a map of strings and JSON details always encodes
+}
+
+// StreamError queues a StreamErrorType ("stream_error") event whose data
+// is err in the API's error shape (see httpjson.Error.Body): how a stream
+// whose status was already sent reports the failure that ends it, under a
+// name that no EventSource uses for its own events.
+func (s *Stream) StreamError(err error) {
+	_ = s.JSONEvent(StreamErrorType, "", httpjson.As(err).Body()) // always encodes
+}
+
+// Retry queues a "retry:" field of d (in whole milliseconds, at least 1):
+// how long a browser's EventSource waits before it reconnects after the
+// connection is lost. A module sends it first, before Begin. It is not an
+// event: clients dispatch nothing for it.
+func (s *Stream) Retry(d time.Duration) {
+	s.buf.WriteString("retry: ")
+	s.buf.WriteString(strconv.FormatInt(max(d.Milliseconds(), 1), 10))
+	s.buf.WriteString("\n\n")
+}
+
+// Position queues an "id:" field alone: it sets the client's last event
+// ID (what a reconnecting EventSource sends as Last-Event-ID) without
+// dispatching an event, as the SSE specification's dispatch step does
+// with an empty data buffer. A module uses it to tell a client where the
+// stream is when no event carried an id lately: at the start of a stream,
+// or with a heartbeat. id must not contain line breaks.
+func (s *Stream) Position(id string) {
+	s.buf.WriteString("id: ")
+	s.buf.WriteString(id)
+	s.buf.WriteString("\n\n")
 }
 
 // Heartbeat queues a ": ping" comment, which clients ignore. A module sends

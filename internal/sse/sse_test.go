@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"shoal/internal/httpjson"
 )
@@ -257,4 +258,38 @@ func TestStreams_Concurrent(t *testing.T) {
 	ss.Stop()
 	ss.Wait()
 	wg.Wait()
+}
+
+func TestStream_StreamError(t *testing.T) {
+	var ss Streams
+	s, rec := open(t, &ss)
+	s.StreamError(httpjson.Errorf(http.StatusServiceUnavailable, "watch_overflow", "behind"))
+	if err := s.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	got := parse(rec.Body.String())
+	if len(got) != 1 || got[0].typ != StreamErrorType || got[0].typ == "error" {
+		t.Fatalf("got %+v, want one %s event", got, StreamErrorType)
+	}
+	if e := httpjson.ReadError(0, []byte(got[0].data)); e.Code != "watch_overflow" || e.Message != "behind" {
+		t.Fatalf("got %+v, want the error", e)
+	}
+}
+
+func TestStream_RetryAndPosition(t *testing.T) {
+	var ss Streams
+	s, rec := open(t, &ss)
+	s.Retry(2500 * time.Millisecond)
+	s.Retry(0) // at least 1 ms: "retry: 0" would make a browser reconnect in a loop
+	s.Position("abc-7")
+	if err := s.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if got, want := rec.Body.String(), "retry: 2500\n\nretry: 1\n\nid: abc-7\n\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	// Neither dispatches an event (a position only moves the last id).
+	if got := parse(rec.Body.String()); len(got) != 0 {
+		t.Fatalf("got events %+v, want none", got)
+	}
 }
