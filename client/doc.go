@@ -1,6 +1,7 @@
 // Package client is the Go client for shoal's HTTP API: cluster status,
 // membership and Raft administration, health checks, and the log module
-// (publish, read, list, and a resuming Server-Sent Events tail).
+// (publish, read, list, retention and deletion, and a resuming
+// Server-Sent Events tail whose reconnects a caller may watch and bound).
 //
 // A Client is safe for concurrent use by many goroutines and keeps its
 // connections alive, so one Client should be shared by all the goroutines

@@ -50,12 +50,79 @@ type ReadResult struct {
 	AppliedIndex uint64 `json:"-"`
 }
 
-// LogInfo describes one log, from GET /v1/logs.
+// LogInfo describes one log, from GET /v1/logs and PUT /v1/logs/{name}.
 type LogInfo struct {
 	Name       string `json:"name"`
 	FirstIndex uint64 `json:"first_index"`
 	LastIndex  uint64 `json:"last_index"`
 	Entries    uint64 `json:"entries"`
+	// Bytes is the size of the log on the node's disk; 0 from a node that
+	// does not report it.
+	Bytes int64 `json:"bytes,omitempty"`
+	// MaxEntries, MaxBytes and MaxAge are the log's retention; 0 means no
+	// limit (and is what a node without per-log retention reports).
+	MaxEntries int64    `json:"max_entries,omitempty"`
+	MaxBytes   int64    `json:"max_bytes,omitempty"`
+	MaxAge     Duration `json:"max_age,omitzero"`
+}
+
+// Duration is a time.Duration that travels in JSON as Go's duration
+// string ("24h0m0s"), as the API writes durations.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string; "" and null mean 0. A number is
+// taken as nanoseconds, as encoding/json writes a time.Duration.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var ns int64
+	if err := json.Unmarshal(b, &ns); err == nil {
+		*d = Duration(ns)
+		return nil
+	}
+	var s *string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"24h0m0s\": %w", err)
+	}
+	if s == nil || *s == "" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(*s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// LogRetention is the retention of one log, for ConfigureLog. A nil field
+// is left as it is; a zero one means "no limit". The fields are pointers
+// so that "not given" and "no limit" differ on the wire:
+//
+//	client.LogRetention{MaxEntries: new(int64(100_000)), MaxAge: new(24 * time.Hour)}
+type LogRetention struct {
+	MaxEntries *int64         `json:"max_entries,omitempty"`
+	MaxBytes   *int64         `json:"max_bytes,omitempty"`
+	MaxAge     *time.Duration `json:"-"`
+}
+
+// MarshalJSON writes the fields that are set, max_age as a duration
+// string.
+func (r LogRetention) MarshalJSON() ([]byte, error) {
+	type plain LogRetention
+	out := struct {
+		plain
+		MaxAge *string `json:"max_age,omitempty"`
+	}{plain: plain(r)}
+	if r.MaxAge != nil {
+		s := r.MaxAge.String()
+		out.MaxAge = &s
+	}
+	return json.Marshal(out)
 }
 
 func logPath(name string) string { return "/v1/logs/" + escape(name) }
@@ -128,6 +195,26 @@ func appliedIndex(h http.Header) uint64 {
 		return 0
 	}
 	return n
+}
+
+// DeleteLog deletes the log called name and its entries. It returns an
+// error matching ErrLogNotFound if there is no such log.
+func (c *Client) DeleteLog(ctx context.Context, name string) error {
+	if _, err := c.do(ctx, http.MethodDelete, logPath(name), nil, nil, nil); err != nil {
+		return fmt.Errorf("delete log %q: %w", name, err)
+	}
+	return nil
+}
+
+// ConfigureLog sets the retention of the log called name, creating the
+// log if it does not exist, and returns the log as the node then holds
+// it. Only the fields of r that are set change.
+func (c *Client) ConfigureLog(ctx context.Context, name string, r LogRetention) (LogInfo, error) {
+	var info LogInfo
+	if _, err := c.do(ctx, http.MethodPut, logPath(name), nil, r, &info); err != nil {
+		return LogInfo{}, fmt.Errorf("configure log %q: %w", name, err)
+	}
+	return info, nil
 }
 
 // Logs lists the logs the node knows.

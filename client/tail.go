@@ -53,8 +53,42 @@ func (e *fnError) Error() string { return e.err.Error() }
 // fn should return promptly; a node may drop a stream that falls behind,
 // and Tail then reconnects where fn left off.
 func (c *Client) Tail(ctx context.Context, name string, from uint64, fn func(LogEntry) error) error {
-	t := &tailer{c: c, name: name, from: from, fn: fn}
+	return c.TailWithOptions(ctx, name, TailOptions{From: from}, fn)
+}
+
+// TailOptions are the settings of TailWithOptions.
+type TailOptions struct {
+	// From is the index of the first entry (0 lets the node choose).
+	From uint64
+	// OnRetry, when not nil, is called before each reconnect, on Tail's
+	// goroutine, with what ended the stream and how long Tail waits. If it
+	// returns an error, Tail stops and returns that error, wrapped. It must
+	// not block for long: the wait starts after it returns.
+	OnRetry func(TailRetry) error
+}
+
+// TailRetry describes one reconnect of a Tail, for TailOptions.OnRetry.
+type TailRetry struct {
+	// Attempt counts the failed attempts since the stream last delivered
+	// anything: 1 for the first.
+	Attempt int
+	// Delay is how long Tail waits before the next attempt.
+	Delay time.Duration
+	// Err is why the stream ended: a network error, an API error (5xx,
+	// 408, 429), or ErrStreamEnded when the node closed it.
+	Err error
+}
+
+// ErrStreamEnded is the TailRetry.Err of a stream the node closed
+// cleanly (on shutdown, say).
+var ErrStreamEnded = errors.New("the node ended the stream")
+
+// TailWithOptions is Tail with options: where to start, and a hook that
+// sees (and may stop) each reconnect.
+func (c *Client) TailWithOptions(ctx context.Context, name string, opts TailOptions, fn func(LogEntry) error) error {
+	t := &tailer{c: c, name: name, from: opts.From, fn: fn}
 	delay := c.backoff.min
+	attempt := 0
 	for {
 		progressed, err := t.stream(ctx)
 		if ctx.Err() != nil {
@@ -68,12 +102,22 @@ func (c *Client) Tail(ctx context.Context, name string, from uint64, fn func(Log
 			return fmt.Errorf("tail log %q: %w", name, err)
 		}
 		if progressed {
-			delay = c.backoff.min
+			delay, attempt = c.backoff.min, 0
 		}
+		attempt++
 		wait := delay
 		var he *httpjson.Error
 		if errors.As(err, &he) && he.RetryAfter > wait {
 			wait = min(he.RetryAfter, c.backoff.max)
+		}
+		if opts.OnRetry != nil {
+			cause := err
+			if cause == nil {
+				cause = ErrStreamEnded
+			}
+			if herr := opts.OnRetry(TailRetry{Attempt: attempt, Delay: wait, Err: cause}); herr != nil {
+				return fmt.Errorf("tail log %q: %w", name, herr)
+			}
 		}
 		timer := time.NewTimer(wait)
 		select {

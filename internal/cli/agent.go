@@ -21,7 +21,9 @@ import (
 )
 
 func init() {
-	RegisterCommand("agent", "run a shoal node", runAgent)
+	registerCommand("agent", "run a shoal node", func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+		return runAgent(args, stdout, stderr)
+	})
 }
 
 // agentOptions binds the agent's flags to a Config. Module flags come from
@@ -155,10 +157,17 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("shoal agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := newAgentOptions(fs)
+	if len(args) == 1 && args[0] == describeArg {
+		describeFlags(stdout, fs)
+		return 0
+	}
+	fs.Usage = func() {} // -h prints agentUsage to stdout below; errors stay one line
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			agentUsage(stdout, fs)
 			return 0
 		}
+		fmt.Fprintf(stderr, "Run 'shoal agent -h' for usage.\n")
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -240,23 +249,48 @@ wait:
 	return 0
 }
 
-// parseBytes reads a size: a number of bytes, or with a KiB, MiB or GiB
-// suffix ("256MiB").
+// agentUsage prints the agent's help to w: what it does, how the
+// environment sets its flags, and the flags.
+func agentUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, "Usage:\n  shoal agent [flags]\n\n"+
+		"Run a shoal node until interrupted (SIGINT or SIGTERM stop it; the node\n"+
+		"stays a member: 'shoal leave' leaves for good). SIGHUP reloads --tls-cert.\n\n"+
+		"Environment:\n"+
+		"  Every flag can also be set with an environment variable: SHOAL_ and the\n"+
+		"  flag's name upper-cased, dashes as underscores (--raft-addr is\n"+
+		"  SHOAL_RAFT_ADDR, --data-dir is SHOAL_DATA_DIR, --cluster-secret is\n"+
+		"  SHOAL_CLUSTER_SECRET). A flag on the command line wins over its variable;\n"+
+		"  empty variables are ignored.\n\nFlags:\n")
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
+// parseBytes reads a size: a number of bytes, optionally followed by a
+// unit, binary (KiB, MiB, GiB, TiB) or decimal (B, KB, MB, GB, TB):
+// "256MiB", "1GB", "4096".
 func parseBytes(s string) (uint64, error) {
 	s = strings.TrimSpace(s)
-	mult := uint64(1)
-	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
-			break
-		}
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult, ok := byteUnits[unit]
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB, GiB, TiB or KB, MB, GB, TB)", s)
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB or GiB)", s)
+		return 0, fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB, GiB, TiB or KB, MB, GB, TB)", s)
 	}
 	if n > math.MaxUint64/mult {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return n * mult, nil
+}
+
+// byteUnits are the units parseBytes accepts.
+var byteUnits = map[string]uint64{
+	"": 1, "B": 1,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+	"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
 }

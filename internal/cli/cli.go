@@ -27,6 +27,9 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	// opaque marks a command added with RegisterCommand: completion does
+	// not run it to describe its flags (it may not know describeArg).
+	opaque bool
 }
 
 // registered holds the commands added by RegisterCommand, usually from
@@ -48,34 +51,44 @@ func RegisterCommand(name, summary string, run func(args []string, stdout, stder
 	if run == nil {
 		panic(fmt.Sprintf("cli: RegisterCommand: nil run function for %q", name))
 	}
+	addCommand(command{name: name, summary: summary, opaque: true, run: func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+		return run(args, stdout, stderr)
+	}})
+}
+
+// registerCommand is RegisterCommand for the commands of this package: they
+// take the context Main's caller gave (tests pass stdin in it) and describe
+// themselves to completion.
+func registerCommand(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int) {
+	addCommand(command{name: name, summary: summary, run: run})
+}
+
+// addCommand registers c; it panics if its name is taken.
+func addCommand(c command) {
+	name := c.name
 	registeredMu.Lock()
 	defer registeredMu.Unlock()
 	if name == "help" || slices.ContainsFunc(builtinCommands(), func(c command) bool { return c.name == name }) ||
 		slices.ContainsFunc(registered, func(c command) bool { return c.name == name }) {
 		panic(fmt.Sprintf("cli: RegisterCommand: command %q registered twice", name))
 	}
-	registered = append(registered, command{
-		name:    name,
-		summary: summary,
-		run: func(_ context.Context, args []string, stdout, stderr io.Writer) int {
-			return run(args, stdout, stderr)
-		},
-	})
+	registered = append(registered, c)
 }
 
 // builtinCommands returns the commands defined in this package's own files.
 func builtinCommands() []command {
 	return []command{
-		{"status", "show the node's view of the cluster", runStatus},
-		{"members", "list the members of the cluster", runMembers},
-		{"health", "check that the node is ready (exit 0) or not (exit 1)", runHealth},
-		{"join", "make the node join a cluster through existing members", runJoin},
-		{"leave", "make the node leave the cluster gracefully", runLeave},
-		{"raft", "inspect and administer the Raft configuration", runRaft},
-		{"log", "publish to, read and follow logs", runLog},
-		{"version", "print the version of this binary", runVersion},
-		{"keygen", "print a new cluster secret", runKeygen},
-		{"keyring", "manage the cluster secrets of every member", runKeyring},
+		{name: "status", summary: "show the node's view of the cluster", run: runStatus},
+		{name: "members", summary: "list the members of the cluster", run: runMembers},
+		{name: "health", summary: "check that the node is ready (exit 0) or not (exit 1)", run: runHealth},
+		{name: "join", summary: "make the node join a cluster through existing members", run: runJoin},
+		{name: "leave", summary: "make the node leave the cluster gracefully", run: runLeave},
+		{name: "raft", summary: "inspect and administer the Raft configuration", run: runRaft},
+		{name: "log", summary: "publish to, read and follow logs", run: runLog},
+		{name: "version", summary: "print the version of this binary", run: runVersion},
+		{name: "keygen", summary: "print a new cluster secret", run: runKeygen},
+		{name: "keyring", summary: "manage the cluster secrets of every member", run: runKeyring},
+		{name: "completion", summary: "print a shell completion script (bash, zsh or fish)", run: runCompletion},
 	}
 }
 
@@ -130,7 +143,10 @@ func printUsage(w io.Writer) {
 	}
 	_ = tw.Flush() // the writer is the caller's terminal; nothing to do on failure
 	fmt.Fprint(w, "\nRun 'shoal <command> -h' for the flags of a command.\n"+
-		"Client commands read --addr and --token from SHOAL_ADDR and SHOAL_TOKEN when not given.\n")
+		"Client commands read --addr and --token from SHOAL_ADDR and SHOAL_TOKEN when not given,\n"+
+		"print data as a table or with -o json (the API's field names), and read values\n"+
+		"given as - from stdin and as @FILE from a file.\n"+
+		"'shoal completion bash|zsh|fish' prints a shell completion script.\n")
 }
 
 // subcommand is one command of a group such as "raft" or "log".
@@ -153,6 +169,12 @@ func runGroup(ctx context.Context, group, summary string, subs []subcommand, arg
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
+	}
+	if len(args) == 1 && args[0] == describeArg {
+		for _, s := range subs {
+			fmt.Fprintf(stdout, "sub %s\t%s\n", s.name, s.summary)
+		}
+		return exitOK
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -19,13 +20,13 @@ const requestTimeout = 30 * time.Second
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("status", "", "Show the node's view of itself and the cluster.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print the node's JSON answer instead of a summary")
+	out := c.outputFlag("aligned field: value lines")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		s, err := cl.Status(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		if out.json() {
 			return c.printJSON(s.Raw)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -38,7 +39,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(tw, "members:\t%d\n", s.Members)
 		fmt.Fprintf(tw, "modules:\t%s\n", joinOrDash(s.Modules))
 		for _, name := range s.SectionNames() {
-			fmt.Fprintf(tw, "%s:\t%s\n", name, compact(s.Sections[name]))
+			for _, l := range sectionLines(name, s.Sections[name]) {
+				fmt.Fprintf(tw, "%s:\t%s\n", l[0], l[1])
+			}
 		}
 		return c.flush(tw)
 	})
@@ -46,13 +49,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("members", "", "List the members of the cluster as the node sees them.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		ms, err := cl.Members(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER\tPROBLEM", func(m client.Member) string {
+		return printList(c.cmdline, out.json(), ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER\tPROBLEM", func(m client.Member) string {
 			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader), orDash(m.Problem))
 		})
 	})
@@ -60,23 +63,70 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("health", "", "Check that the node is ready to serve: print one line, exit 0 when\n"+
-		"ready and 1 otherwise. Needs no shell, so it can be a container healthcheck.", 5*time.Second, stdout, stderr)
+		"ready and 1 otherwise. Needs no shell, so it can be a container healthcheck.\n"+
+		"With --wait, wait until the node is ready (the cluster formed or joined,\n"+
+		"a leader elected, the node caught up), showing on a terminal what it\n"+
+		"still waits for.", 5*time.Second, stdout, stderr)
 	live := c.fs.Bool("live", false, "check only that the process answers (liveness), not readiness")
+	wait := c.fs.Duration("wait", 0, "wait up to this long for the node to be ready (or live with --live), asking every 500ms (raises --timeout to it)")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
-		if *live {
-			if err := cl.Live(ctx); err != nil {
-				return c.fail(err)
-			}
-			fmt.Fprintln(stdout, "live")
-			return exitOK
+		if *wait < 0 {
+			return c.usageError("--wait must not be negative")
 		}
-		if err := cl.Ready(ctx); err != nil {
+		check, what := cl.Ready, "ready"
+		if *live {
+			check, what = cl.Live, "live"
+		}
+		var err error
+		if *wait > 0 {
+			err = waitFor(ctx, c.cmdline, *wait, "waiting for the node to be "+what, check)
+		} else {
+			err = check(ctx)
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, errorLine(err)+readyChecks(err))
 			return exitFailure
 		}
-		fmt.Fprintln(stdout, "ready")
+		fmt.Fprintln(stdout, what)
 		return exitOK
 	})
+}
+
+// waitFor calls check every 500ms until it succeeds or wait runs out (it
+// then returns check's last error), showing on a terminal what it waits
+// for. Each check is bounded by the smaller of 5s and what is left. wait
+// replaces the command's --timeout, but a cancel of ctx still stops it.
+func waitFor(parent context.Context, c *cmdline, wait time.Duration, label string, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), wait)
+	defer cancel()
+	stop := context.AfterFunc(parent, func() {
+		if !errors.Is(parent.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	defer stop()
+	bar := c.progress(label)
+	defer bar.done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		err := check(cctx)
+		ccancel()
+		if err == nil {
+			return nil
+		}
+		if reasons := readyChecks(err); reasons != "" {
+			bar.status(strings.Trim(reasons, " []"))
+		} else {
+			bar.status(errorText(err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up waiting after %s: %w", humanDuration(wait), err)
+		case <-tick.C:
+		}
+	}
 }
 
 // readyChecks returns the failed readiness checks that err carries as
@@ -99,7 +149,11 @@ func readyChecks(err error) string {
 }
 
 func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newClientCmdline("join", "ADDR...", "Make the node join a cluster through the gossip addresses (host:port)\nof one or more existing members.", requestTimeout, stdout, stderr)
+	c := newClientCmdline("join", "ADDR...", "Make the node join a cluster through the gossip addresses (host:port)\n"+
+		"of one or more existing members. With --wait, wait until the node is\n"+
+		"ready in the cluster it joined, showing on a terminal what it still\n"+
+		"waits for.", requestTimeout, stdout, stderr)
+	wait := c.fs.Duration("wait", 0, "after joining, wait up to this long for the node to be ready (0: do not wait)")
 	atLeastOne := func(addrs []string) string {
 		if len(addrs) == 0 {
 			return "at least one address is required"
@@ -107,10 +161,20 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ""
 	}
 	return c.run(ctx, args, atLeastOne, func(ctx context.Context, cl *client.Client, addrs []string) int {
+		if *wait < 0 {
+			return c.usageError("--wait must not be negative")
+		}
 		if err := cl.Join(ctx, addrs); err != nil {
 			return c.fail(err)
 		}
 		fmt.Fprintf(stdout, "joined through %s\n", strings.Join(addrs, ", "))
+		if *wait > 0 {
+			if err := waitFor(ctx, c.cmdline, *wait, "waiting for the node to be ready", cl.Ready); err != nil {
+				fmt.Fprintln(stderr, errorLine(err)+readyChecks(err))
+				return exitFailure
+			}
+			fmt.Fprintln(stdout, "ready")
+		}
 		return exitOK
 	})
 }
@@ -136,13 +200,13 @@ func runRaft(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func runRaftPeers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("raft peers", "", "List the servers of the Raft configuration.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		peers, err := cl.RaftPeers(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, peers, "ID\tADDRESS\tSUFFRAGE\tLEADER", func(p client.RaftPeer) string {
+		return printList(c.cmdline, out.json(), peers, "ID\tADDRESS\tSUFFRAGE\tLEADER", func(p client.RaftPeer) string {
 			return fmt.Sprintf("%s\t%s\t%s\t%s", p.ID, p.Address, orDash(p.Suffrage), yesOrDash(p.Leader))
 		})
 	})
@@ -214,15 +278,6 @@ func printList[T any](c *cmdline, asJSON bool, items []T, header string, row fun
 		fmt.Fprintln(tw, row(it))
 	}
 	return c.flush(tw)
-}
-
-// compact returns raw JSON on one line.
-func compact(raw json.RawMessage) string {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return string(raw)
-	}
-	return buf.String()
 }
 
 func orDash(s string) string {

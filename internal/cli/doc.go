@@ -11,6 +11,15 @@
 // Exit codes: 0 success, 1 a failed operation, 2 a usage error. Errors are
 // one line on stderr: "shoal: <what failed>: <message> (<code>)".
 //
+// Habits every command keeps (docs/cli.md): data prints as a table, or
+// with -o json (alias --json) in the API's field names; values and data
+// given as "-" come from stdin and as "@FILE" from a file (--raw keeps
+// them literal); long operations draw a progress line on stderr only when
+// it is a terminal; following commands report each reconnect on stderr and
+// give up after --retry-for. "shoal completion" builds its scripts by
+// asking every command to describe itself (describeArg), so they follow
+// the command table and flag sets.
+//
 // This package must never call os.Exit or read os.Args: it returns the
 // exit code to main, so every command runs inside tests. Only log tail
 // installs a signal handler, and only while it runs.

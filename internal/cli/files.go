@@ -14,12 +14,10 @@ import (
 )
 
 func init() {
-	RegisterCommand("files", "write, read and list the files of the replicated directory", func(args []string, stdout, stderr io.Writer) int {
-		return runFiles(context.Background(), args, os.Stdin, stdout, stderr)
+	registerCommand("files", "write, read and list the files of the replicated directory", func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return runFiles(ctx, args, stdinOf(ctx), stdout, stderr)
 	})
-	RegisterCommand("replication", "show the state of directory replication", func(args []string, stdout, stderr io.Writer) int {
-		return runReplication(context.Background(), args, stdout, stderr)
-	})
+	registerCommand("replication", "show the state of directory replication", runReplication)
 }
 
 // runFiles is the files command group; tests call it with their own
@@ -51,17 +49,29 @@ func between(min, max int, synopsis string) argCheck {
 	}
 }
 
-// openInput returns the content to send: the file named by pos[i], or
-// stdin when there is no such argument or it is "-". close releases it.
-func openInput(pos []string, i int, stdin io.Reader) (r io.Reader, name string, close func(), err error) {
+// openInput returns the content to send: the file named by pos[i] (FILE,
+// or @FILE as the value-taking commands write it), or stdin when there is
+// no such argument or it is "-". size is the file's size, -1 for stdin or
+// anything but a regular file. close releases it.
+func openInput(pos []string, i int, stdin io.Reader) (r io.Reader, name string, size int64, close func(), err error) {
 	if len(pos) <= i || pos[i] == "-" {
-		return stdin, "stdin", func() {}, nil
+		return stdin, "stdin", -1, func() {}, nil
 	}
-	f, err := os.Open(pos[i])
+	name = pos[i]
+	if strings.HasPrefix(name, "@") && len(name) > 1 {
+		if _, err := os.Stat(name); err != nil { // a file really called "@x" wins
+			name = name[1:]
+		}
+	}
+	f, err := os.Open(name)
 	if err != nil {
-		return nil, "", nil, err // *PathError: "open NAME: reason"
+		return nil, "", -1, nil, err // *PathError: "open NAME: reason"
 	}
-	return f, pos[i], func() { _ = f.Close() }, nil // read-only: nothing to report on close
+	size = -1
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	return f, name, size, func() { _ = f.Close() }, nil // read-only: nothing to report on close
 }
 
 func runFilesWrite(op string, stdin io.Reader) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -75,14 +85,17 @@ func runFilesWrite(op string, stdin io.Reader) func(ctx context.Context, args []
 			"is unknown it may or may not be applied."
 	}
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newClientCmdline("files "+op, "PATH [FILE|-]", summary, requestTimeout, stdout, stderr)
-		asJSON := c.fs.Bool("json", false, "print the answer as JSON: path, size, sha256")
-		return c.run(ctx, args, between(1, 2, "PATH [FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
-			in, _, done, err := openInput(pos, 1, stdin)
+		c := newClientCmdline("files "+op, "PATH [FILE|@FILE|-]", summary+"\nA terminal shows the progress of the upload on stderr.", requestTimeout, stdout, stderr)
+		out := c.outputFlag("one line of text")
+		return c.run(ctx, args, between(1, 2, "PATH [FILE|@FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
+			in, _, size, done, err := openInput(pos, 1, stdin)
 			if err != nil {
 				return c.fail(err)
 			}
 			defer done()
+			bar := c.progress(op + " " + pos[0])
+			defer bar.done()
+			in = bar.reader(in, size)
 			write := cl.PutFile
 			if op == "append" {
 				write = cl.AppendFile
@@ -91,7 +104,7 @@ func runFilesWrite(op string, stdin io.Reader) func(ctx context.Context, args []
 			if err != nil {
 				return c.fail(err)
 			}
-			if *asJSON {
+			if out.json() {
 				return c.encodeJSON(fi)
 			}
 			fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s\n", fi.Path, fi.Size, fi.SHA256)
@@ -103,9 +116,18 @@ func runFilesWrite(op string, stdin io.Reader) func(ctx context.Context, args []
 func runFilesGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("files get", "PATH", "Write the node's copy of the file PATH to stdout, as it is. The bytes\n"+
 		"are checked against the SHA-256 the node announces. Exit code 1 if the\n"+
-		"node has no such file.", requestTimeout, stdout, stderr)
+		"node has no such file. When stdout is redirected and stderr is a\n"+
+		"terminal, the progress of the download shows there.", requestTimeout, stdout, stderr)
 	return c.run(ctx, args, exactlyOne("path"), func(ctx context.Context, cl *client.Client, pos []string) int {
-		if _, err := cl.GetFile(ctx, pos[0], stdout); err != nil {
+		var bar *progress
+		w := stdout
+		if !isTerminal(stdout) { // the content on a terminal leaves no room for a progress line
+			bar = c.progress("get " + pos[0])
+			w = bar.writer(stdout)
+		}
+		_, err := cl.GetFile(ctx, pos[0], w)
+		bar.done()
+		if err != nil {
 			return c.fail(err)
 		}
 		return exitOK
@@ -115,7 +137,7 @@ func runFilesGet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 func runFilesLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("files ls", "[PREFIX]", "List the files of the node's copy whose path starts with PREFIX (all\n"+
 		"without one), sorted by path.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, atMostOne("prefix"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		prefix := ""
 		if len(pos) == 1 {
@@ -125,7 +147,7 @@ func runFilesLs(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, files, "PATH\tSIZE\tSHA256\tMTIME", func(f client.FileEntry) string {
+		return printList(c.cmdline, out.json(), files, "PATH\tSIZE\tSHA256\tMTIME", func(f client.FileEntry) string {
 			return fmt.Sprintf("%s\t%d\t%s\t%s", f.Path, f.Size, f.SHA256, f.Mtime.UTC().Format(time.RFC3339Nano))
 		})
 	})
@@ -147,13 +169,13 @@ func runReplicationStatus(ctx context.Context, args []string, stdout, stderr io.
 	c := newClientCmdline("replication status", "", "Show the node's replication role, the replication leader, the in-sync\n"+
 		"set and, per follower, its state and lag (asked of the leader when a\n"+
 		"follower serves it).", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print the node's JSON answer instead of a summary")
+	out := c.outputFlag("aligned field: value lines")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		s, err := cl.ReplicationStatus(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		if out.json() {
 			return c.printJSON(s.Raw)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -105,7 +105,7 @@ func TestFiles_Commands(t *testing.T) {
 		{name: "status json", args: a("replication", "status", "--json"), wantOut: []string{`"role": "leader"`, `"in_sync": [`}},
 		{name: "top-level help", args: []string{"help"}, wantOut: []string{"files", "replication"}},
 		{name: "files help", args: []string{"files", "help"}, wantOut: []string{"put", "append", "get", "ls", "rm"}},
-		{name: "put help", args: []string{"files", "put", "-h"}, wantOut: []string{"shoal files put [flags] PATH [FILE|-]"}},
+		{name: "put help", args: []string{"files", "put", "-h"}, wantOut: []string{"shoal files put [flags] PATH [FILE|@FILE|-]"}},
 		{name: "no subcommand", args: []string{"files"}, wantCode: 2, wantErr: []string{"shoal files <command>"}},
 		{name: "get without path", args: a("files", "get"), wantCode: 2, wantErr: []string{"exactly one path is required"}},
 		{name: "get two paths", args: a("files", "get", "a", "b"), wantCode: 2, wantErr: []string{"exactly one path"}},
@@ -121,9 +121,9 @@ func TestFiles_Commands(t *testing.T) {
 		code    int
 		wantErr string
 	}{
-		{"put without path", a("put"), 2, "want PATH [FILE|-], got 0 arguments"},
-		{"put three args", a("put", "p", "f", "g"), 2, "want PATH [FILE|-], got 3 arguments"},
-		{"append without path", a("append"), 2, "want PATH [FILE|-]"},
+		{"put without path", a("put"), 2, "want PATH [FILE|@FILE|-], got 0 arguments"},
+		{"put three args", a("put", "p", "f", "g"), 2, "want PATH [FILE|@FILE|-], got 3 arguments"},
+		{"append without path", a("append"), 2, "want PATH [FILE|@FILE|-]"},
 		{"put missing file", a("put", "p", filepath.Join(t.TempDir(), "missing")), 1, "no such file or directory"},
 		{"put bad path", a("put", "a/./b"), 1, "(invalid_path)"},
 		{"put empty path", a("put", ""), 1, "the path is empty (invalid_path)"},

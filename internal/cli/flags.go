@@ -42,6 +42,10 @@ func newCmdline(path, synopsis, summary string, stdout, stderr io.Writer) *cmdli
 // returns the positional arguments. When ok is false the command must
 // return code at once: help was printed (0) or the arguments were wrong (2).
 func (c *cmdline) parse(args []string) (pos []string, code int, ok bool) {
+	if len(args) == 1 && args[0] == describeArg {
+		describeFlags(c.stdout, c.fs)
+		return nil, exitOK, false
+	}
 	for {
 		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -86,7 +90,11 @@ func (c *cmdline) usage(w io.Writer) {
 	fmt.Fprint(w, "\nFlags:\n")
 	c.fs.VisitAll(func(f *flag.Flag) {
 		typ, text := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s", f.Name)
+		dashes := "--"
+		if len(f.Name) == 1 {
+			dashes = "-"
+		}
+		fmt.Fprintf(w, "  %s%s", dashes, f.Name)
 		if typ != "" {
 			fmt.Fprintf(w, " %s", typ)
 		}
@@ -139,11 +147,21 @@ func (c *cmdline) fail(err error) int {
 }
 
 func errorLine(err error) string {
+	return "shoal: " + errorText(err)
+}
+
+// errorText is errorLine without its "shoal: " prefix, for lines that
+// carry their own ("shoal kv watch: ..."). Durations in the message are
+// rounded for people.
+func errorText(err error) string {
+	msg := roundDurations(err.Error())
+	// The API's advice names its query parameter; the CLI's is a command.
+	msg = strings.ReplaceAll(msg, "use ?update", "use 'shoal sem create --update'")
 	var e *httpjson.Error
 	if errors.As(err, &e) && e.Code != "" {
-		return fmt.Sprintf("shoal: %s (%s)", err, e.Code)
+		return fmt.Sprintf("%s (%s)", msg, e.Code)
 	}
-	return fmt.Sprintf("shoal: %s", err)
+	return msg
 }
 
 // clientCmdline is the command line of a client command: the flags every

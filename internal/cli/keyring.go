@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -33,7 +31,7 @@ func runKeyring(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return runGroup(ctx, "keyring", "Manage the cluster secrets of every member (rotation without downtime:\n"+
 		"install the new secret, use it, then remove the old one)", []subcommand{
 		{"list", "list every member's keys, by ID", runKeyringList},
-		{"install", "install a secret on every member (KEY, or - to read it from stdin)", keyringChange("install")},
+		{"install", "install a secret on every member (KEY, - for stdin or @FILE)", keyringChange("install")},
 		{"use", "make an installed key primary on every member (the secret or its ID)", keyringChange("use")},
 		{"remove", "remove a key from every member (the secret or its ID; not the primary)", keyringChange("remove")},
 	}, args, stdout, stderr)
@@ -41,28 +39,24 @@ func runKeyring(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runKeyringList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("keyring list", "", "List the cluster keys of every alive member, by ID.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		res, err := cl.Keyring(ctx)
-		return printKeyring(c.cmdline, *asJSON, res, err)
+		return printKeyring(c.cmdline, out.json(), res, err)
 	})
 }
 
 func keyringChange(op string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newClientCmdline("keyring "+op, "KEY", "Run `"+op+"` with KEY on every alive member; - reads KEY from stdin.", requestTimeout, stdout, stderr)
-		asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+		c := newClientCmdline("keyring "+op, "KEY", "Run `"+op+"` with KEY on every alive member; - reads KEY from stdin,\n@FILE from the file FILE (keeping the secret out of the shell history).", requestTimeout, stdout, stderr)
+		out := c.outputFlag("aligned columns")
 		return c.run(ctx, args, exactlyOne("key"), func(ctx context.Context, cl *client.Client, pos []string) int {
-			key := pos[0]
-			if key == "-" {
-				line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-				if err != nil && !errors.Is(err, io.EOF) {
-					return c.fail(fmt.Errorf("read the key from stdin: %w", err))
-				}
-				key = strings.TrimSpace(line)
+			b, err := readValue(pos[0], false, stdinOf(ctx))
+			if err != nil {
+				return c.fail(fmt.Errorf("read the key: %w", err))
 			}
+			key := strings.TrimSpace(string(b))
 			var res client.Keyring
-			var err error
 			switch op {
 			case "install":
 				res, err = cl.KeyringInstall(ctx, key)
@@ -71,7 +65,7 @@ func keyringChange(op string) func(ctx context.Context, args []string, stdout, s
 			default:
 				res, err = cl.KeyringRemove(ctx, key)
 			}
-			return printKeyring(c.cmdline, *asJSON, res, err)
+			return printKeyring(c.cmdline, out.json(), res, err)
 		})
 	}
 }

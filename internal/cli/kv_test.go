@@ -185,8 +185,11 @@ func TestKVWatch_PrintsLinesAndReconnects(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(stderr.String(), "reconnecting") {
+	if !strings.Contains(stderr.String(), "shoal kv watch: the node closed the watch, retrying in 100ms (attempt 1)\n") {
 		t.Fatalf("no reconnect note on stderr: %q", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "shoal kv watch: shoal:") {
+		t.Fatalf("the reconnect note repeats its prefix: %q", stderr.String())
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -10,14 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"shoal/client"
 )
 
 func init() {
-	RegisterCommand("objects", "read, write and watch the JSON objects of objectsync", func(args []string, stdout, stderr io.Writer) int {
-		return runObjects(context.Background(), args, os.Stdin, stdout, stderr)
+	registerCommand("objects", "read, write and watch the JSON objects of objectsync", func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return runObjects(ctx, args, stdinOf(ctx), stdout, stderr)
 	})
 }
 
@@ -45,7 +44,7 @@ func jsonArg(what, arg string) (json.RawMessage, string) {
 // readJSON reads the JSON document named by pos[i] (a file, or stdin
 // without it or with "-").
 func readJSON(pos []string, i int, stdin io.Reader) (json.RawMessage, error) {
-	in, name, done, err := openInput(pos, i, stdin)
+	in, name, _, done, err := openInput(pos, i, stdin)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +64,7 @@ func runObjectsGet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	c := newClientCmdline("objects get", "ID", "Print the object ID as the node holds it: {\"id\",\"version\",\"object\"}.\n"+
 		"Exit code 1 if the node holds no such object.", requestTimeout, stdout, stderr)
 	onlyObject := c.fs.Bool("object", false, "print only the object, not the id and version")
+	c.jsonOnlyOutput()
 	return c.run(ctx, args, exactlyOne("id"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		o, err := cl.GetObject(ctx, pos[0])
 		if err != nil {
@@ -79,11 +79,12 @@ func runObjectsGet(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func runObjectsPut(stdin io.Reader) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newClientCmdline("objects put", "ID VERSION [FILE|-]", "Write the object ID at VERSION (JSON: 4, [1,2], {\"dep\":3}), its content\n"+
+		c := newClientCmdline("objects put", "ID VERSION [FILE|@FILE|-]", "Write the object ID at VERSION (JSON: 4, [1,2], {\"dep\":3}), its content\n"+
 			"the JSON object in FILE, or stdin without FILE or with -. VERSION must\n"+
 			"follow the current one; the write fails while a websocket master holds\n"+
 			"the id.", requestTimeout, stdout, stderr)
-		return c.run(ctx, args, between(2, 3, "ID VERSION [FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		out := c.outputFlag("one line of text")
+		return c.run(ctx, args, between(2, 3, "ID VERSION [FILE|@FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
 			version, msg := jsonArg("version", pos[1])
 			if msg != "" {
 				return c.usageError("%s", msg)
@@ -96,6 +97,9 @@ func runObjectsPut(stdin io.Reader) func(ctx context.Context, args []string, std
 			if err != nil {
 				return c.fail(err)
 			}
+			if out.json() {
+				return c.encodeJSON(o)
+			}
 			fmt.Fprintf(stdout, "%s at version %s\n", o.ID, o.Version)
 			return exitOK
 		})
@@ -104,11 +108,12 @@ func runObjectsPut(stdin io.Reader) func(ctx context.Context, args []string, std
 
 func runObjectsPatch(stdin io.Reader) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		c := newClientCmdline("objects patch", "ID FROM TO [FILE|-]", "Apply the RFC 6902 patch (a JSON array of operations) in FILE, or stdin\n"+
+		c := newClientCmdline("objects patch", "ID FROM TO [FILE|@FILE|-]", "Apply the RFC 6902 patch (a JSON array of operations) in FILE, or stdin\n"+
 			"without FILE or with -, to the object ID, moving it from version FROM to\n"+
 			"version TO (both JSON). Fails with version_mismatch if FROM is not the\n"+
 			"current version.", requestTimeout, stdout, stderr)
-		return c.run(ctx, args, between(3, 4, "ID FROM TO [FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
+		out := c.outputFlag("one line of text")
+		return c.run(ctx, args, between(3, 4, "ID FROM TO [FILE|@FILE|-]"), func(ctx context.Context, cl *client.Client, pos []string) int {
 			if _, msg := jsonArg("from version", pos[1]); msg != "" {
 				return c.usageError("%s", msg)
 			}
@@ -122,6 +127,9 @@ func runObjectsPatch(stdin io.Reader) func(ctx context.Context, args []string, s
 			o, err := cl.PatchObject(ctx, pos[0], pos[1], pos[2], patch)
 			if err != nil {
 				return c.fail(err)
+			}
+			if out.json() {
+				return c.encodeJSON(o)
 			}
 			fmt.Fprintf(stdout, "%s at version %s\n", o.ID, o.Version)
 			return exitOK
@@ -143,7 +151,7 @@ func runObjectsRm(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runObjectsLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("objects ls", "[PATTERN]", "List the ids and versions of the node's objects that match PATTERN ('*'\n"+
 		"matches any run of characters; all without one).", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, atMostOne("pattern"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		pattern := ""
 		if len(pos) == 1 {
@@ -153,7 +161,7 @@ func runObjectsLs(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, objs, "ID\tVERSION", func(o client.Object) string {
+		return printList(c.cmdline, out.json(), objs, "ID\tVERSION", func(o client.Object) string {
 			return fmt.Sprintf("%s\t%s", o.ID, o.Version)
 		})
 	})
@@ -162,38 +170,23 @@ func runObjectsLs(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runObjectsWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("objects watch", "ID", "Follow the object ID on the node, printing one JSON line per event:\n"+
 		"object (the full state, first), patch, removed. A dropped watch is\n"+
-		"reopened and starts with the full object again (a note goes to stderr).\n"+
-		"Stops with exit code 0 on an interrupt (Ctrl-C).", 0, stdout, stderr)
+		"reopened and starts with the full object again, saying so on stderr;\n"+
+		"it gives up (exit 1) when the node stays unreachable longer than\n"+
+		"--retry-for. Stops with exit code 0 on an interrupt (Ctrl-C).", 0, stdout, stderr)
+	c.jsonOnlyOutput()
+	retry := c.retryFlag()
 	return c.run(ctx, args, exactlyOne("id"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		enc := newLineEncoder(stdout)
-		delay := 100 * time.Millisecond
-		for {
-			received := false
-			err := cl.WatchObject(ctx, pos[0], func(ev client.ObjectEvent) error {
-				received = true
+		return followWatch(ctx, c.cmdline, retry, func(ctx context.Context, received func()) error {
+			enc := newLineEncoder(stdout)
+			return cl.WatchObject(ctx, pos[0], func(ev client.ObjectEvent) error {
+				received()
 				if err := enc.Encode(ev); err != nil {
 					return &outputError{err}
 				}
 				return nil
 			})
-			if ctx.Err() != nil {
-				return exitOK // interrupted: the normal way to stop following
-			}
-			if !errors.Is(err, client.ErrObjectWatchClosed) && !retryableWatch(err) {
-				return c.fail(err)
-			}
-			if received {
-				delay = 100 * time.Millisecond
-			}
-			fmt.Fprintf(stderr, "shoal objects watch: %s; reconnecting in %s\n", errorLine(err), delay)
-			select {
-			case <-ctx.Done():
-				return exitOK
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 5*time.Second)
-		}
+		}, func(err error) bool { return errors.Is(err, client.ErrObjectWatchClosed) || retryableWatch(err) })
 	})
 }

@@ -50,6 +50,7 @@ func TestObjects_Commands(t *testing.T) {
 		{"put from stdin", a("put", "cli/1", "1"), `{"n": 1}`, 0, "cli/1 at version 1\n", ""},
 		{"put from a file", a("put", "cli-2", "[1,2]", file), "", 0, "cli-2 at version [1,2]\n", ""},
 		{"put with -", a("put", "cli-3", "1", "-"), `{"x": true}`, 0, "cli-3 at version 1\n", ""},
+		{"put from @file, json", a("put", "cli-5", "1", "@"+file, "-o", "json"), "", 0, "{\n  \"id\": \"cli-5\",\n  \"version\": 1\n}\n", ""},
 		{"patch from stdin", a("patch", "cli/1", "1", "2"), patch, 0, "cli/1 at version 2\n", ""},
 		{"patch old from", a("patch", "cli/1", "1", "3"), patch, 1, "", "(version_mismatch)"},
 		{"patch not applying", a("patch", "cli/1", "2", "3", "-"), `[{"op":"remove","path":"/nope"}]`, 1, "", "(patch_failed)"},
@@ -59,9 +60,9 @@ func TestObjects_Commands(t *testing.T) {
 		{"put content not JSON", a("put", "cli-4", "1", notJSON), "", 1, "", "is not one JSON document"},
 		{"put missing file", a("put", "cli-4", "1", filepath.Join(t.TempDir(), "missing")), "", 1, "", "no such file or directory"},
 		{"put bad version", a("put", "cli-4", "one"), `{}`, 2, "", `version "one" is not JSON`},
-		{"put without version", a("put", "cli-4"), `{}`, 2, "", "want ID VERSION [FILE|-], got 1 arguments"},
+		{"put without version", a("put", "cli-4"), `{}`, 2, "", "want ID VERSION [FILE|@FILE|-], got 1 arguments"},
 		{"patch bad to", a("patch", "cli/1", "2", "x"), patch, 2, "", `to version "x" is not JSON`},
-		{"patch without to", a("patch", "cli/1", "2"), patch, 2, "", "want ID FROM TO [FILE|-]"},
+		{"patch without to", a("patch", "cli/1", "2"), patch, 2, "", "want ID FROM TO [FILE|@FILE|-]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errs := withStdin(runObjects, strings.NewReader(tt.stdin), tt.args...)
@@ -84,6 +85,7 @@ func TestObjects_Commands(t *testing.T) {
 		{name: "rm", args: a("objects", "rm", "cli-3"), wantOut: []string{"removed cli-3"}},
 		{name: "get removed", args: a("objects", "get", "cli-3"), wantCode: 1, wantErr: []string{"(object_not_found)"}},
 		{name: "ls after rm", args: a("objects", "ls"), wantNotOut: []string{"cli-3"}},
+		{name: "rm cli-5", args: a("objects", "rm", "cli-5"), wantOut: []string{"removed cli-5"}},
 		{name: "help", args: []string{"objects", "help"}, wantOut: []string{"get", "put", "patch", "rm", "ls", "watch"}},
 		{name: "top-level help", args: []string{"help"}, wantOut: []string{"objects"}},
 		{name: "get without id", args: a("objects", "get"), wantCode: 2, wantErr: []string{"exactly one id is required"}},
@@ -210,7 +212,7 @@ func TestObjectsWatch_Reconnects(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), `{"type":"object","id":"a/b","version":1,"object":{"n":1}}`+"\n") {
 		t.Fatalf("stdout %q, want the first connection's object first", stdout.String())
 	}
-	if !strings.Contains(stderr.String(), "object watch closed by the node; reconnecting") {
+	if !strings.Contains(stderr.String(), "shoal objects watch: the node closed the watch, retrying in 100ms (attempt 1)\n") {
 		t.Fatalf("stderr %q, want a reconnect note", stderr.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,14 +18,8 @@ import (
 )
 
 func init() {
-	RegisterCommand("sem", "create, acquire, release and inspect semaphores; run a command under one",
-		func(args []string, stdout, stderr io.Writer) int {
-			return runSem(context.Background(), args, stdout, stderr)
-		})
-	RegisterCommand("lock", "acquire, release and inspect read/write locks; run a command under one",
-		func(args []string, stdout, stderr io.Writer) int {
-			return runLock(context.Background(), args, stdout, stderr)
-		})
+	registerCommand("sem", "create, acquire, release and inspect semaphores; run a command under one", runSem)
+	registerCommand("lock", "acquire, release and inspect read/write locks; run a command under one", runLock)
 }
 
 func runSem(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -109,6 +104,26 @@ func (h held) keep(holder string, ttl time.Duration, lease client.Lease) *client
 	return h.cl.KeepSemaphore(h.name, holder, ttl, lease)
 }
 
+// cliHint rewrites the API's advice in err's message into the CLI's
+// words: the API says "use ?update", the command's flag is --update.
+func cliHint(err error) error {
+	var e *client.Error
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "?update") {
+		return err
+	}
+	return &hintError{err: err, msg: strings.ReplaceAll(err.Error(), "use ?update", "use --update")}
+}
+
+// hintError is an error whose message was reworded for the command line;
+// it still matches what it wraps with errors.Is and errors.As.
+type hintError struct {
+	err error
+	msg string
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
+
 // busy reports whether err means "every slot is taken".
 func busy(err error) bool {
 	return errors.Is(err, client.ErrSemaphoreFull) || errors.Is(err, client.ErrLockBusy)
@@ -134,7 +149,7 @@ func runSemCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		created, err := cl.CreateSemaphore(ctx, name, *limit)
 		if err != nil {
-			return c.fail(err)
+			return c.fail(cliHint(err))
 		}
 		if created {
 			fmt.Fprintf(stdout, "created semaphore %s with limit %d\n", name, *limit)
@@ -158,13 +173,13 @@ func runSemDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func runSemList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("sem list", "", "List the semaphores with their limit, holders and waiters.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		list, err := cl.Semaphores(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, list, "NAME\tLIMIT\tACTIVE\tWAITING", func(s client.Semaphore) string {
+		return printList(c.cmdline, out.json(), list, "NAME\tLIMIT\tACTIVE\tWAITING", func(s client.Semaphore) string {
 			return fmt.Sprintf("%s\t%d\t%d\t%d", s.Name, s.Limit, s.Active, s.Waiting)
 		})
 	})
@@ -172,14 +187,14 @@ func runSemList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runSemInfo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("sem info", "NAME", "Show the limit, holders (with their fencing tokens) and waiters of the\nsemaphore NAME.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a summary")
+	out := c.outputFlag("aligned field: value lines")
 	consistent := c.fs.Bool("consistent", false, "read through the leader, seeing every committed change")
 	return c.run(ctx, args, exactlyOne("semaphore name"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		s, err := cl.Semaphore(ctx, pos[0], *consistent)
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		if out.json() {
 			return c.encodeJSON(s)
 		}
 		summary := fmt.Sprintf("name:\t%s\nlimit:\t%d\nactive:\t%d\nwaiting:\t%d\n", s.Name, s.Limit, s.Active, s.Waiting)
@@ -189,13 +204,13 @@ func runSemInfo(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runLockList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("lock list", "", "List the locks that are held or waited for.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	out := c.outputFlag("aligned columns")
 	return c.run(ctx, args, noArgs, func(ctx context.Context, cl *client.Client, _ []string) int {
 		list, err := cl.Locks(ctx)
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, *asJSON, list, "NAME\tMODE\tACTIVE\tWAITING", func(l client.LockInfo) string {
+		return printList(c.cmdline, out.json(), list, "NAME\tMODE\tACTIVE\tWAITING", func(l client.LockInfo) string {
 			return fmt.Sprintf("%s\t%s\t%d\t%d", l.Name, l.Mode, l.Active, l.Waiting)
 		})
 	})
@@ -203,14 +218,14 @@ func runLockList(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 func runLockInfo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClientCmdline("lock info", "NAME", "Show the mode, holders (with their fencing tokens) and waiters of the\nlock NAME.", requestTimeout, stdout, stderr)
-	asJSON := c.fs.Bool("json", false, "print JSON instead of a summary")
+	out := c.outputFlag("aligned field: value lines")
 	consistent := c.fs.Bool("consistent", false, "read through the leader, seeing every committed change")
 	return c.run(ctx, args, exactlyOne("lock name"), func(ctx context.Context, cl *client.Client, pos []string) int {
 		l, err := cl.Lock(ctx, pos[0], *consistent)
 		if err != nil {
 			return c.fail(err)
 		}
-		if *asJSON {
+		if out.json() {
 			return c.encodeJSON(l)
 		}
 		summary := fmt.Sprintf("name:\t%s\nmode:\t%s\nactive:\t%d\nwaiting:\t%d\n", l.Name, l.Mode, l.Active, l.Waiting)
@@ -331,7 +346,7 @@ func semAcquire(k heldKind) func(ctx context.Context, args []string, stdout, std
 		retries := c.fs.Int("retries", 0, "retries of a busy answer, done by the node")
 		minWait := c.fs.Duration("min-wait", 0, "shortest random pause between retries (0: the node's default)")
 		maxWait := c.fs.Duration("max-wait", 0, "longest random pause between retries (0: the node's default)")
-		asJSON := c.fs.Bool("json", false, "print JSON")
+		out := c.outputFlag("one line of text")
 		return c.run(ctx, args, hf.check(k), func(ctx context.Context, cl *client.Client, pos []string) int {
 			ctx, cancel := context.WithTimeout(ctx, *wait+requestTimeout)
 			defer cancel()
@@ -340,7 +355,7 @@ func semAcquire(k heldKind) func(ctx context.Context, args []string, stdout, std
 			if err != nil {
 				return c.fail(err)
 			}
-			return printLease(c.cmdline, lease, *asJSON)
+			return printLease(c.cmdline, lease, out.json())
 		})
 	}
 }
@@ -357,13 +372,13 @@ func semRenew(k heldKind) func(ctx context.Context, args []string, stdout, stder
 		c := newClientCmdline(k.group()+" renew", "NAME --holder H", "Extend --holder's lease on the "+k.noun()+" NAME to --ttl from now.\n"+
 			"Exit code 1 with not_holder if the lease is lost.", requestTimeout, stdout, stderr)
 		hf := c.holderFlags(k, true)
-		asJSON := c.fs.Bool("json", false, "print JSON")
+		out := c.outputFlag("one line of text")
 		return c.run(ctx, args, hf.check(k), func(ctx context.Context, cl *client.Client, pos []string) int {
 			lease, err := hf.target(k, cl, pos[0]).renew(ctx, hf.holder, hf.ttl)
 			if err != nil {
 				return c.fail(err)
 			}
-			return printLease(c.cmdline, lease, *asJSON)
+			return printLease(c.cmdline, lease, out.json())
 		})
 	}
 }
@@ -513,6 +528,10 @@ func runHeld(ctx context.Context, c *cmdline, o runOptions, sigs <-chan os.Signa
 func acquireForRun(ctx context.Context, o runOptions, sigs <-chan os.Signal, stderr io.Writer) (lease client.Lease, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// On a terminal, a line says what the run waits for, blanked before
+	// the command starts.
+	bar := newProgress(stderr, fmt.Sprintf("waiting for %s %q", o.target.kind.noun(), o.target.name))
+	defer bar.done()
 	interrupted := make(chan os.Signal, 1)
 	done, watching := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -574,11 +593,15 @@ func acquireForRun(ctx context.Context, o runOptions, sigs <-chan os.Signal, std
 		if o.try || (!deadline.IsZero() && !time.Now().Before(deadline)) || !retryable(err) {
 			return client.Lease{}, err
 		}
-		if !busy(err) {
+		if busy(err) {
+			bar.status("taken by other holders")
+		} else {
 			if !warned {
 				warned = true
+				bar.done()
 				fmt.Fprintln(stderr, errorLine(fmt.Errorf("%w (retrying)", err)))
 			}
+			bar.status(errorText(err))
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
