@@ -33,7 +33,7 @@ type testNode struct {
 
 	stop func() // stops the module once; also run at cleanup
 
-	dir     string             // the module's data directory
+	dir     string            // the module's data directory
 	history []modules.Command // every command applied, for replays
 }
 
