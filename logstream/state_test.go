@@ -243,6 +243,24 @@ func TestApply_DedupTableIsBounded(t *testing.T) {
 	}
 }
 
+func TestApply_DedupTableIsBoundedByCount(t *testing.T) {
+	n := newTestNode(t, DefaultConfig()) // 64 MiB segments: no roll, no fsync
+	batch := make([]newEntry, maxBatch)
+	for b := range maxDedupIDs/maxBatch + 2 {
+		for i := range batch {
+			batch[i] = ent(fmt.Sprintf("b%d-%d", b, i), "1")
+		}
+		mustAppend(t, n, "a", 1<<40, time.Hour, batch...)
+	}
+	if size, queue := len(n.log.st.dedup), len(n.log.st.dedupQ); size != maxDedupIDs || queue != maxDedupIDs {
+		t.Fatalf("dedup table: %d ids, %d queued; want %d", size, queue, maxDedupIDs)
+	}
+	// The oldest were forgotten: publishing one again appends it.
+	if res := mustAppend(t, n, "a", 1<<40, time.Hour, ent("b0-0", "1"), ent(batch[maxBatch-1].id, "1")); !slices.Equal(res.duplicates, []bool{false, true}) {
+		t.Fatalf("after the bound: %+v", res)
+	}
+}
+
 func TestApply_RetentionUsesStampedMax(t *testing.T) {
 	n := newTestNode(t, Config{MaxEntries: 1, DedupWindow: time.Minute, StreamHeartbeat: time.Second})
 	steps := []struct {
