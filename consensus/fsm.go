@@ -39,6 +39,7 @@ type FSM struct {
 	halted atomic.Pointer[string]
 
 	unknownCommands prometheus.Counter
+	localFailures   prometheus.Counter
 }
 
 // applyResult is what FSM.Apply returns through raft's ApplyFuture.
@@ -58,6 +59,10 @@ func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.
 			Name: "shoal_consensus_unknown_commands_total",
 			Help: "Committed commands whose tag no enabled module owns (a node runs different modules than its peers).",
 		}),
+		localFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_consensus_local_apply_failures_total",
+			Help: "Committed commands this node failed to apply (a disk write failed); the state machine then stops until a restart.",
+		}),
 	}
 	for _, h := range handlers {
 		tag := h.Tag()
@@ -76,8 +81,10 @@ func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.
 	}
 	sort.Slice(f.tags, func(i, j int) bool { return f.tags[i] < f.tags[j] })
 	if reg != nil {
-		if err := reg.Register(f.unknownCommands); err != nil {
-			return nil, fmt.Errorf("register fsm metrics: %w", err)
+		for _, c := range []prometheus.Collector{f.unknownCommands, f.localFailures} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register fsm metrics: %w", err)
+			}
 		}
 	}
 	return f, nil
@@ -101,8 +108,15 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		f.unknownCommands.Inc()
 		return f.halt(fmt.Sprintf("the command at index %d belongs to the module with tag %d, which this node does not run", l.Index, tag))
 	}
-	defer f.setApplied(l.Index)
 	data, err := h.ApplyCommand(modules.Command{Index: l.Index, Term: l.Term, Time: l.AppendedAt, Op: op, Payload: payload})
+	if errors.Is(err, modules.ErrNodeFailure) {
+		// Not an outcome of the command: this node's copy of the state is
+		// now unknown, so it must not claim to have applied it.
+		f.localFailures.Inc()
+		return f.haltWith(fmt.Sprintf("the command at index %d failed on this node (%s)", l.Index, err.Error()),
+			"free the disk or fix the fault, then restart the node: it recovers its files and replays the log")
+	}
+	f.setApplied(l.Index)
 	return &applyResult{data: data, err: err}
 }
 
@@ -115,9 +129,13 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // itself keeps running: the cluster goes on without this node's state
 // machine until an operator fixes --modules and restarts it.
 func (f *FSM) halt(reason string) *applyResult {
+	return f.haltWith(reason, "every server must run the same raft modules (--modules): fix this node's and restart it")
+}
+
+// haltWith is halt with what the operator should do.
+func (f *FSM) haltWith(reason, fix string) *applyResult {
 	if f.halted.CompareAndSwap(nil, &reason) {
-		f.logger.Error("the raft state machine stopped: "+reason+"; every server must run the same raft modules (--modules): fix this node's and restart it",
-			"applied", f.applied.Load())
+		f.logger.Error("the raft state machine stopped: "+reason+"; "+fix, "applied", f.applied.Load())
 	}
 	return &applyResult{err: ErrHalted.WithMessage("this node stopped applying commands: %s", reason)}
 }
@@ -240,7 +258,13 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	snap := &fsmSnapshot{applied: f.applied.Load()}
 	for _, tag := range f.tags {
-		s, err := f.handlers[tag].Snapshot()
+		var s modules.Snapshot
+		var err error
+		if ix, ok := f.handlers[tag].(modules.IndexedSnapshotter); ok {
+			s, err = ix.SnapshotAt(snap.applied)
+		} else {
+			s, err = f.handlers[tag].Snapshot()
+		}
 		if err != nil {
 			snap.Release()
 			return nil, fmt.Errorf("snapshot of module with tag %d: %w", tag, err)

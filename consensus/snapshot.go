@@ -192,7 +192,7 @@ func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler) (ui
 			// (see FSM.halt): refuse, and say what to fix.
 			return 0, fmt.Errorf("%w: the snapshot holds state of the module with tag %d, which this node does not run; every server must run the same raft modules (--modules)", ErrUnknownModule, tag)
 		}
-		if err := h.Restore(section); err != nil {
+		if err := restoreSection(h, section, applied); err != nil {
 			return 0, fmt.Errorf("module with tag %d: %w", tag, err)
 		}
 		if err := section.drain(); err != nil {
@@ -206,12 +206,21 @@ func readSnapshot(r io.Reader, handlers map[modules.Tag]modules.RaftHandler) (ui
 	slices.Sort(tags) // a fixed order, never the map's
 	for _, tag := range tags {
 		if !restored[tag] {
-			if err := handlers[tag].Restore(eofReader{}); err != nil {
+			if err := restoreSection(handlers[tag], eofReader{}, applied); err != nil {
 				return 0, fmt.Errorf("module with tag %d (empty state): %w", tag, err)
 			}
 		}
 	}
 	return applied, nil
+}
+
+// restoreSection restores one module, telling it the snapshot's index if
+// it asks for it.
+func restoreSection(h modules.RaftHandler, r io.Reader, index uint64) error {
+	if ix, ok := h.(modules.IndexedSnapshotter); ok {
+		return ix.RestoreAt(r, index)
+	}
+	return h.Restore(r)
 }
 
 type eofReader struct{}

@@ -15,7 +15,18 @@ import (
 const (
 	// opAppend appends one entry or a batch to one log.
 	opAppend byte = 1
+	// opConfigure sets a log's retention limits, creating it if needed.
+	opConfigure byte = 2
+	// opDelete removes a log and its files.
+	opDelete byte = 3
+	// opTrim drops a log's entries below an offset the leader chose by
+	// the log's byte and age limits.
+	opTrim byte = 4
 )
+
+// maxLimitValue bounds every retention limit, so that sums and
+// differences with log indexes never overflow.
+const maxLimitValue = 1 << 62
 
 // The opAppend payload is compact binary in the primitives of
 // internal/wire, every integer a minimal unsigned varint and every string
@@ -123,4 +134,130 @@ func decodeResult(b []byte) (appendResult, error) {
 		return appendResult{}, fmt.Errorf("decode append result: %w: %w", ErrMalformedCommand, err)
 	}
 	return r, nil
+}
+
+// limits are a log's own retention limits. A limit whose bit is not set in
+// set is the cluster's default; a set limit of 0 is "no limit".
+type limits struct {
+	set        byte
+	maxEntries uint64
+	maxBytes   uint64
+	maxAge     uint64 // nanoseconds
+}
+
+// Bits of limits.set.
+const (
+	limitEntries byte = 1 << iota
+	limitBytes
+	limitAge
+	limitAll = limitEntries | limitBytes | limitAge
+)
+
+// merge returns l with the limits set in o replacing its own.
+func (l limits) merge(o limits) limits {
+	if o.set&limitEntries != 0 {
+		l.maxEntries = o.maxEntries
+	}
+	if o.set&limitBytes != 0 {
+		l.maxBytes = o.maxBytes
+	}
+	if o.set&limitAge != 0 {
+		l.maxAge = o.maxAge
+	}
+	l.set |= o.set
+	return l
+}
+
+// configureCmd sets the limits in lim.set of log, creating it if needed.
+type configureCmd struct {
+	log string
+	lim limits
+}
+
+// The opConfigure payload: len(name) name set maxEntries maxBytes maxAge,
+// each limit a minimal uvarint (0 when its bit is not set).
+func encodeConfigure(c configureCmd) []byte {
+	b := wire.AppendBytes(nil, c.log)
+	b = append(b, c.lim.set)
+	b = wire.AppendUvarint(b, c.lim.maxEntries)
+	b = wire.AppendUvarint(b, c.lim.maxBytes)
+	return wire.AppendUvarint(b, c.lim.maxAge)
+}
+
+func decodeConfigure(payload []byte) (configureCmd, error) {
+	d := wire.NewDecoder(payload)
+	var c configureCmd
+	c.log = d.String("log name", maxNameLen)
+	c.lim.set = d.Byte("limits set")
+	c.lim.maxEntries = d.Uvarint("max entries")
+	c.lim.maxBytes = d.Uvarint("max bytes")
+	c.lim.maxAge = d.Uvarint("max age")
+	if err := d.End(); err != nil {
+		return configureCmd{}, fmt.Errorf("decode configure command: %w: %w", ErrMalformedCommand, err)
+	}
+	if err := checkLimits(c.log, c.lim); err != nil {
+		return configureCmd{}, err
+	}
+	return c, nil
+}
+
+// checkLimits validates a log name and limits from a command or snapshot.
+func checkLimits(name string, l limits) error {
+	switch {
+	case !modules.ValidAPIName(name):
+		return fmt.Errorf("log name %q: %w", name, ErrMalformedCommand)
+	case l.set&^limitAll != 0:
+		return fmt.Errorf("limits of log %q with unknown bits %#x: %w", name, l.set, ErrMalformedCommand)
+	case l.maxEntries > maxLimitValue || l.maxBytes > maxLimitValue || l.maxAge > maxLimitValue:
+		return fmt.Errorf("limits of log %q out of range: %w", name, ErrMalformedCommand)
+	case l.set&limitEntries == 0 && l.maxEntries != 0, l.set&limitBytes == 0 && l.maxBytes != 0, l.set&limitAge == 0 && l.maxAge != 0:
+		return fmt.Errorf("limits of log %q: a value for a limit that is not set: %w", name, ErrMalformedCommand)
+	}
+	return nil
+}
+
+// The opDelete payload: len(name) name.
+func encodeDelete(log string) []byte { return wire.AppendBytes(nil, log) }
+
+func decodeDelete(payload []byte) (string, error) {
+	d := wire.NewDecoder(payload)
+	name := d.String("log name", maxNameLen)
+	if err := d.End(); err != nil {
+		return "", fmt.Errorf("decode delete command: %w: %w", ErrMalformedCommand, err)
+	}
+	if !modules.ValidAPIName(name) {
+		return "", fmt.Errorf("delete command with log name %q: %w", name, ErrMalformedCommand)
+	}
+	return name, nil
+}
+
+// trimCmd drops the entries of log below first, if the log is still the
+// one created at Raft index created (not deleted and created again since
+// the leader looked).
+type trimCmd struct {
+	log     string
+	created uint64
+	first   uint64
+}
+
+// The opTrim payload: len(name) name created first, uvarints.
+func encodeTrim(c trimCmd) []byte {
+	b := wire.AppendBytes(nil, c.log)
+	b = wire.AppendUvarint(b, c.created)
+	return wire.AppendUvarint(b, c.first)
+}
+
+func decodeTrim(payload []byte) (trimCmd, error) {
+	d := wire.NewDecoder(payload)
+	var c trimCmd
+	c.log = d.String("log name", maxNameLen)
+	c.created = d.Uvarint("created index")
+	c.first = d.Uvarint("first index")
+	if err := d.End(); err != nil {
+		return trimCmd{}, fmt.Errorf("decode trim command: %w: %w", ErrMalformedCommand, err)
+	}
+	if !modules.ValidAPIName(c.log) || c.first == 0 || c.first > maxIndex {
+		return trimCmd{}, fmt.Errorf("trim command for log %q to %d: %w", c.log, c.first, ErrMalformedCommand)
+	}
+	return c, nil
 }

@@ -117,7 +117,8 @@ func TestConfig_BindFlags(t *testing.T) {
 	if err := fs.Parse([]string{"-log-max-entries=5", "-log-dedup-window=1m", "-log-stream-heartbeat=2s"}); err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	want := Config{MaxEntries: 5, DedupWindow: time.Minute, StreamHeartbeat: 2 * time.Second}
+	want := DefaultConfig()
+	want.MaxEntries, want.DedupWindow, want.StreamHeartbeat = 5, time.Minute, 2*time.Second
 	if c != want {
 		t.Fatalf("got %+v, want %+v", c, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -21,6 +22,21 @@ type Config struct {
 	// StreamHeartbeat is the interval of the ": ping" comment sent on idle
 	// and busy SSE streams alike (--log-stream-heartbeat). Tests shorten it.
 	StreamHeartbeat time.Duration
+	// MaxBytes and MaxAge are the cluster-wide retention by size and age of
+	// logs that set none of their own (--log-max-bytes, --log-max-age); 0
+	// is no limit. The leader applies them: its values are the ones that
+	// count.
+	MaxBytes int64
+	MaxAge   time.Duration
+	// RetentionInterval is how often the leader checks every log's size and
+	// age against its limits (--log-retention-interval).
+	RetentionInterval time.Duration
+	// SegmentBytes is the size at which a log's segment file is sealed and
+	// a new one started (--log-segment-bytes): the unit retention deletes.
+	SegmentBytes int64
+	// ReadCacheBytes bounds the node's cache of recently appended and read
+	// entries (--log-read-cache-bytes); 0 disables it.
+	ReadCacheBytes int64
 }
 
 // Defaults of Config, in one place.
@@ -28,6 +44,11 @@ const (
 	DefaultMaxEntries      = 1_000_000
 	DefaultDedupWindow     = 10 * time.Minute
 	DefaultStreamHeartbeat = 15 * time.Second
+	// DefaultRetentionInterval is a second: age limits are meant in hours
+	// and days, and a check costs a look at each log's oldest segment.
+	DefaultRetentionInterval = time.Second
+	DefaultSegmentBytes      = segment.DefaultSegmentBytes
+	DefaultReadCacheBytes    = 32 << 20
 )
 
 // DefaultConfig returns the configuration used when no flag is given.
@@ -36,6 +57,10 @@ func DefaultConfig() Config {
 		MaxEntries:      DefaultMaxEntries,
 		DedupWindow:     DefaultDedupWindow,
 		StreamHeartbeat: DefaultStreamHeartbeat,
+
+		RetentionInterval: DefaultRetentionInterval,
+		SegmentBytes:      DefaultSegmentBytes,
+		ReadCacheBytes:    DefaultReadCacheBytes,
 	}
 }
 
@@ -51,6 +76,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log-dedup-window must not be negative, got %s: %w", c.DedupWindow, ErrInvalidConfig)
 	case c.StreamHeartbeat <= 0:
 		return fmt.Errorf("log-stream-heartbeat must be positive, got %s: %w", c.StreamHeartbeat, ErrInvalidConfig)
+	case c.MaxBytes < 0 || c.MaxBytes > maxLimitValue:
+		return fmt.Errorf("log-max-bytes must be from 0 (no limit) to %d, got %d: %w", int64(maxLimitValue), c.MaxBytes, ErrInvalidConfig)
+	case c.MaxAge < 0:
+		return fmt.Errorf("log-max-age must not be negative (0 is no limit), got %s: %w", c.MaxAge, ErrInvalidConfig)
+	case c.RetentionInterval <= 0:
+		return fmt.Errorf("log-retention-interval must be positive, got %s: %w", c.RetentionInterval, ErrInvalidConfig)
+	case c.ReadCacheBytes < 0:
+		return fmt.Errorf("log-read-cache-bytes must not be negative, got %d: %w", c.ReadCacheBytes, ErrInvalidConfig)
+	}
+	if err := c.segmentConfig().Validate(); err != nil {
+		return fmt.Errorf("log-segment-bytes %d: %w: %w", c.SegmentBytes, err, ErrInvalidConfig)
 	}
 	return nil
 }
@@ -61,6 +97,20 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.IntVar(&c.MaxEntries, "log-max-entries", c.MaxEntries, "entries retained per log; older ones are trimmed")
 	fs.DurationVar(&c.DedupWindow, "log-dedup-window", c.DedupWindow, "how long a publish id is remembered for deduplication (0 disables)")
 	fs.DurationVar(&c.StreamHeartbeat, "log-stream-heartbeat", c.StreamHeartbeat, "interval of the keep-alive comment on log event streams")
+	fs.Int64Var(&c.MaxBytes, "log-max-bytes", c.MaxBytes, "bytes retained per log on disk, for logs that set no limit of their own (0: no limit)")
+	fs.DurationVar(&c.MaxAge, "log-max-age", c.MaxAge, "age after which entries are trimmed, for logs that set no limit of their own (0: no limit)")
+	fs.DurationVar(&c.RetentionInterval, "log-retention-interval", c.RetentionInterval, "how often the leader applies retention by bytes and age")
+	fs.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "size of a log's segment files (the unit retention deletes)")
+	fs.Int64Var(&c.ReadCacheBytes, "log-read-cache-bytes", c.ReadCacheBytes, "memory for recently appended and read entries, shared by all logs (0: none)")
+}
+
+// segmentConfig is the configuration of each log's store, without the
+// node's shared cache and metrics.
+func (c Config) segmentConfig() segment.Config {
+	sc := segment.DefaultConfig()
+	sc.SegmentBytes = c.SegmentBytes
+	sc.IndexIntervalBytes = min(sc.IndexIntervalBytes, max(c.SegmentBytes/4, 1<<10))
+	return sc
 }
 
 var (

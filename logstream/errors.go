@@ -3,6 +3,7 @@ package logstream
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"shoal/internal/httpjson"
 )
@@ -24,6 +25,12 @@ var (
 	// ErrInvalidBatch: a batch with no or too many entries, or a body that
 	// mixes "entries" with a single "id"/"data".
 	ErrInvalidBatch = httpjson.BadRequest("invalid_batch", "a batch holds 1 to %d entries", maxBatch)
+	// ErrInvalidLimits: a PUT body with a limit out of range or a bad
+	// duration.
+	ErrInvalidLimits = httpjson.BadRequest("invalid_limits", "invalid retention limits")
+	// ErrLogUnavailable: the log's files are gone on this node while it
+	// replays the deletion after a restart.
+	ErrLogUnavailable = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "log_unavailable", Message: "the log cannot be read on this node now", RetryAfter: time.Second}
 	// ErrInvalidParameter: a malformed query parameter or Last-Event-ID
 	// header; the error carries "parameter".
 	ErrInvalidParameter = httpjson.BadRequest("invalid_parameter", "invalid query parameter")
@@ -39,6 +46,9 @@ var (
 	// ErrMalformedCommand: a command payload that does not decode or
 	// breaks a limit (name, id length, batch size, invalid JSON data).
 	ErrMalformedCommand = errors.New("malformed log command")
+	// ErrSnapshotFiles: a snapshot whose segment files this node does not
+	// have and could fetch from no other node.
+	ErrSnapshotFiles = errors.New("log snapshot files unavailable")
 	// ErrMalformedSnapshot: a snapshot that does not decode.
 	ErrMalformedSnapshot = errors.New("malformed log snapshot")
 )

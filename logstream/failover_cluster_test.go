@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"shoal/client"
+	"shoal/consensus"
+	"shoal/internal/agent"
+	"shoal/internal/moduletest"
 	"shoal/internal/testcluster"
 )
 
@@ -113,7 +116,12 @@ func TestCluster_FollowerRestartCatchesUp(t *testing.T) {
 // one. The dedup table is part of the snapshot: publishing an old id again
 // returns the original index.
 func TestCluster_RestoresFromSnapshot(t *testing.T) {
-	h := newHarness(t, testcluster.WithSnapshotThreshold(16))
+	// raft-wal drops compacted entries only a whole segment (64 MiB) at a
+	// time, so with it the leader would still send the entries; bolt
+	// drops them at once, and the follower must install the snapshot.
+	h := newHarness(t, testcluster.WithSnapshotThreshold(16), testcluster.WithConfig(func(_ int, cfg *agent.Config) {
+		cfg.RaftLogStore = consensus.LogStoreBolt
+	}))
 	p := h.publisher("orders")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -147,6 +155,11 @@ func TestCluster_RestoresFromSnapshot(t *testing.T) {
 
 	h.Restart(f.Index)
 	h.waitLog(f, "orders", want)
+	// It caught up from the leader's snapshot: the log's segment files
+	// came over the cluster port, not the entries over Raft.
+	if got := moduletest.MetricValue(t, f.Agent().Registry(), "shoal_log_snapshot_installs_total"); got < 1 {
+		t.Fatalf("the follower installed %v logs from a snapshot, want at least 1", got)
+	}
 
 	for i := range h.Nodes() {
 		h.Stop(i)
@@ -161,6 +174,9 @@ func TestCluster_RestoresFromSnapshot(t *testing.T) {
 
 	late := h.AddNode()
 	h.waitLog(late, "orders", want)
+	if got := moduletest.MetricValue(t, late.Agent().Registry(), "shoal_log_snapshot_installs_total"); got < 1 {
+		t.Fatalf("the late node installed %v logs from a snapshot, want at least 1", got)
+	}
 
 	// Old ids are still remembered: through any node, the late one
 	// included, they are duplicates with their original index.

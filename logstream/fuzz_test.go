@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/internal/httpjson"
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -60,29 +61,32 @@ func FuzzDecodeCommand(f *testing.F) {
 		f.Add(seed.op, seed.payload)
 	}
 	f.Fuzz(func(t *testing.T, op byte, payload []byte) {
-		l := new(Log)
+		n := newTestNode(t, DefaultConfig())
+		l := n.log
 		res, err := l.ApplyCommand(modules.Command{Index: 1, Time: testEpoch, Op: op, Payload: payload})
 		if err != nil {
-			if !errors.Is(err, ErrMalformedCommand) && !errors.Is(err, ErrUnknownOp) {
+			if !errors.Is(err, ErrMalformedCommand) && !errors.Is(err, ErrUnknownOp) && !errors.Is(err, ErrLogNotFound) {
 				t.Fatalf("unexpected error %v", err)
 			}
-			if st := l.Status().(Status); st != (Status{}) {
+			if st := l.Status().(Status); st.Logs != 0 || st.Entries != 0 {
 				t.Fatalf("a refused command changed the state: %+v", st)
 			}
 			return
 		}
-		r, err := decodeResult(res)
-		if err != nil {
-			t.Fatalf("result does not decode: %v", err)
+		if op == opAppend {
+			r, err := decodeResult(res)
+			if err != nil {
+				t.Fatalf("result does not decode: %v", err)
+			}
+			c, err := decodeAppend(payload)
+			if err != nil || len(r.indexes) != len(c.entries) {
+				t.Fatalf("applied command: %v, %d results for %d entries", err, len(r.indexes), len(c.entries))
+			}
+			if again, err := decodeAppend(encodeAppend(c)); err != nil || !reflect.DeepEqual(again, c) {
+				t.Fatalf("re-encoded command: got %+v, %v; want %+v", again, err, c)
+			}
 		}
-		c, err := decodeAppend(payload)
-		if err != nil || len(r.indexes) != len(c.entries) {
-			t.Fatalf("applied command: %v, %d results for %d entries", err, len(r.indexes), len(c.entries))
-		}
-		if again, err := decodeAppend(encodeAppend(c)); err != nil || !reflect.DeepEqual(again, c) {
-			t.Fatalf("re-encoded command: got %+v, %v; want %+v", again, err, c)
-		}
-		checkSnapshotRoundTrip(t, l)
+		checkSnapshotRoundTrip(t, n)
 	})
 }
 
@@ -91,34 +95,34 @@ func FuzzRestore(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		l := new(Log)
-		if err := l.Restore(bytes.NewReader(data)); err != nil {
-			if !errors.Is(err, ErrMalformedSnapshot) {
+		n := newTestNode(t, DefaultConfig())
+		if err := n.log.RestoreAt(bytes.NewReader(data), 100); err != nil {
+			if !errors.Is(err, ErrMalformedSnapshot) && !errors.Is(err, ErrSnapshotFiles) {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
 		}
-		checkSnapshotRoundTrip(t, l)
+		checkSnapshotRoundTrip(t, n)
 		// A restored state takes new commands.
 		payload := appendPayload("a", 3, time.Minute, ent("k", "1"), ent("", "2"))
-		if _, err := l.ApplyCommand(modules.Command{Index: 2, Time: testEpoch, Op: opAppend, Payload: payload}); err != nil {
+		if _, err := n.log.ApplyCommand(modules.Command{Index: 101, Time: testEpoch, Op: opAppend, Payload: payload}); err != nil {
 			t.Fatalf("apply after restore: %v", err)
 		}
-		checkSnapshotRoundTrip(t, l)
+		checkSnapshotRoundTrip(t, n)
 	})
 }
 
-// checkSnapshotRoundTrip checks that l's state persists, restores into a
-// new instance and persists to the same bytes again.
-func checkSnapshotRoundTrip(t *testing.T, l *Log) {
+// checkSnapshotRoundTrip checks that n's state persists and installs into
+// another node, which then holds the same state.
+func checkSnapshotRoundTrip(t *testing.T, n *testNode) {
 	t.Helper()
-	first := persist(t, l)
-	other := new(Log)
-	if err := other.Restore(bytes.NewReader(first)); err != nil {
+	first := persist(t, n.log)
+	other := newTestNode(t, DefaultConfig())
+	if err := other.log.RestoreAt(bytes.NewReader(first), 1000); err != nil {
 		t.Fatalf("restore of a persisted state: %v", err)
 	}
-	if again := persist(t, other); !bytes.Equal(first, again) {
-		t.Fatalf("snapshot round trip differs")
+	if a, b := digest(t, n.log), digest(t, other.log); a != b {
+		t.Fatalf("snapshot round trip differs:\n%s\n%s", a, b)
 	}
 }
 
@@ -174,33 +178,30 @@ func commandSeeds() []commandSeed {
 }
 
 func snapshotSeeds(tb testing.TB) [][]byte {
-	l := new(Log)
-	now := testEpoch
-	for i := range 12 {
-		payload := appendPayload(fmt.Sprintf("log-%d", i%3), 4, time.Minute,
-			ent(fmt.Sprintf("id-%d", i%5), fmt.Sprintf(`{"i":%d}`, i)), ent("", "[]"))
-		if _, err := l.ApplyCommand(modules.Command{Index: uint64(i + 1), Time: now, Op: opAppend, Payload: payload}); err != nil {
-			tb.Fatalf("apply: %v", err)
-		}
-		now = now.Add(10 * time.Second)
-	}
-	snap, err := l.Snapshot()
+	v1, err := os.ReadFile(filepath.Join("testdata", "snapshot-v1.bin"))
 	if err != nil {
-		tb.Fatalf("snapshot: %v", err)
+		tb.Fatalf("read the old release's snapshot: %v", err)
 	}
-	var full bytes.Buffer
-	if err := snap.Persist(&full); err != nil {
-		tb.Fatalf("persist: %v", err)
-	}
-	b := full.Bytes()
+	// A snapshot of the current format without segment files to fetch
+	// (its logs were deleted on the node that took it) and one with.
+	var noFiles []byte
+	noFiles = append(noFiles, snapshotMagic...)
+	noFiles = append(noFiles, (&snapshot{logs: []logSnap{{name: "a", created: 3, first: 2, next: 5, lim: limits{set: limitAge, maxAge: 9}}},
+		dedup: []dedupRec{{key: dedupKey{log: "a", id: "k"}, index: 4, time: 7}}}).encode()[len(snapshotMagic):]...)
+	withFiles := append([]byte(nil), snapshotMagic...)
+	withFiles = append(withFiles, (&snapshot{origin: "gone-node", name: snapshotName(12, 34), logs: []logSnap{{name: "b", created: 1, first: 1, next: 2, hasManifest: true,
+		manifest: segment.Manifest{First: 1, Next: 2, Applied: 1, Segments: []segment.SegmentRef{{Name: "00000000000000000001.seg", Base: 1, Next: 2, Size: 100}}}}}}).encode()[len(snapshotMagic):]...)
 	return [][]byte{
 		nil,
-		b,
-		b[:len(b)/2],
+		v1,
+		v1[:len(v1)/2],
 		append([]byte("SLOG\x01\x00"), 0),
 		[]byte("SLOG\x01\x01\x01a\x01\x01\x00\x00\x011\x01\x01a\x01k\x01\x00"), // an entry and an id naming a missing one
 		[]byte("SLOG\x02\x00\x00"),
 		[]byte("NOTASNAPSHOT"),
+		noFiles,
+		noFiles[:len(noFiles)-1],
+		withFiles,
 	}
 }
 

@@ -3,14 +3,17 @@ package logstream
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"shoal/internal/httpjson"
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -28,6 +31,8 @@ func (l *Log) Routes(r chi.Router) {
 		r.Get("/", httpjson.Handle(l.handleList))
 		r.Post("/{name}", httpjson.Handle(l.handlePublish))
 		r.Get("/{name}", httpjson.Handle(l.handleRead))
+		r.Put("/{name}", httpjson.Handle(l.handleConfigure))
+		r.Delete("/{name}", httpjson.Handle(l.handleDelete))
 		r.Get("/{name}/stream", httpjson.Handle(l.handleStream))
 	})
 }
@@ -163,10 +168,10 @@ type entryJSON struct {
 	Time  string          `json:"time"`
 }
 
-func (p page) json() []entryJSON {
-	out := make([]entryJSON, len(p.entries))
-	for i, e := range p.entries {
-		out[i] = entryJSON{Index: p.from + uint64(i), ID: e.id, Data: e.data, Time: formatTime(e.time)}
+func entriesJSON(entries []segment.Entry) []entryJSON {
+	out := make([]entryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = entryJSON{Index: e.Offset, ID: e.ID, Data: e.Data, Time: formatTime(e.Time)}
 	}
 	return out
 }
@@ -176,10 +181,63 @@ type readResponse struct {
 	Entries []entryJSON `json:"entries"`
 	// Next is the index to ask for next.
 	Next uint64 `json:"next"`
+	// Log describes the log as this node holds it.
+	Log logInfo `json:"log"`
+}
+
+// maxReadBytes bounds the data of one read's answer; a read returns at
+// least one entry whatever its size.
+const maxReadBytes = 4 << 20
+
+// view is what a reader takes of a log under the lock.
+type view struct {
+	ls          *logState
+	store       *segment.Store
+	first, next uint64
+	notify      <-chan struct{}
+	info        logInfo
+}
+
+// lookup returns the log's view, ok false if there is no such log.
+func (l *Log) lookup(name string, withInfo bool) (v view, ok bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	ls := l.st.logs[name]
+	if ls == nil {
+		return view{}, false
+	}
+	v = view{ls: ls, store: ls.store, first: ls.first, next: ls.next, notify: ls.notify}
+	if withInfo {
+		v.info = ls.info()
+	}
+	return v, true
+}
+
+// read reads up to limit entries of v from from on (from at or above
+// v.first). A store that trimmed further than the state machine has
+// published yet answers ErrLogTrimmed with its own first index.
+func (l *Log) read(v view, from uint64, limit, maxBytes int) ([]segment.Entry, error) {
+	if from >= v.next {
+		return nil, nil
+	}
+	if v.store == nil {
+		return nil, ErrLogUnavailable.WithMessage("log %q is being deleted on this node", v.ls.name)
+	}
+	limit = int(min(uint64(limit), v.next-from))
+	entries, err := v.store.Read(from, limit, maxBytes)
+	switch {
+	case errors.Is(err, segment.ErrTrimmed):
+		return nil, trimmedError(v.ls.name, from, v.store.First())
+	case errors.Is(err, segment.ErrClosed):
+		return nil, ErrLogNotFound.WithMessage("log %q was deleted", v.ls.name)
+	case err != nil:
+		return nil, fmt.Errorf("read log %s: %w", v.ls.name, err)
+	}
+	return entries, nil
 }
 
 // handleRead serves GET /v1/logs/{name}?from=N&limit=M&consistent=true
-// from this node's state.
+// from this node's state and store.
 func (l *Log) handleRead(w http.ResponseWriter, r *http.Request) error {
 	name, err := logName(r)
 	if err != nil {
@@ -200,27 +258,102 @@ func (l *Log) handleRead(w http.ResponseWriter, r *http.Request) error {
 	if err := l.barrier(w, r); err != nil {
 		return err
 	}
-	l.mu.RLock()
-	ls := l.st.logs[name]
-	var p page
-	first := uint64(0)
-	if ls != nil {
-		first = ls.first
-		if !hasFrom {
-			from = first
-		}
-		if from >= first {
-			p = ls.read(from, int(limit))
-		}
-	}
-	l.mu.RUnlock()
-	switch {
-	case ls == nil:
+	v, ok := l.lookup(name, true)
+	if !ok {
 		return ErrLogNotFound.WithMessage("log %q does not exist", name)
-	case from < first:
-		return trimmedError(name, from, first)
 	}
-	httpjson.WriteJSON(w, http.StatusOK, readResponse{Entries: p.json(), Next: p.from + uint64(len(p.entries))})
+	if !hasFrom {
+		from = v.first
+	}
+	if from < v.first {
+		return trimmedError(name, from, v.first)
+	}
+	entries, err := l.read(v, from, int(limit), maxReadBytes)
+	if err != nil {
+		return err
+	}
+	httpjson.WriteJSON(w, http.StatusOK, readResponse{Entries: entriesJSON(entries), Next: from + uint64(len(entries)), Log: v.info})
+	return nil
+}
+
+// configureRequest is the body of PUT /v1/logs/{name}: the limits to set,
+// each optional (absent: unchanged; 0: no limit).
+type configureRequest struct {
+	MaxEntries *uint64 `json:"max_entries"`
+	MaxBytes   *uint64 `json:"max_bytes"`
+	MaxAge     *string `json:"max_age"`
+}
+
+// decodeConfigureRequest reads and validates a PUT body.
+func decodeConfigureRequest(body io.Reader) (limits, error) {
+	var req configureRequest
+	if err := httpjson.Decode(body, &req); err != nil {
+		return limits{}, err
+	}
+	var lim limits
+	if req.MaxEntries != nil {
+		if *req.MaxEntries > maxLimitValue {
+			return limits{}, ErrInvalidLimits.WithMessage("max_entries must be at most %d", uint64(maxLimitValue))
+		}
+		lim.set |= limitEntries
+		lim.maxEntries = *req.MaxEntries
+	}
+	if req.MaxBytes != nil {
+		if *req.MaxBytes > maxLimitValue {
+			return limits{}, ErrInvalidLimits.WithMessage("max_bytes must be at most %d", uint64(maxLimitValue))
+		}
+		lim.set |= limitBytes
+		lim.maxBytes = *req.MaxBytes
+	}
+	if req.MaxAge != nil {
+		d, err := time.ParseDuration(*req.MaxAge)
+		if err != nil || d < 0 {
+			return limits{}, ErrInvalidLimits.WithMessage("max_age must be a duration such as \"72h\" or \"30m\" (0 for no limit), got %q", modules.Echo(*req.MaxAge))
+		}
+		lim.set |= limitAge
+		lim.maxAge = uint64(d)
+	}
+	return lim, nil
+}
+
+// handleConfigure serves PUT /v1/logs/{name}: it sets the log's limits,
+// creating it if needed, and answers with the log's description once this
+// node applied the change.
+func (l *Log) handleConfigure(w http.ResponseWriter, r *http.Request) error {
+	name, err := logName(r)
+	if err != nil {
+		return err
+	}
+	lim, err := decodeConfigureRequest(r.Body)
+	if err != nil {
+		return err
+	}
+	applied, err := l.host.Raft().Apply(r.Context(), opConfigure, encodeConfigure(configureCmd{log: name, lim: lim}))
+	if err != nil {
+		return fmt.Errorf("configure log %s: %w", name, err)
+	}
+	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(applied.Index, 10))
+	v, ok := l.lookup(name, true)
+	if !ok {
+		return ErrLogNotFound.WithMessage("log %q was deleted right after it was configured", name)
+	}
+	httpjson.WriteJSON(w, http.StatusOK, v.info)
+	return nil
+}
+
+// handleDelete serves DELETE /v1/logs/{name}: the log, its entries and its
+// files go on every node; its streams end with a "deleted" event.
+func (l *Log) handleDelete(w http.ResponseWriter, r *http.Request) error {
+	name, err := logName(r)
+	if err != nil {
+		return err
+	}
+	applied, err := l.host.Raft().Apply(r.Context(), opDelete, encodeDelete(name))
+	if err != nil {
+		return fmt.Errorf("delete log %s: %w", name, err)
+	}
+	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(applied.Index, 10))
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -3,12 +3,11 @@ package logstream
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
-	"time"
 
 	"shoal/internal/sse"
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -25,9 +24,10 @@ func init() {
 
 // Log is the log module. Its zero value is ready for Provision.
 //
-// ApplyCommand, Snapshot and Restore run on the FSM goroutine and hold mu
-// for writing only while they change the state; HTTP handlers and streams
-// hold it for reading and never while writing to a client.
+// ApplyCommand, SnapshotAt and RestoreAt run on the FSM goroutine and hold
+// mu for writing only while they publish counters or swap the state;
+// HTTP handlers and streams hold it for reading and never while reading
+// the disk or writing to a client.
 type Log struct {
 	host   modules.Host
 	cfg    Config
@@ -37,9 +37,16 @@ type Log struct {
 	once sync.Once // initialises st
 
 	mu sync.RWMutex
-	st *state // replaced whole by Restore
+	st *state // replaced whole by RestoreAt
+
+	disk  *disk
+	cache *segment.Cache
+	sm    *segment.Metrics
 
 	streams sse.Streams // open event streams, ended by Stop
+
+	stopRetention context.CancelFunc
+	retentionDone chan struct{}
 }
 
 func (l *Log) init() {
@@ -54,8 +61,9 @@ func (l *Log) init() {
 // ID returns "log".
 func (l *Log) ID() string { return "log" }
 
-// Provision reads the configuration and registers the metrics. It starts
-// nothing.
+// Provision reads the configuration, registers the metrics and prepares
+// the data directory (removing what an interrupted delete or install
+// left). It starts nothing.
 func (l *Log) Provision(host modules.Host) error {
 	l.host = host
 	l.logger = host.Logger()
@@ -64,7 +72,17 @@ func (l *Log) Provision(host modules.Host) error {
 		return fmt.Errorf("log module: %w", err)
 	}
 	l.cfg = cfg
-	m, err := newMetrics(host.Registerer())
+	l.sm = new(segment.Metrics)
+	if cfg.ReadCacheBytes > 0 {
+		l.cache = segment.NewCache(cfg.ReadCacheBytes)
+	}
+	sc := cfg.segmentConfig()
+	sc.Cache, sc.Metrics, sc.Logger = l.cache, l.sm, l.logger
+	l.disk = newDisk(host.DataDir(), sc)
+	if err := l.disk.init(); err != nil {
+		return fmt.Errorf("log module: %w", err)
+	}
+	m, err := newMetrics(host.Registerer(), l.sm, l.cache)
 	if err != nil {
 		return fmt.Errorf("log module: %w", err)
 	}
@@ -73,20 +91,36 @@ func (l *Log) Provision(host modules.Host) error {
 	return nil
 }
 
-// Start does nothing: the module has no background work of its own.
+// Start starts the leader's retention loop (retention by bytes and age)
+// and prunes snapshot directories a crash may have left.
 func (l *Log) Start(ctx context.Context) error {
 	l.init()
+	if err := l.disk.pruneSnapshots(); err != nil {
+		l.logger.Warn("cannot prune old log snapshots", "err", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	l.stopRetention = cancel
+	l.retentionDone = make(chan struct{})
+	go l.retentionLoop(ctx)
 	return nil
 }
 
-// Stop ends every open stream and waits, bounded by ctx, until their
-// handlers have returned. Streams opened afterwards are refused.
+// Stop ends every open stream and the retention loop and waits, bounded
+// by ctx, until they have returned. Streams opened afterwards are
+// refused. The stores stay open: Raft may apply commands until the node
+// shuts it down after its modules.
 func (l *Log) Stop(ctx context.Context) error {
 	l.init()
 	l.streams.Stop()
+	if l.stopRetention != nil {
+		l.stopRetention()
+	}
 	done := make(chan struct{})
 	go func() {
 		l.streams.Wait()
+		if l.retentionDone != nil {
+			<-l.retentionDone
+		}
 		close(done)
 	}()
 	select {
@@ -100,73 +134,7 @@ func (l *Log) Stop(ctx context.Context) error {
 // Tag returns modules.TagLog.
 func (l *Log) Tag() modules.Tag { return modules.TagLog }
 
-// ApplyCommand applies one committed command. It is called from the FSM
-// goroutine only; it holds the state's write lock for the length of one
-// command and never blocks on readers or streams (it wakes them by closing
-// channels). A malformed command or an unknown op is an error and changes
-// nothing.
-// Ops implements modules.RaftHandler.
-func (l *Log) Ops() []byte { return []byte{opAppend} }
-
-func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
-	l.init()
-	switch cmd.Op {
-	case opAppend:
-		c, err := decodeAppend(cmd.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("apply log command at raft index %d: %w", cmd.Index, err)
-		}
-		l.mu.Lock()
-		res, appended, _ := l.st.apply(c, unixNano(cmd.Time))
-		logs, entries := len(l.st.logs), l.st.entries
-		l.mu.Unlock()
-		if appended > 0 {
-			l.setGauges(logs, entries)
-		}
-		return encodeResult(res), nil
-	default:
-		return nil, fmt.Errorf("apply log command at raft index %d: op %d: %w", cmd.Index, cmd.Op, ErrUnknownOp)
-	}
-}
-
-// unixNano is t in Unix nanoseconds, 0 for the zero time.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// Snapshot freezes the state. It is called from the FSM goroutine and
-// copies only slice headers (O(number of logs)).
-func (l *Log) Snapshot() (modules.Snapshot, error) {
-	l.init()
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.st.capture(), nil
-}
-
-// Restore replaces the whole state with a snapshot Persist wrote; an empty
-// reader is the empty state. It decodes without holding the lock, then
-// swaps the state and wakes every stream so it looks again. On error the
-// state is unchanged.
-func (l *Log) Restore(r io.Reader) error {
-	l.init()
-	st, err := readSnapshot(r)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	old := l.st
-	l.st = st
-	old.wakeAll()
-	logs, entries := len(st.logs), st.entries
-	l.mu.Unlock()
-	l.setGauges(logs, entries)
-	return nil
-}
-
-func (l *Log) setGauges(logs, entries int) {
+func (l *Log) setGauges(logs int, entries uint64) {
 	if l.m == nil {
 		return
 	}
@@ -176,8 +144,12 @@ func (l *Log) setGauges(logs, entries int) {
 
 // Status is the module's section of GET /v1/status.
 type Status struct {
-	Logs    int `json:"logs"`
-	Entries int `json:"entries"`
+	Logs    int    `json:"logs"`
+	Entries uint64 `json:"entries"`
+	// Bytes and Segments are the size and number of this node's segment
+	// files.
+	Bytes    int64 `json:"bytes"`
+	Segments int64 `json:"segments"`
 }
 
 // Status returns the number of logs and retained entries on this node.
@@ -185,12 +157,17 @@ func (l *Log) Status() any {
 	l.init()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return Status{Logs: len(l.st.logs), Entries: l.st.entries}
+	s := Status{Logs: len(l.st.logs), Entries: l.st.entries}
+	if l.sm != nil {
+		s.Bytes, s.Segments = l.sm.DiskBytes.Load(), l.sm.Segments.Load()
+	}
+	return s
 }
 
 var (
-	_ modules.Module         = (*Log)(nil)
-	_ modules.Router         = (*Log)(nil)
-	_ modules.RaftHandler    = (*Log)(nil)
-	_ modules.StatusReporter = (*Log)(nil)
+	_ modules.Module             = (*Log)(nil)
+	_ modules.Router             = (*Log)(nil)
+	_ modules.RaftHandler        = (*Log)(nil)
+	_ modules.IndexedSnapshotter = (*Log)(nil)
+	_ modules.StatusReporter     = (*Log)(nil)
 )

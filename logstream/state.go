@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -16,32 +17,36 @@ const (
 	maxBatch   = 1000
 )
 
-// entry is one retained log entry. Its index is implied by its position
-// (logState.first + i). Entries are never modified once appended, so a
-// slice of them may be shared with snapshots and readers.
-type entry struct {
-	id   string
-	data []byte // compact, valid JSON
-	time int64  // command time, Unix nanoseconds
-}
-
-// logState is one named log.
+// logState is one named log. Its entries live in its store, on disk; the
+// state keeps only counters.
+//
+// first and next are the state machine's own view, advanced by every
+// applied command. They equal the store's except while Raft replays
+// commands the store already holds (after a restart): then the store is
+// ahead, and the replay brings first and next up to it without writing.
 type logState struct {
-	name  string
-	first uint64 // index of entries[0]; a log always holds at least one entry
-	// entries only grows at the end and is resliced at the front, so a
-	// captured prefix (entries[:n:n]) stays valid while appends continue.
-	entries []entry
-	// notify is closed and replaced whenever entries are appended, and
-	// closed when the state is replaced by Restore.
+	name string
+	// created is the Raft index of the command that created the log: a log
+	// deleted and created again is another log, in another directory.
+	created uint64
+	// first is the first retained index, next the index the next appended
+	// entry gets; the log is empty when they are equal.
+	first, next uint64
+	lim         limits
+	// store holds the entries. It is nil for a log whose directory this
+	// node deleted after the snapshot it restarted from: a command later
+	// in the replay deletes the log from the state too.
+	store *segment.Store
+	// notify is closed and replaced whenever entries are appended or
+	// trimmed, and closed when the log is deleted or the state replaced.
 	notify chan struct{}
 }
 
-// next is the index the next appended entry gets.
-func (ls *logState) next() uint64 { return ls.first + uint64(len(ls.entries)) }
+// entries is the number of retained entries.
+func (ls *logState) entries() uint64 { return ls.next - ls.first }
 
-// last is the index of the newest entry.
-func (ls *logState) last() uint64 { return ls.next() - 1 }
+// last is the index of the newest entry (first-1 when the log is empty).
+func (ls *logState) last() uint64 { return ls.next - 1 }
 
 // dedupKey names one publish id of one log.
 type dedupKey struct {
@@ -55,19 +60,20 @@ type dedupRec struct {
 	time  int64 // command time of the original append, Unix nanoseconds
 }
 
-// state is the module's replicated state. It is mutated only from the FSM
-// goroutine, under Log.mu held for writing; readers hold Log.mu for
-// reading and may keep slices they took after unlocking.
+// state is the module's replicated state. It is changed only from the FSM
+// goroutine; the map and the logs' counters under Log.mu held for
+// writing, so that readers (who hold it for reading) see them whole. The
+// dedup table is the FSM goroutine's alone.
 type state struct {
 	logs map[string]*logState
 	// dedup maps each remembered id to its newest record in dedupQ.
 	dedup map[dedupKey]dedupRec
-	// dedupQ holds the records in apply order, oldest first. Like
-	// logState.entries it only grows at the end and is resliced at the
-	// front, so snapshots share it; dedup is rebuilt from it on Restore.
+	// dedupQ holds the records in apply order, oldest first. It only grows
+	// at the end and is resliced at the front, so snapshots share it;
+	// dedup is rebuilt from it on Restore.
 	dedupQ []dedupRec
 	// entries is the number of retained entries across all logs.
-	entries int
+	entries uint64
 	// created is closed and replaced whenever a log is created, and closed
 	// when the state is replaced, to wake streams waiting for a log.
 	created chan struct{}
@@ -97,7 +103,8 @@ type newEntry struct {
 }
 
 // appendCmd appends entries to one log. MaxEntries and DedupWindow are the
-// submitting node's configuration, stamped into the command.
+// submitting node's configuration, stamped into the command; a log's own
+// max_entries, if set, takes precedence.
 type appendCmd struct {
 	log         string
 	maxEntries  uint64
@@ -111,15 +118,15 @@ type appendResult struct {
 	duplicates []bool
 }
 
-// apply applies c at command time now. It cannot fail: c was validated by
-// the decoder, and a batch is applied whole. It returns the number of
-// entries appended and trimmed.
-func (st *state) apply(c appendCmd, now int64) (res appendResult, appended, trimmed int) {
+// dedupe decides, at command time now, which entries of c are new and
+// which repeat a remembered id, and remembers the new ones' ids with the
+// indexes they get from next on. It returns the result and the new
+// entries. Only the FSM goroutine calls it.
+func (st *state) dedupe(c appendCmd, next uint64, now int64) (appendResult, []segment.Entry) {
 	window := int64(c.dedupWindow)
 	st.expire(now, window)
-	res.indexes = make([]uint64, len(c.entries))
-	res.duplicates = make([]bool, len(c.entries))
-	ls := st.logs[c.log]
+	res := appendResult{indexes: make([]uint64, len(c.entries)), duplicates: make([]bool, len(c.entries))}
+	batch := make([]segment.Entry, 0, len(c.entries))
 	for i, e := range c.entries {
 		dedup := e.id != "" && window > 0
 		key := dedupKey{log: c.log, id: e.id}
@@ -129,38 +136,45 @@ func (st *state) apply(c appendCmd, now int64) (res appendResult, appended, trim
 				continue
 			}
 		}
-		if ls == nil {
-			// A log is created by its first appended entry (a new log has
-			// no remembered ids, so the first entry is always appended).
-			ls = &logState{name: c.log, first: 1, notify: make(chan struct{})}
-			st.logs[c.log] = ls
-			close(st.created)
-			st.created = make(chan struct{})
-		}
-		index := ls.next()
-		ls.entries = append(ls.entries, entry{id: e.id, data: e.data, time: now})
+		index := next + uint64(len(batch))
+		batch = append(batch, segment.Entry{ID: e.id, Data: e.data, Time: now})
 		res.indexes[i] = index
-		appended++
 		if dedup {
-			key.log = ls.name // share the name's bytes instead of the command's
 			rec := dedupRec{key: key, index: index, time: now}
 			st.dedup[key] = rec
 			st.dedupQ = append(st.dedupQ, rec)
 		}
 	}
-	if appended == 0 {
-		return res, 0, 0
+	if over := len(st.dedupQ) - maxDedupIDs; over > 0 {
+		st.dropOldest(over)
 	}
-	if over := uint64(len(ls.entries)); over > c.maxEntries {
-		n := int(over - c.maxEntries)
-		ls.entries = ls.entries[n:]
-		ls.first += uint64(n)
-		trimmed = n
+	return res, batch
+}
+
+// maxDedupIDs bounds the remembered publish ids of a node, whatever the
+// window and the publish rate: the oldest are forgotten first. It is a
+// constant, not a flag, because every node must forget the same ids at
+// the same command (about 100 bytes each: 262,144 ids take about 26 MB).
+const maxDedupIDs = 1 << 18
+
+// dropOldest forgets the n oldest remembered ids.
+func (st *state) dropOldest(n int) {
+	for _, rec := range st.dedupQ[:n] {
+		if cur, ok := st.dedup[rec.key]; ok && cur.index == rec.index {
+			delete(st.dedup, rec.key)
+		}
 	}
-	st.entries += appended - trimmed
-	close(ls.notify)
-	ls.notify = make(chan struct{})
-	return res, appended, trimmed
+	st.dedupQ = st.dedupQ[n:]
+}
+
+// forget drops every remembered id of a deleted log.
+func (st *state) forget(log string) {
+	for key := range st.dedup {
+		if key.log == log {
+			delete(st.dedup, key)
+		}
+	}
+	st.dedupQ = slices.DeleteFunc(slices.Clone(st.dedupQ), func(rec dedupRec) bool { return rec.key.log == log })
 }
 
 // expire forgets the oldest remembered ids whose window has passed at now.
@@ -170,53 +184,54 @@ func (st *state) apply(c appendCmd, now int64) (res appendResult, appended, trim
 func (st *state) expire(now, window int64) {
 	n := 0
 	for n < len(st.dedupQ) && now-st.dedupQ[n].time >= window {
-		rec := st.dedupQ[n]
-		if cur, ok := st.dedup[rec.key]; ok && cur.index == rec.index {
-			delete(st.dedup, rec.key)
-		}
 		n++
 	}
-	if n == len(st.dedupQ) {
-		st.dedupQ = nil
-	} else {
-		st.dedupQ = st.dedupQ[n:]
+	st.dropOldest(n)
+	if len(st.dedupQ) == 0 {
+		st.dedupQ = nil // let the backing array go
 	}
 }
 
-// logInfo summarises one log.
+// logInfo summarises one log. The limits are the log's own (absent: the
+// cluster's defaults apply; 0: no limit).
 type logInfo struct {
-	Name       string `json:"name"`
-	FirstIndex uint64 `json:"first_index"`
-	LastIndex  uint64 `json:"last_index"`
-	Entries    int    `json:"entries"`
+	Name       string  `json:"name"`
+	FirstIndex uint64  `json:"first_index"`
+	LastIndex  uint64  `json:"last_index"`
+	Entries    uint64  `json:"entries"`
+	Bytes      int64   `json:"bytes"`
+	Segments   int     `json:"segments"`
+	MaxEntries *uint64 `json:"max_entries,omitempty"`
+	MaxBytes   *uint64 `json:"max_bytes,omitempty"`
+	MaxAge     *string `json:"max_age,omitempty"`
+}
+
+// info summarises ls. The caller holds Log.mu for reading.
+func (ls *logState) info() logInfo {
+	in := logInfo{Name: ls.name, FirstIndex: ls.first, LastIndex: ls.last(), Entries: ls.entries()}
+	if ls.store != nil {
+		s := ls.store.Stats()
+		in.Bytes, in.Segments = s.DiskBytes, s.Segments
+	}
+	if ls.lim.set&limitEntries != 0 {
+		in.MaxEntries = &ls.lim.maxEntries
+	}
+	if ls.lim.set&limitBytes != 0 {
+		in.MaxBytes = &ls.lim.maxBytes
+	}
+	if ls.lim.set&limitAge != 0 {
+		age := time.Duration(ls.lim.maxAge).String()
+		in.MaxAge = &age
+	}
+	return in
 }
 
 // list returns every log, sorted by name.
 func (st *state) list() []logInfo {
 	infos := make([]logInfo, 0, len(st.logs))
 	for _, ls := range st.logs {
-		infos = append(infos, logInfo{Name: ls.name, FirstIndex: ls.first, LastIndex: ls.last(), Entries: len(ls.entries)})
+		infos = append(infos, ls.info())
 	}
 	slices.SortFunc(infos, func(a, b logInfo) int { return cmp.Compare(a.Name, b.Name) })
 	return infos
-}
-
-// page is a run of consecutive entries starting at index from.
-type page struct {
-	from    uint64
-	entries []entry
-}
-
-// read returns up to limit entries of ls from index from on. from must not
-// be below ls.first. The returned slice is shared and must not be modified.
-func (ls *logState) read(from uint64, limit int) page {
-	if from >= ls.next() {
-		return page{from: from}
-	}
-	start := from - ls.first
-	end := start + uint64(limit)
-	if n := uint64(len(ls.entries)); end > n {
-		end = n
-	}
-	return page{from: from, entries: ls.entries[start:end:end]}
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"shoal/internal/moduletest"
+	"shoal/logstream/segment"
 	"shoal/modules"
 )
 
@@ -48,19 +50,64 @@ func persist(t *testing.T, l *Log) []byte {
 }
 
 // logContents returns a log's first index and entry ids and data as
-// "id=data" strings.
+// "id=data" strings, read from its store.
 func logContents(l *Log, name string) (uint64, []string) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	ls := l.st.logs[name]
-	if ls == nil {
+	v, ok := l.lookup(name, false)
+	if !ok {
 		return 0, nil
 	}
 	var out []string
-	for _, e := range ls.entries {
-		out = append(out, e.id+"="+string(e.data))
+	for _, e := range mustRead(l, v) {
+		out = append(out, e.ID+"="+string(e.Data))
 	}
-	return ls.first, out
+	return v.first, out
+}
+
+// mustRead reads every retained entry of v; it panics on an error (tests
+// call it where reading must work).
+func mustRead(l *Log, v view) []segment.Entry {
+	var out []segment.Entry
+	if v.store == nil {
+		return nil // a log deleted after the snapshot: no files until the replay deletes it
+	}
+	for from := v.first; from < v.next; {
+		entries, err := l.read(v, from, maxLimit, 0)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, entries...)
+		from += uint64(len(entries))
+	}
+	return out
+}
+
+// digest describes l's whole state, entries included, in a form two
+// nodes that applied the same commands share (snapshots differ in the
+// names of their directories).
+func digest(t *testing.T, l *Log) string {
+	t.Helper()
+	l.mu.RLock()
+	names := make([]string, 0, len(l.st.logs))
+	for name := range l.st.logs {
+		names = append(names, name)
+	}
+	dedup := slices.Clone(l.st.dedupQ)
+	entries := l.st.entries
+	l.mu.RUnlock()
+	slices.Sort(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "entries %d\n", entries)
+	for _, name := range names {
+		v, _ := l.lookup(name, false)
+		fmt.Fprintf(&b, "log %s created %d [%d,%d) limits %+v\n", name, v.ls.created, v.first, v.next, v.ls.lim)
+		for _, e := range mustRead(l, v) {
+			fmt.Fprintf(&b, "  %d %q %s %d\n", e.Offset, e.ID, e.Data, e.Time)
+		}
+	}
+	for _, rec := range dedup {
+		fmt.Fprintf(&b, "dedup %s %q %d %d\n", rec.key.log, rec.key.id, rec.index, rec.time)
+	}
+	return b.String()
 }
 
 const day = 24 * time.Hour
@@ -78,13 +125,12 @@ func TestApply_Publishes(t *testing.T) {
 	if want := []string{`={"n":1}`, `={"n":2}`, `={"n":3}`}; first != 1 || !slices.Equal(got, want) {
 		t.Fatalf("got first %d %v, want 1 %v", first, got, want)
 	}
-	n.log.mu.RLock()
-	tm := n.log.st.logs["orders"].entries[1].time
-	n.log.mu.RUnlock()
+	v, _ := n.log.lookup("orders", false)
+	tm := mustRead(n.log, v)[1].Time
 	if want := testEpoch.Add(time.Second).UnixNano(); tm != want {
 		t.Fatalf("entry time: got %d, want the command time %d", tm, want)
 	}
-	if st := n.log.Status().(Status); st != (Status{Logs: 1, Entries: 3}) {
+	if st := n.log.Status().(Status); st.Logs != 1 || st.Entries != 3 || st.Bytes == 0 || st.Segments != 1 {
 		t.Fatalf("status: got %+v", st)
 	}
 	if got := moduletest.MetricValue(t, n.reg, "shoal_log_entries"); got != 3 {
@@ -103,14 +149,14 @@ func TestApply_BatchIsContiguousAndAtomic(t *testing.T) {
 		t.Fatalf("duplicates: got %v, want %v", res.duplicates, want)
 	}
 
-	before := persist(t, n.log)
+	before := digest(t, n.log)
 	// A batch whose last entry is cut short is refused whole.
 	bad := appendPayload("a", 100, time.Minute, ent("r", "6"), ent("s", "7"))
 	bad = bad[:len(bad)-1]
 	if _, err := n.apply(opAppend, bad); !errors.Is(err, ErrMalformedCommand) {
 		t.Fatalf("got %v, want ErrMalformedCommand", err)
 	}
-	if after := persist(t, n.log); !bytes.Equal(before, after) {
+	if after := digest(t, n.log); before != after {
 		t.Fatalf("a refused batch changed the state")
 	}
 }
@@ -197,6 +243,24 @@ func TestApply_DedupTableIsBounded(t *testing.T) {
 	}
 }
 
+func TestApply_DedupTableIsBoundedByCount(t *testing.T) {
+	n := newTestNode(t, DefaultConfig()) // 64 MiB segments: no roll, no fsync
+	batch := make([]newEntry, maxBatch)
+	for b := range maxDedupIDs/maxBatch + 2 {
+		for i := range batch {
+			batch[i] = ent(fmt.Sprintf("b%d-%d", b, i), "1")
+		}
+		mustAppend(t, n, "a", 1<<40, time.Hour, batch...)
+	}
+	if size, queue := len(n.log.st.dedup), len(n.log.st.dedupQ); size != maxDedupIDs || queue != maxDedupIDs {
+		t.Fatalf("dedup table: %d ids, %d queued; want %d", size, queue, maxDedupIDs)
+	}
+	// The oldest were forgotten: publishing one again appends it.
+	if res := mustAppend(t, n, "a", 1<<40, time.Hour, ent("b0-0", "1"), ent(batch[maxBatch-1].id, "1")); !slices.Equal(res.duplicates, []bool{false, true}) {
+		t.Fatalf("after the bound: %+v", res)
+	}
+}
+
 func TestApply_RetentionUsesStampedMax(t *testing.T) {
 	n := newTestNode(t, Config{MaxEntries: 1, DedupWindow: time.Minute, StreamHeartbeat: time.Second})
 	steps := []struct {
@@ -220,7 +284,7 @@ func TestApply_RetentionUsesStampedMax(t *testing.T) {
 		ls := n.log.st.logs["r"]
 		first, last, total := ls.first, ls.last(), n.log.st.entries
 		n.log.mu.RUnlock()
-		if first != s.wantFirst || last != s.wantLast || total != int(last-first+1) {
+		if first != s.wantFirst || last != s.wantLast || total != last-first+1 {
 			t.Fatalf("step %d: got [%d,%d] total %d, want [%d,%d]", i, first, last, total, s.wantFirst, s.wantLast)
 		}
 	}
@@ -295,9 +359,8 @@ func TestApply_IsDeterministic(t *testing.T) {
 			}
 		}
 	})
-	pa, pb := persist(t, a.log), persist(t, b.log)
-	if !bytes.Equal(pa, pb) {
-		t.Fatalf("two instances applying the same commands persist different states (%d and %d bytes)", len(pa), len(pb))
+	if da, db := digest(t, a.log), digest(t, b.log); da != db {
+		t.Fatalf("two instances applying the same commands hold different states:\n%s\n%s", da, db)
 	}
 }
 
@@ -311,8 +374,8 @@ func TestSnapshot_RoundTrip(t *testing.T) {
 	if err := b.log.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if again := persist(t, b.log); !bytes.Equal(snap, again) {
-		t.Fatalf("restored state persists differently")
+	if da, db := digest(t, a.log), digest(t, b.log); da != db {
+		t.Fatalf("restored state differs:\n%s\n%s", da, db)
 	}
 	a.log.mu.RLock()
 	b.log.mu.RLock()
@@ -343,25 +406,51 @@ func TestSnapshot_RoundTrip(t *testing.T) {
 	}
 }
 
+// snapshotBody decodes a persisted snapshot without its names, which
+// differ between snapshots of the same state.
+func snapshotBody(t *testing.T, b []byte) *snapshot {
+	t.Helper()
+	s, err := decodeSnapshot(b[len(snapshotMagic):])
+	if err != nil {
+		t.Fatalf("decode snapshot: %v", err)
+	}
+	s.name, s.origin = "", ""
+	return s
+}
+
 func TestSnapshot_IsFrozenWhileApplying(t *testing.T) {
 	n := newTestNode(t, DefaultConfig())
 	mustAppend(t, n, "a", 4, time.Minute, ent("x", "1"), ent("y", "2"))
-	want := persist(t, n.log)
+	want := snapshotBody(t, persist(t, n.log))
 	snap, err := n.log.Snapshot()
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
 	defer snap.Release()
-	// Appends, trims and expiry after Snapshot must not show in Persist.
+	// Appends, trims, deletes and expiry after Snapshot must not show in
+	// Persist, and the files it names must stay.
 	n.advance(time.Hour)
-	mustAppend(t, n, "a", 4, time.Minute, ent("z", "3"), ent("w", "4"), ent("v", "5"))
+	for range 20 {
+		mustAppend(t, n, "a", 4, time.Minute, ent("z", "3"), ent("w", "4"), ent("v", strings.Repeat("5", 500)))
+	}
 	mustAppend(t, n, "b", 4, time.Minute, ent("x", "1"))
+	if _, err := n.apply(opDelete, encodeDelete("a")); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
 	var got bytes.Buffer
 	if err := snap.Persist(&got); err != nil {
 		t.Fatalf("persist: %v", err)
 	}
-	if !bytes.Equal(got.Bytes(), want) {
-		t.Fatalf("snapshot changed after later commands")
+	if body := snapshotBody(t, got.Bytes()); !reflect.DeepEqual(body.logs, want.logs) || !reflect.DeepEqual(body.dedup, want.dedup) {
+		t.Fatalf("snapshot changed after later commands:\n%+v\n%+v", body, want)
+	}
+	// Another node installs it from the files the snapshot linked.
+	other := newTestNode(t, DefaultConfig())
+	if err := other.log.RestoreAt(bytes.NewReader(got.Bytes()), 1); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	if first, entries := logContents(other.log, "a"); first != 1 || !slices.Equal(entries, []string{"x=1", "y=2"}) {
+		t.Fatalf("installed log: got %d %v", first, entries)
 	}
 }
 
@@ -372,7 +461,7 @@ func TestRestore_EmptyReaderIsEmptyState(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 	if st := n.log.Status().(Status); st != (Status{}) {
-		t.Fatalf("got %+v, want empty", st)
+		t.Fatalf("got %+v, want empty (no files either)", st)
 	}
 	res := mustAppend(t, n, "a", 4, time.Minute, ent("x", "1"))
 	if res.indexes[0] != 1 || res.duplicates[0] {
@@ -384,22 +473,23 @@ func TestRestore_BadSnapshotKeepsState(t *testing.T) {
 	n := newTestNode(t, DefaultConfig())
 	mustAppend(t, n, "a", 4, time.Minute, ent("x", "1"))
 	good := persist(t, n.log)
+	before := digest(t, n.log)
 	tests := []struct {
 		name string
 		data []byte
 	}{
 		{"bad magic", []byte("NOPE\x01\x00\x00")},
-		{"bad version", []byte("SLOG\x02\x00\x00")},
+		{"old format, bad version", []byte("SLOG\x02\x00\x00")},
+		{"old format, huge length", []byte("SLOG\x01\x01\x01a\x01\x01\x00\x00\xff\xff\xff\xff\x0f")},
 		{"truncated", good[:len(good)-3]},
 		{"trailing", append(slices.Clone(good), 0)},
-		{"huge length", []byte("SLOG\x01\x01\x01a\x01\x01\x00\x00\xff\xff\xff\xff\x0f")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := n.log.Restore(bytes.NewReader(tt.data)); !errors.Is(err, ErrMalformedSnapshot) {
 				t.Fatalf("got %v, want ErrMalformedSnapshot", err)
 			}
-			if got := persist(t, n.log); !bytes.Equal(got, good) {
+			if got := digest(t, n.log); got != before {
 				t.Fatalf("a refused snapshot changed the state")
 			}
 		})

@@ -47,14 +47,8 @@ func (l *Log) handleStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		from, hasFrom = last+1, true
 	}
-	l.mu.RLock()
-	first := uint64(0)
-	if ls := l.st.logs[name]; ls != nil {
-		first = ls.first
-	}
-	l.mu.RUnlock()
-	if hasFrom && from < first {
-		return trimmedError(name, from, first)
+	if v, ok := l.lookup(name, false); ok && hasFrom && from < v.first {
+		return trimmedError(name, from, v.first)
 	}
 	s, err := l.streams.Open(w, r)
 	if err != nil {
@@ -75,47 +69,63 @@ func (l *Log) handleStream(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// serveStream writes events until the client leaves, the stream is stopped
-// or falls behind retention.
+// streamBatchBytes bounds the data of one batch of events; a stream that
+// fell behind reads its way forward from disk a batch at a time.
+const streamBatchBytes = 1 << 20
+
+// serveStream writes events until the client leaves, the stream is stopped,
+// falls behind retention or its log is deleted.
 func (l *Log) serveStream(s *sse.Stream, name string, from uint64, hasFrom bool) {
 	ticker := time.NewTicker(l.cfg.StreamHeartbeat)
 	defer ticker.Stop()
+	var bound *logState // the log the stream reads, once it exists
 	for {
-		var (
-			p         page
-			wait      <-chan struct{}
-			trimmedAt uint64
-		)
-		l.mu.RLock()
-		if ls := l.st.logs[name]; ls == nil {
-			wait = l.st.created
-		} else {
-			if !hasFrom {
-				from, hasFrom = ls.first, true
-			}
-			if from < ls.first {
-				trimmedAt = ls.first
-			} else {
-				p = ls.read(from, streamBatch)
-				wait = ls.notify
-			}
-		}
-		l.mu.RUnlock()
-
-		if trimmedAt != 0 {
-			s.ErrorEvent(trimmedError(name, from, trimmedAt))
-			_ = s.Flush()
+		var wait <-chan struct{}
+		v, ok := l.lookup(name, false)
+		switch {
+		case !ok && bound != nil, ok && bound != nil && v.ls != bound:
+			l.endDeleted(s, name)
 			return
-		}
-		if len(p.entries) > 0 {
-			for _, e := range p.json() {
-				_ = s.JSONEvent("entry", strconv.FormatUint(e.Index, 10), e) // always encodes
+		case !ok:
+			l.mu.RLock()
+			wait = l.st.created
+			l.mu.RUnlock()
+			if _, ok := l.lookup(name, false); ok {
+				continue // created between the two looks
 			}
-			if err := s.Flush(); err != nil {
+		default:
+			bound = v.ls
+			if !hasFrom {
+				from, hasFrom = v.first, true
+			}
+			wait = v.notify
+		}
+		if bound != nil {
+			if from < v.first {
+				s.ErrorEvent(trimmedError(name, from, v.first))
+				_ = s.Flush()
 				return
 			}
-			from += uint64(len(p.entries))
-			continue
+			entries, err := l.read(v, from, streamBatch, streamBatchBytes)
+			if errors.Is(err, ErrLogNotFound) {
+				l.endDeleted(s, name)
+				return
+			}
+			if err != nil {
+				s.ErrorEvent(err)
+				_ = s.Flush()
+				return
+			}
+			if len(entries) > 0 {
+				for _, e := range entriesJSON(entries) {
+					_ = s.JSONEvent("entry", strconv.FormatUint(e.Index, 10), e) // always encodes
+				}
+				if err := s.Flush(); err != nil {
+					return
+				}
+				from += uint64(len(entries))
+				continue
+			}
 		}
 		select {
 		case <-wait:
@@ -128,4 +138,10 @@ func (l *Log) serveStream(s *sse.Stream, name string, from uint64, hasFrom bool)
 			return
 		}
 	}
+}
+
+// endDeleted ends a stream whose log was deleted with a "deleted" event.
+func (l *Log) endDeleted(s *sse.Stream, name string) {
+	_ = s.JSONEvent("deleted", "", map[string]string{"log": name, "message": "the log was deleted"})
+	_ = s.Flush()
 }

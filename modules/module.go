@@ -281,6 +281,26 @@ type RaftHandler interface {
 	Restore(r io.Reader) error
 }
 
+// IndexedSnapshotter is implemented by a RaftHandler whose state refers to
+// files it keeps beside the Raft log (the log module's segment files): it
+// needs the Raft index a snapshot stands for, to name what the snapshot
+// keeps and to convert state a snapshot of an older release holds. When a
+// module implements it, the host calls SnapshotAt and RestoreAt instead
+// of Snapshot and Restore, with the index of the last command applied
+// when the snapshot was taken (RestoreAt: the snapshot's own index).
+type IndexedSnapshotter interface {
+	SnapshotAt(index uint64) (Snapshot, error)
+	RestoreAt(r io.Reader, index uint64) error
+}
+
+// ErrNodeFailure is wrapped by an error ApplyCommand returns when this
+// node failed to apply a command (a disk write failed), as opposed to a
+// deterministic outcome of the command. The host stops this node's state
+// machine for good (it reports not ready with the reason, and Raft goes on
+// without it): going on would let this node's state differ from the
+// others'. A restart recovers the module's files and replays the log.
+var ErrNodeFailure = errors.New("this node failed to apply a command")
+
 // Snapshot is a point-in-time copy of a module's Raft state.
 type Snapshot interface {
 	// Persist writes the state to w. It may run concurrently with
