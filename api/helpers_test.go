@@ -269,6 +269,24 @@ func waitVoters(t *testing.T, n *testcluster.Node, want ...string) {
 	})
 }
 
+// waitServers polls n's status until its Raft servers, voters and
+// non-voters together, are exactly want.
+func waitServers(t *testing.T, n *testcluster.Node, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	testcluster.Eventually(t, 30*time.Second, func() error {
+		st, err := statusOf(n)
+		if err != nil {
+			return err
+		}
+		got := slices.Sorted(slices.Values(append(slices.Clone(st.Raft.Voters), st.Raft.NonVoters...)))
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s lists servers %v (voters %v), want %v", n.Name, got, st.Raft.Voters, want)
+		}
+		return nil
+	})
+}
+
 // waitMemberStatus polls n's /v1/members until member has the status.
 func waitMemberStatus(t *testing.T, n *testcluster.Node, member, status string) {
 	t.Helper()
