@@ -291,7 +291,10 @@ func TestCluster_BadRequestsOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(logs); !strings.Contains(got, "{kept 4 8 5}") {
+	for i := range logs {
+		logs[i].Bytes = 0 // the segment format's business
+	}
+	if got := fmt.Sprint(logs); !strings.Contains(got, "{kept 4 8 5 0 0 0 0}") {
 		t.Fatalf("GET /v1/logs: %s, want kept with first 4, last 8, 5 entries", got)
 	}
 }
