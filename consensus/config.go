@@ -30,6 +30,12 @@ type Config struct {
 	// port's bound address, which must then not be unspecified. A port of
 	// 0, or none, means the bound port.
 	AdvertiseAddr string
+	// Recover makes this node the only voter of its cluster before raft
+	// starts, keeping its log and snapshots: outage recovery after a
+	// majority of the voters was lost for good (see recover.go; a peers
+	// file in Dir does the same for a list of survivors). It is refused on
+	// a Dir without Raft state or one recovered before.
+	Recover bool
 
 	// SnapshotThreshold is how many entries since the last snapshot trigger
 	// a new one.
@@ -104,10 +110,13 @@ func LocalTiming() Timing {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		LogStore:          LogStoreWAL,
-		SnapshotThreshold: 8192,
+		LogStore: LogStoreWAL,
+		// A snapshot costs what the modules hold beside their files (the
+		// log module links its segment files), so it can be taken often;
+		// the Raft log it lets go of is a second copy of every entry.
+		SnapshotThreshold: 2048,
 		SnapshotInterval:  30 * time.Second,
-		TrailingLogs:      10240,
+		TrailingLogs:      2048,
 		Timing:            DefaultTiming(),
 		ApplyTimeout:      10 * time.Second,
 		DeadNodeReap:      time.Hour,

@@ -11,6 +11,11 @@
 // membership (add as non-voter, promote once caught up, remove on leave or
 // after a long death if quorum stays safe).
 //
+// When a majority of the voters is lost for good, a recovery (recover.go:
+// Config.Recover, or a peers.json in the Raft directory) rewrites a
+// survivor's configuration before raft starts, keeping its data; it is
+// applied only when asked for, once, and only to a node that has state.
+//
 // It must never acknowledge a write before Raft has committed it, never
 // bootstrap a node that has Raft state, and never remove a server because it
 // restarted: a node that stops without leaving stays in the configuration.

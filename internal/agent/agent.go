@@ -217,6 +217,8 @@ func New(cfg Config) (_ *Agent, err error) {
 	switch {
 	case cfg.BootstrapSelf:
 		role = "bootstrapped a one-node cluster"
+	case a.cfg.Recover:
+		role = "recovered: the only voter of its cluster"
 	case a.node.HadState():
 		role = "rejoining its cluster"
 	case cfg.BootstrapExpect > 0:
@@ -239,6 +241,7 @@ func (a *Agent) startConsensus(advHost string) error {
 		ccfg.SnapshotInterval = a.cfg.SnapshotInterval
 	}
 	ccfg.DeadNodeReap = a.cfg.DeadNodeReap
+	ccfg.Recover = a.cfg.Recover
 	if a.cfg.RaftVoters != 0 {
 		ccfg.MaxVoters = a.cfg.RaftVoters
 	}

@@ -37,6 +37,12 @@ type Config struct {
 	// Rejoin lets a node that left its cluster (shoal leave) start again
 	// with its data; without it, such a node refuses to start.
 	Rejoin bool
+	// Recover makes this node the only voter of its cluster, keeping its
+	// data, before Raft starts: outage recovery after a majority of the
+	// voters was lost for good (consensus.Config.Recover). Applied once:
+	// a data directory recovered before refuses it. Excludes
+	// BootstrapExpect and BootstrapSelf.
+	Recover bool
 
 	// Modules lists the enabled module IDs; empty means all compiled in.
 	Modules []string
@@ -145,6 +151,10 @@ func (c Config) Validate() error {
 		return errors.New("bootstrap-expect must not be negative")
 	case c.BootstrapExpect > 0 && c.BootstrapSelf:
 		return errors.New("bootstrap-expect and self-bootstrap exclude each other")
+	case c.Recover && c.BootstrapExpect > 0:
+		return errors.New("--recover and --bootstrap-expect exclude each other: a recovered node keeps its cluster's data, it never forms a new cluster")
+	case c.Recover && c.BootstrapSelf:
+		return errors.New("--recover and --dev exclude each other")
 	case c.MaxBodyBytes <= 0:
 		return errors.New("max body size must be positive")
 	case c.BodyTimeout < 0:

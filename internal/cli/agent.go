@@ -49,6 +49,7 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	fs.StringVar(&c.Advertise, "advertise", "", "address other nodes use to reach this one (default: the bind host, or the first non-loopback address)")
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of existing nodes; retried with backoff until one answers")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers see each other")
+	fs.BoolVar(&c.Recover, "recover", false, "outage recovery: make this node the only voter of its cluster, keeping its data, then let new nodes join it; for a majority of voters lost for good, applied once (docs/operations.md)")
 	fs.BoolVar(&c.Rejoin, "rejoin", false, "start a node that left its cluster (shoal leave) again with its data; without it such a node refuses to start")
 	fs.StringVar(&f.modules, "modules", "", "comma-separated modules to enable (default: all compiled in: "+strings.Join(modules.IDs(modules.Registered()), ",")+")")
 	fs.BoolVar(&f.dev, "dev", false, "one-node development mode: listeners on 127.0.0.1, data in a temporary directory removed on exit")
