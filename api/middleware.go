@@ -117,6 +117,9 @@ func (s *server) observe(next http.Handler) http.Handler {
 func (s *server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := s.MaxBodyBytes
+		if r.Method == http.MethodPut && r.URL.Path == snapshotPath {
+			limit = maxBackupBytes // a whole backup
+		}
 		if r.ContentLength > limit {
 			httpjson.WriteError(w, r, httpjson.ErrBodyTooLarge.WithMessage(
 				"request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, limit))
@@ -139,7 +142,8 @@ func (s *server) limitBody(next http.Handler) http.Handler {
 // for Raft) must not have its connection's read deadline cancel it.
 func (s *server) timeBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Upgrade") != "" {
+		if s.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Upgrade") != "" ||
+			(r.Method == http.MethodPut && r.URL.Path == snapshotPath) { // a backup takes as long as it takes
 			next.ServeHTTP(w, r)
 			return
 		}

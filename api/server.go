@@ -204,6 +204,8 @@ func (s *server) routes(r chi.Router) {
 	r.Get("/raft/peers", httpjson.Handle(s.raftPeers))
 	r.Delete("/raft/peers/{name}", httpjson.Handle(s.onLeader(s.removePeer)))
 	r.Post("/raft/transfer-leadership", httpjson.Handle(s.onLeader(s.transferLeadership)))
+	r.Get("/snapshot", httpjson.Handle(s.snapshotSave))
+	r.Put("/snapshot", httpjson.Handle(s.snapshotRestore))
 	r.Get("/keyring", httpjson.Handle(s.keyringList))
 	r.Post("/keyring/{op:install|use|remove}", httpjson.Handle(s.keyringChange))
 }

@@ -273,6 +273,8 @@ func (l *Log) RestoreAt(r io.Reader, index uint64) error {
 			return err
 		}
 		return l.convertV1(v1, index)
+	case string(magic) == portableMagic:
+		return l.restorePortable(br, index)
 	case string(magic) == snapshotMagic:
 		raw, err := io.ReadAll(io.LimitReader(br, maxSnapshotSection+1))
 		if err != nil {

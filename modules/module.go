@@ -293,6 +293,15 @@ type IndexedSnapshotter interface {
 	RestoreAt(r io.Reader, index uint64) error
 }
 
+// PortableSnapshotter is implemented by a RaftHandler whose snapshots refer
+// to files on the node that took them (IndexedSnapshotter): for a backup,
+// PortableSnapshot reads a section Persist wrote on this node and writes
+// one that holds everything itself, which the module's RestoreAt accepts
+// on any node of any cluster.
+type PortableSnapshotter interface {
+	PortableSnapshot(section io.Reader, w io.Writer) error
+}
+
 // ErrNodeFailure is wrapped by an error ApplyCommand returns when this
 // node failed to apply a command (a disk write failed), as opposed to a
 // deterministic outcome of the command. The host stops this node's state

@@ -88,6 +88,7 @@ func builtinCommands() []command {
 		{name: "version", summary: "print the version of this binary", run: runVersion},
 		{name: "keygen", summary: "print a new cluster secret", run: runKeygen},
 		{name: "keyring", summary: "manage the cluster secrets of every member", run: runKeyring},
+		{name: "snapshot", summary: "back up and restore the cluster's raft state", run: runSnapshot},
 		{name: "completion", summary: "print a shell completion script (bash, zsh or fish)", run: runCompletion},
 	}
 }

@@ -172,6 +172,28 @@ func (s *Store) AppendTrim(raft uint64, batch []Entry, trim uint64) (uint64, err
 	if err := s.writable(raft); err != nil {
 		return 0, err
 	}
+	return s.appendTrim(raft, batch, trim)
+}
+
+// Import appends batch like Append, but at a Raft index that may equal
+// Applied: it builds a store from a backup, one batch after another, all
+// at the index the backup is restored at. A crash in the middle leaves a
+// store that looks whole at that index, so Import is only for a directory
+// that is renamed into place once complete (and removed otherwise).
+func (s *Store) Import(raft uint64, batch []Entry) (uint64, error) {
+	if raft == s.Applied() && raft > 0 {
+		return s.appendTrim(raft, batch, 0)
+	}
+	return s.AppendTrim(raft, batch, 0)
+}
+
+func (s *Store) appendTrim(raft uint64, batch []Entry, trim uint64) (uint64, error) {
+	switch {
+	case s.closed:
+		return 0, ErrClosed
+	case s.err != nil:
+		return 0, s.err
+	}
 	if len(batch) == 0 {
 		return 0, fmt.Errorf("append an empty batch: %w", ErrInvalid)
 	}

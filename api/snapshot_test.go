@@ -1,0 +1,137 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"shoal/client"
+	"shoal/consensus"
+	"shoal/internal/testcluster"
+)
+
+// A backup saved from a follower holds every acknowledged write; restored
+// through another node after the state changed, it replaces the state of
+// every node (logs with their entries, limits and ids, an empty log), and
+// the restored state survives a restart of every node. A damaged backup is
+// refused before anything changes.
+func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
+	c := testcluster.New(t, 3, testcluster.WithModules("log"), testcluster.WithSnapshotThreshold(64))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := func(n *testcluster.Node) *client.Client {
+		t.Helper()
+		x, err := client.New(n.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	leader := c.Leader()
+	follower := c.Followers()[0]
+	for i := range 150 {
+		testcluster.Eventually(t, 20*time.Second, func() error {
+			_, err := cl(c.Nodes()[i%3]).Publish(ctx, "orders", fmt.Sprintf("id-%d", i), []byte(fmt.Sprintf(`{"n":%d}`, i)))
+			return err
+		})
+	}
+	if _, err := cl(leader).ConfigureLog(ctx, "orders", client.LogRetention{MaxAge: new(48 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl(leader).ConfigureLog(ctx, "empty", client.LogRetention{MaxEntries: new(int64(5))}); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(t.TempDir(), "backup.snap")
+	var buf bytes.Buffer
+	if _, err := cl(follower).SaveSnapshot(ctx, &buf); err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info, err := consensus.InspectBackup(bytes.NewReader(buf.Bytes()))
+	if err != nil || info.Node != follower.Name || info.Modules["log"] == 0 {
+		t.Fatalf("inspect: %+v %v", info, err)
+	}
+	damaged := slices.Clone(buf.Bytes())
+	damaged[len(damaged)/2] ^= 1
+	if _, err := consensus.InspectBackup(bytes.NewReader(damaged)); !errors.Is(err, consensus.ErrBadBackup) {
+		t.Fatalf("a damaged backup: got %v, want ErrBadBackup", err)
+	}
+
+	// The state moves on: the log goes, another comes.
+	if err := cl(leader).DeleteLog(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl(leader).Publish(ctx, "other", "", []byte(`"x"`)); err != nil {
+		t.Fatal(err)
+	}
+	damagedPath := filepath.Join(t.TempDir(), "damaged.snap")
+	_ = os.WriteFile(damagedPath, damaged, 0o600)
+	if _, err := cl(follower).RestoreSnapshot(ctx, damagedPath); err == nil {
+		t.Fatal("a damaged backup was restored")
+	}
+	// Through a follower: the client follows it to the leader.
+	if _, err := cl(follower).RestoreSnapshot(ctx, path); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+
+	check := func(when string) {
+		t.Helper()
+		for _, n := range c.Nodes() {
+			testcluster.Eventually(t, 30*time.Second, func() error {
+				logs, err := cl(n).Logs(ctx)
+				if err != nil {
+					return err
+				}
+				if len(logs) != 2 || logs[0].Name != "empty" || logs[0].Entries != 0 || logs[0].MaxEntries != 5 ||
+					logs[1].Name != "orders" || logs[1].LastIndex != 150 || logs[1].MaxAge != client.Duration(48*time.Hour) {
+					return fmt.Errorf("%s %s: logs %+v", when, n.Name, logs)
+				}
+				res, err := cl(n).Read(ctx, "orders", 140, 100, false)
+				if err != nil {
+					return err
+				}
+				if len(res.Entries) != 11 || string(res.Entries[10].Data) != `{"n":149}` || res.Entries[10].ID != "id-149" {
+					return fmt.Errorf("%s %s: entries %+v", when, n.Name, res.Entries)
+				}
+				return nil
+			})
+		}
+	}
+	check("after the restore")
+	// The remembered ids came back: an old id is a duplicate.
+	res, err := cl(c.Leader()).Publish(ctx, "orders", "id-7", []byte(`{"n":7}`))
+	if err != nil || !res.Duplicate || res.Index != 8 {
+		t.Fatalf("an old id after the restore: %+v %v", res, err)
+	}
+	if _, err := cl(c.Leader()).Publish(ctx, "orders", "new", []byte(`"new"`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Nodes() {
+		c.Stop(i)
+	}
+	for i := range c.Nodes() {
+		c.Restart(i)
+	}
+	c.Leader()
+	for _, n := range c.Nodes() {
+		testcluster.Eventually(t, 30*time.Second, func() error {
+			res, err := cl(n).Read(ctx, "orders", 150, 10, false)
+			if err != nil {
+				return err
+			}
+			if len(res.Entries) != 2 || res.Entries[1].ID != "new" {
+				return fmt.Errorf("%s after the restart: %+v", n.Name, res.Entries)
+			}
+			return nil
+		})
+	}
+}
