@@ -8,6 +8,7 @@
 //	bench/run log [-duration 10s] [-rounds 2] [-clients 64] [-targets all|leader] [-peers etcd,jetstream]
 //	bench/run files [-total 1GiB] [-files 1000] [-peer-fsync]   (replication vs rsync and raw TCP)
 //	bench/run objects [-subscribers 1000] [-duration 30s] [-idle 1000]  (objectsync vs centrifuge)
+//	bench/run log-retention [-entries 10000000] [-size 256] [-nodes 1,3] [-repo ..]  (issue #15: RSS, disk, restart of a full log vs a JetStream stream)
 //	cd bench && go run . log
 //
 // Each scenario is a subcommand in its own file that registers itself from

@@ -92,6 +92,6 @@ func usage(w io.Writer) {
 	slices.Sort(names)
 	for _, n := range names {
 		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == n })
-		fmt.Fprintf(w, "  %-8s %s\n", n, strings.TrimSpace(scenarios[i].summary))
+		fmt.Fprintf(w, "  %-13s %s\n", n, strings.TrimSpace(scenarios[i].summary))
 	}
 }
