@@ -169,7 +169,7 @@ func New(d Deps) (http.Handler, error) {
 	ui.Routes(r)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
-		r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Timeout: 10 * time.Second}))
+		r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Timeout: 10 * time.Second, EnableOpenMetrics: true}))
 		r.Route("/v1", func(r chi.Router) {
 			s.routes(r)
 			for _, mod := range d.Modules.Modules() {
