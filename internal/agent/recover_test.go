@@ -27,8 +27,18 @@ import (
 // it held, takes new writes, and two fresh nodes join it and catch up: a
 // 3-voter cluster again. With both log stores, and mutual TLS on the
 // cluster port.
+// recoverStores are the log stores recovery is tested with: both, but only
+// the default under -short (bolt takes the same path through raft's
+// RecoverCluster; the full run covers it).
+func recoverStores() []string {
+	if testing.Short() {
+		return []string{consensus.LogStoreWAL}
+	}
+	return []string{consensus.LogStoreWAL, consensus.LogStoreBolt}
+}
+
 func TestRecover_MajorityLostForGood(t *testing.T) {
-	for _, store := range []string{consensus.LogStoreWAL, consensus.LogStoreBolt} {
+	for _, store := range recoverStores() {
 		t.Run(store, func(t *testing.T) {
 			dirs := make([]string, 3)
 			// Snapshots every few entries: the recovery restores one and
@@ -340,7 +350,7 @@ func TestRecover_Refusals(t *testing.T) {
 // peers.info; --recover on that directory later is refused, so a flag left
 // in a service definition cannot recover again at every restart.
 func TestRecover_PeersFileAppliedOnce(t *testing.T) {
-	for _, store := range []string{consensus.LogStoreWAL, consensus.LogStoreBolt} {
+	for _, store := range recoverStores() {
 		t.Run(store, func(t *testing.T) {
 			cfg := oneNode(withState(t, store))
 			cfg.RaftLogStore = store
