@@ -195,6 +195,7 @@ func TestCluster_ReadIndexSeesEveryEarlierWrite(t *testing.T) {
 // three and need one more acknowledgement); a fifth brings the set to
 // five voters.
 func TestCluster_LateNodesFillTheVoterSetOddly(t *testing.T) {
+	testcluster.FullRunOnly(t, "late nodes filling the voter set oddly (voter replacement is tested under -short)")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	for i := range 50 {
 		mustApply(t, c.Leader(), fmt.Sprint(i))
@@ -440,6 +441,7 @@ func TestCluster_NoLeaderGivesErrNoLeader(t *testing.T) {
 // TestCluster_ReapsALongDeadServer: a server dead in gossip for longer than
 // --dead-node-reap is removed; the cluster keeps committing.
 func TestCluster_ReapsALongDeadServer(t *testing.T) {
+	testcluster.FullRunOnly(t, "reaping a long-dead server")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"),
 		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.DeadNodeReap = 2 * time.Second }))
 	f := c.Followers()[0]
@@ -457,6 +459,7 @@ func TestCluster_ReapsALongDeadServer(t *testing.T) {
 // server that is dead in gossip stays a voter through many autopilot rounds
 // (a crash or a restart must never shrink the voter set).
 func TestCluster_KeepsADeadServerUntilTheReapTime(t *testing.T) {
+	testcluster.FullRunOnly(t, "keeping a dead server until the reap time")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	f := c.Followers()[0]
 	c.Kill(f.Index)

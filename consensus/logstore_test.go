@@ -393,6 +393,7 @@ func TestConfig_ValidatesTheLogStore(t *testing.T) {
 // byte for byte; the unit tests above check uncommitted ones too), keep its
 // term, replay its log into the modules and keep serving writes.
 func TestCluster_UpgradeFromBoltToWALKeepsTheLog(t *testing.T) {
+	testcluster.FullRunOnly(t, "a cluster upgraded from bolt to wal (the migration itself is tested under -short)")
 	dirs := make([]string, 3)
 	c := testcluster.New(t, 3, testcluster.WithModules("register"),
 		testcluster.WithConfig(func(i int, cfg *agent.Config) {

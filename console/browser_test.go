@@ -26,8 +26,17 @@ import (
 const liveWithin = time.Second
 
 // chromium returns the path of a Chromium or Chrome binary
-// ($SHOAL_CHROMIUM first), or "".
+// ($SHOAL_CHROMIUM first), or "". When $SHOAL_CHROMIUM_INSTALLING names a
+// file, an installation is under way (CI installs Debian's chromium beside
+// the other tests): it waits, up to five minutes, until that file is gone.
 func chromium() string {
+	if f := os.Getenv("SHOAL_CHROMIUM_INSTALLING"); f != "" {
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if _, err := os.Stat(f); err != nil {
+				break
+			}
+		}
+	}
 	if p := os.Getenv("SHOAL_CHROMIUM"); p != "" {
 		return p
 	}

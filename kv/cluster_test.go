@@ -308,6 +308,7 @@ func TestCluster_RestartCatchesUp(t *testing.T) {
 // a TTL so short that the deletes are forgotten before the node returns:
 // it must still not bring the deleted keys back.
 func TestCluster_RestartPastTombstoneTTL(t *testing.T) {
+	testcluster.FullRunOnly(t, "tombstones forgotten across a restart past their TTL")
 	cfg := DefaultConfig()
 	cfg.TombstoneTTL = 2 * time.Second
 	c := newKVCluster(t, 3, cfg)
@@ -350,12 +351,12 @@ func TestCluster_RestartPastTombstoneTTL(t *testing.T) {
 }
 
 // TestCluster_NewNodeGetsEveryKey: a node that joins a cluster holding
-// 10,000 keys (2,000 with -short: most of the time is the writes) gets
+// 10,000 keys (500 with -short: most of the time is the writes) gets
 // them all in one full sync.
 func TestCluster_NewNodeGetsEveryKey(t *testing.T) {
 	keys := 10000
 	if testing.Short() {
-		keys = 2000
+		keys = 500
 	}
 	c := newKVCluster(t, 3, DefaultConfig())
 	waitClusterSynced(t, c)

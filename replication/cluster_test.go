@@ -276,6 +276,7 @@ func sumHex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 // is made known again: a replace is repeated, an append is replaced by
 // the whole content the model expects.
 func TestCluster_RandomWritesConverge(t *testing.T) {
+	testcluster.FullRunOnly(t, "random writes on many paths, beyond the targeted convergence tests")
 	ops, maxSize := 200, 3<<20
 	if testing.Short() {
 		ops, maxSize = 60, 512<<10
@@ -388,6 +389,7 @@ func readFile(dir, p string) ([]byte, error) {
 // once through every node: writes share the leader's fsyncs (group
 // commit), each file keeps its writer's order, and every node converges.
 func TestCluster_ConcurrentWriters(t *testing.T) {
+	testcluster.FullRunOnly(t, "writers on every node at once")
 	c := newCluster(t, nil)
 	const writers, appends = 6, 15
 	want := make([][]byte, writers)

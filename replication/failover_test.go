@@ -241,6 +241,7 @@ func TestDiffTrees_NegativeControl(t *testing.T) {
 // up, so every acknowledged write ends on both survivors, and writes
 // resume.
 func TestCluster_StaleNodeNeverLeads(t *testing.T) {
+	testcluster.FullRunOnly(t, "a stale node refused as leader, beside the failover tests")
 	c := newCluster(t, nil)
 	leader := replLeader(t, c)
 	member := c.Node((leader.Index + 1) % 3)

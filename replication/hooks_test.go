@@ -15,6 +15,7 @@ import (
 // runs elected; cut off, it steps down and runs lost with the same term;
 // the new leader runs elected with a later term.
 func TestCluster_LeaderHooks(t *testing.T) {
+	testcluster.FullRunOnly(t, "the leader hooks on a real cluster")
 	out := filepath.Join(t.TempDir(), "hooks.log")
 	cfg := testConfig()
 	line := `echo "$SHOAL_REPLICATION_EVENT $SHOAL_NODE $SHOAL_REPLICATION_TERM" >> ` + out

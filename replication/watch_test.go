@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"shoal/internal/testcluster"
 )
 
 // TestCluster_WatchedDirectory has a process write into the leader's
@@ -82,6 +84,7 @@ func TestCluster_WatchedDirectory(t *testing.T) {
 // replaces and appends and a follower's catch-up carry compressed frames,
 // and every node converges.
 func TestCluster_CompressedStream(t *testing.T) {
+	testcluster.FullRunOnly(t, "the compressed stream end to end")
 	cfg := testConfig()
 	cfg.Compress = true
 	c := newCluster(t, cfg)
@@ -103,6 +106,7 @@ func TestCluster_CompressedStream(t *testing.T) {
 // frame into the leader's directory: the followers' streams end and their
 // catch-up moves it.
 func TestCluster_LargeOutsideChangeResyncs(t *testing.T) {
+	testcluster.FullRunOnly(t, "a large outside change resynced")
 	c := newCluster(t, nil)
 	leader := replLeader(t, c)
 	lm := module(t, leader)

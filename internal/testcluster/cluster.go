@@ -524,3 +524,14 @@ func envOr(key, def string) string {
 	}
 	return def
 }
+
+// FullRunOnly skips t under -short. CI runs the suite with -short within
+// a time budget; a test that mostly repeats what others check under
+// -short, at the cost of many seconds, runs in the full run only
+// (go test -race ./...). why says what it adds.
+func FullRunOnly(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("full run only (CI runs -short within its time budget): " + why)
+	}
+}
