@@ -250,7 +250,8 @@ func (t *tailer) stream(ctx context.Context) (progressed bool, err error) {
 }
 
 // dispatch handles one complete event: entries go to fn unless already
-// delivered; an "error" event carries an API error in its data.
+// delivered; a "stream_error" event (or "error", from nodes of earlier
+// releases) carries an API error in its data.
 func (t *tailer) dispatch(ev event) error {
 	if ev.data == nil {
 		return nil
@@ -258,7 +259,7 @@ func (t *tailer) dispatch(ev event) error {
 	data := strings.Join(ev.data, "\n")
 	switch ev.typ {
 	case "", "entry", "message":
-	case "error":
+	case "stream_error", "error":
 		return &protocolError{httpjson.ReadError(0, []byte(data))}
 	default:
 		return nil // an event type this client does not know

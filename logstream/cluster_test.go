@@ -420,6 +420,7 @@ func (s *sseStream) read(body io.ReadCloser) {
 			ev.event = value
 		case "data":
 			ev.data = value
+		case "retry": // the reconnection hint at the start
 		default:
 			s.events <- sseEvent{event: "unparsed", data: line}
 		}

@@ -11,6 +11,9 @@ import (
 	"shoal/internal/sse"
 )
 
+// streamRetry is the reconnection delay a stream suggests to EventSource.
+const streamRetry = 2 * time.Second
+
 // streamBatch is the most entries written between two flushes.
 const streamBatch = 256
 
@@ -30,7 +33,9 @@ func formatTime(t int64) string {
 //
 // A log that does not exist yet is waited for. A start below the first
 // retained index is refused with 410 log_trimmed; a stream that falls behind
-// retention later gets "event: error" with the same error JSON and ends.
+// retention later gets "event: stream_error" with the same error JSON and
+// ends (not "error", which a browser's EventSource fires for a lost
+// connection). The stream starts with a "retry:" hint.
 func (l *Log) handleStream(w http.ResponseWriter, r *http.Request) error {
 	name, err := logName(r)
 	if err != nil {
@@ -58,6 +63,7 @@ func (l *Log) handleStream(w http.ResponseWriter, r *http.Request) error {
 	l.m.streams.Inc()
 	defer l.m.streams.Dec()
 	w.Header().Set(httpjson.HeaderAppliedIndex, strconv.FormatUint(l.host.Raft().AppliedIndex(), 10))
+	s.Retry(streamRetry)
 	if err := s.Begin(); err != nil {
 		if errors.Is(err, http.ErrNotSupported) {
 			// A middleware hides Flush: streaming cannot work behind it.
@@ -102,7 +108,7 @@ func (l *Log) serveStream(s *sse.Stream, name string, from uint64, hasFrom bool)
 		}
 		if bound != nil {
 			if from < v.first {
-				s.ErrorEvent(trimmedError(name, from, v.first))
+				s.StreamError(trimmedError(name, from, v.first))
 				_ = s.Flush()
 				return
 			}
@@ -112,7 +118,7 @@ func (l *Log) serveStream(s *sse.Stream, name string, from uint64, hasFrom bool)
 				return
 			}
 			if err != nil {
-				s.ErrorEvent(err)
+				s.StreamError(err)
 				_ = s.Flush()
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type sseEvent struct {
 type sseStream struct {
 	resp   *http.Response
 	events chan sseEvent // closed at the end of the stream
+	retry  atomic.Value  // the last "retry:" field, a string
 }
 
 // openSSE opens an event stream; the body is closed at cleanup.
@@ -71,6 +73,8 @@ func openSSE(t *testing.T, url string, header http.Header) *sseStream {
 				ev.event = value
 			case "data":
 				ev.data = value
+			case "retry":
+				s.retry.Store(value)
 			default:
 				s.events <- sseEvent{event: "unparsed", data: line}
 			}
@@ -143,6 +147,9 @@ func TestStream_FromIndexThenLive(t *testing.T) {
 	e := s.nextEntry(t)
 	if e.Index != 2 || e.ID != "e2" || string(e.Data) != `{"n":2}` || e.Time != "2025-01-02T03:04:05Z" {
 		t.Fatalf("got %+v", e)
+	}
+	if r, _ := s.retry.Load().(string); r != "2000" {
+		t.Fatalf("retry hint: got %q, want 2000", r)
 	}
 	if e := s.nextEntry(t); e.Index != 3 {
 		t.Fatalf("got %d, want 3", e.Index)
@@ -286,7 +293,7 @@ func TestStream_FallsBehindRetention(t *testing.T) {
 	// The stream waits at 3; five more entries trim it away (3 retained: 5-7).
 	publish(t, url, `{"entries":[{"data":3},{"data":4},{"data":5},{"data":6},{"data":7}]}`)
 	ev, ok := s.next(t)
-	if !ok || ev.event != "error" {
+	if !ok || ev.event != "stream_error" {
 		t.Fatalf("got %+v, want an error event", ev)
 	}
 	code, e := errorCode(t, ev.data)
@@ -331,7 +338,7 @@ func TestStream_RestoreWakesStreams(t *testing.T) {
 	if e := ahead.nextEntry(t); e.Index != 4 || string(e.Data) != "4" {
 		t.Fatalf("got %+v, want entry 4", e)
 	}
-	if ev, ok := behind.next(t); !ok || ev.event != "error" || !strings.Contains(ev.data, `"first_index":3`) {
+	if ev, ok := behind.next(t); !ok || ev.event != "stream_error" || !strings.Contains(ev.data, `"first_index":3`) {
 		t.Fatalf("got %+v, want a log_trimmed error", ev)
 	}
 }
