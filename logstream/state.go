@@ -152,10 +152,12 @@ func (st *state) dedupe(c appendCmd, next uint64, now int64) (appendResult, []se
 }
 
 // maxDedupIDs bounds the remembered publish ids of a node, whatever the
-// window and the publish rate: the oldest are forgotten first. It is a
-// constant, not a flag, because every node must forget the same ids at
-// the same command (about 100 bytes each: 262,144 ids take about 26 MB).
-const maxDedupIDs = 1 << 18
+// window and the publish rate: the oldest are forgotten first. It is not a
+// flag, because every node must forget the same ids at the same command
+// (about 100 bytes each: 262,144 ids take about 26 MB).
+//
+// A variable only so that a test can lower it.
+var maxDedupIDs = 1 << 18
 
 // dropOldest forgets the n oldest remembered ids.
 func (st *state) dropOldest(n int) {

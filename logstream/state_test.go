@@ -244,6 +244,8 @@ func TestApply_DedupTableIsBounded(t *testing.T) {
 }
 
 func TestApply_DedupTableIsBoundedByCount(t *testing.T) {
+	defer func(old int) { maxDedupIDs = old }(maxDedupIDs)
+	maxDedupIDs = 4 * maxBatch
 	n := newTestNode(t, DefaultConfig()) // 64 MiB segments: no roll, no fsync
 	batch := make([]newEntry, maxBatch)
 	for b := range maxDedupIDs/maxBatch + 2 {

@@ -22,7 +22,11 @@ type Cluster struct {
 	t     testing.TB
 	opts  options
 	nodes []*Node
-	logw  io.Writer // to t.Log until the test ends
+	// dirs holds the nodes' data directories. It is made before the
+	// cleanup that stops the nodes is registered, so it is removed after
+	// it: a directory removed under a running node fails the cleanup.
+	dirs string
+	logw io.Writer // to t.Log until the test ends
 	// elections records every election any node won; the cluster's
 	// cleanup fails the test if two nodes won the same term.
 	elections *Elections
@@ -111,7 +115,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	// The writer's cleanup is registered first, so it runs last: nodes
 	// stop before logging does.
-	c := &Cluster{t: t, opts: o, logw: testlog.Writer(t), elections: NewElections()}
+	c := &Cluster{t: t, opts: o, logw: testlog.Writer(t), elections: NewElections(), dirs: t.TempDir()}
 	t.Cleanup(func() {
 		c.stopAll()
 		if err := c.elections.Check(); err != nil {
@@ -156,7 +160,11 @@ func (c *Cluster) addNode(expect int, edit func(cfg *agent.Config)) *Node {
 	}
 	cfg := agent.DefaultConfig()
 	cfg.NodeName = name
-	cfg.DataDir = c.t.TempDir()
+	dir, err := os.MkdirTemp(c.dirs, name+"-")
+	if err != nil {
+		c.t.Fatalf("data directory: %v", err)
+	}
+	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.RaftAddr = "127.0.0.1:0"
 	cfg.GossipAddr = "127.0.0.1:0"
