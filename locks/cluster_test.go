@@ -167,7 +167,7 @@ func TestCluster_SafetyUnderFailures(t *testing.T) {
 	}
 	perPhase := 15
 	if testing.Short() {
-		perPhase = 5
+		perPhase = 3
 	}
 	rec := newHistoryRecorder()
 	c := newLocksCluster(t, rec)

@@ -284,6 +284,7 @@ func TestCluster_PartitionedMinorityRefusesPublishes(t *testing.T) {
 // the node gives up waiting for a leader (its apply timeout, 10s); a
 // local read is still served.
 func TestCluster_NoLeaderAnswers503WithRetryAfter(t *testing.T) {
+	testcluster.FullRunOnly(t, "the 10 s apply timeout turned into 503 on a publish and a consistent read (consensus tests no_leader under -short)")
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
