@@ -354,6 +354,7 @@ func TestCluster_RestoresFromSnapshot(t *testing.T) {
 }
 
 func TestCluster_MinorityRefusesWritesMajorityAccepts(t *testing.T) {
+	testcluster.FullRunOnly(t, "a partitioned minority in process (the e2e suite partitions real containers every run)")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	old := c.Leader()
 	c.Partition(old.Index)
