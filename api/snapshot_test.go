@@ -78,10 +78,13 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 	if _, err := cl(follower).RestoreSnapshot(ctx, damagedPath); err == nil {
 		t.Fatal("a damaged backup was restored")
 	}
-	// Through a follower: the client follows it to the leader.
-	if _, err := cl(follower).RestoreSnapshot(ctx, path); err != nil {
-		t.Fatalf("restore: %v", err)
-	}
+	// Through a follower: the client follows it to the leader. A loaded
+	// machine may move leadership meanwhile (503, outcome unknown): a
+	// restore replaces the whole state, so sending it again is safe.
+	testcluster.Eventually(t, 60*time.Second, func() error {
+		_, err := cl(c.Followers()[0]).RestoreSnapshot(ctx, path)
+		return err
+	})
 
 	check := func(when string) {
 		t.Helper()

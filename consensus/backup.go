@@ -298,6 +298,14 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, erro
 		timeout = time.Until(d)
 	}
 	if err := n.raft.Restore(meta, rewritten, timeout); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// The outcome is unknown: a restore replaces the whole state, so
+			// sending the backup again is safe.
+			return BackupInfo{}, fmt.Errorf("restore backup: %w", ErrLeadershipLost)
+		case errors.Is(err, raft.ErrNotLeader):
+			return BackupInfo{}, fmt.Errorf("restore backup: %w", ErrNotLeader)
+		}
 		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
 	}
 	n.cfg.Logger.Warn("restored a backup: every raft module's state was replaced", "backup_node", info.Node, "backup_index", info.Index, "index", index)
