@@ -112,6 +112,7 @@ func TestCluster_FormsWithBootstrapExpectAndOneLeader(t *testing.T) {
 // TestCluster_NeverTwoLeadersInATerm samples every node's state while a
 // cluster forms and through a leader change: a term has at most one leader.
 func TestCluster_NeverTwoLeadersInATerm(t *testing.T) {
+	testcluster.FullRunOnly(t, "one leader per term under churn (the e2e suite checks every term of every run)")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	leaders := map[uint64]string{}
 	check := func() {
@@ -284,6 +285,7 @@ func suffrageOf(c *testcluster.Cluster, name string) (raft.ServerSuffrage, bool)
 }
 
 func TestCluster_LeaderKilledNoCommittedEntryLost(t *testing.T) {
+	testcluster.FullRunOnly(t, "a killed leader loses no committed entry (the e2e suite kills the leader of real containers every run)")
 	c := testcluster.New(t, 3, testcluster.WithModules("register"))
 	var acked []string
 	for i := range 30 {

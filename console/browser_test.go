@@ -483,6 +483,7 @@ func (b *browser) expectCookies(base string, n int) []*network.Cookie {
 // TestConsole_NoToken: on a cluster without a token the console opens
 // with no login, and its API calls need none.
 func TestConsole_NoToken(t *testing.T) {
+	testcluster.FullRunOnly(t, "the console without a token (the token flow is tested under -short)")
 	if chromium() == "" {
 		t.Skip("no chromium binary found (install it with apt-get install -y chromium, or set SHOAL_CHROMIUM): skipping the browser tests")
 	}

@@ -25,6 +25,7 @@ import (
 // indexes 1..N without a gap, on every node, including the killed one
 // after it restarts.
 func TestCluster_LeaderKilledNoAcknowledgedEntryLost(t *testing.T) {
+	testcluster.FullRunOnly(t, "a killed leader loses no acknowledged entry (the e2e suite kills the leader every run)")
 	h := newHarness(t)
 	p := h.publisher("orders")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -220,6 +221,7 @@ func TestCluster_RestoresFromSnapshot(t *testing.T) {
 // heals the cut-off node has the majority's entries and nothing of the
 // refused attempt, whose id is then still free.
 func TestCluster_PartitionedMinorityRefusesPublishes(t *testing.T) {
+	testcluster.FullRunOnly(t, "a partitioned minority refuses publishes (the e2e suite partitions real containers every run)")
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -124,6 +124,7 @@ func TestRecover_MajorityLostForGood(t *testing.T) {
 // start again, elect a leader between them with every write they held, and
 // a fresh node joins them: three voters.
 func TestRecover_PeersFileKeepsSeveralSurvivors(t *testing.T) {
+	testcluster.FullRunOnly(t, "five voters losing three, recovered with a peers file (the file and recovery are each tested under -short)")
 	dirs := make([]string, 5)
 	c := testcluster.New(t, 5, testcluster.WithModules("log"), testcluster.WithClusterSecret(newSecret(t)),
 		testcluster.WithConfig(func(i int, cfg *agent.Config) {
