@@ -234,7 +234,7 @@ func TestCluster_LostVoterIsReplacedByAReplica(t *testing.T) {
 		c.AddNodeWith(func(cfg *agent.Config) { cfg.RaftVoters = 3 }),
 	}
 	for _, r := range replicas {
-		testcluster.Eventually(t, 30*time.Second, func() error {
+		testcluster.Eventually(t, 60*time.Second, func() error {
 			if s, ok := suffrageOf(c, r.Name); !ok || s != raft.Nonvoter {
 				return fmt.Errorf("%s is not a non-voter yet", r.Name)
 			}
@@ -248,7 +248,7 @@ func TestCluster_LostVoterIsReplacedByAReplica(t *testing.T) {
 		t.Fatalf("%s is not a voter", lost.Name)
 	}
 	c.Kill(lost.Index)
-	testcluster.Eventually(t, 30*time.Second, func() error {
+	testcluster.Eventually(t, 60*time.Second, func() error {
 		cfg, err := c.Leader().Agent().Raft().Configuration()
 		if err != nil {
 			return err

@@ -123,7 +123,9 @@ func (b *browser) run(within time.Duration, actions ...chromedp.Action[chromedp.
 
 func (b *browser) mustRun(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := b.run(15*time.Second, actions...); err != nil {
+	// Generous: a loaded CI machine (three test binaries, the e2e suite)
+	// once took over 15 s to type a token and click.
+	if err := b.run(45*time.Second, actions...); err != nil {
 		b.t.Fatalf("%s: %v", what, err)
 	}
 }
