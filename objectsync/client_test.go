@@ -49,11 +49,19 @@ func TestClient_ReconnectResumes(t *testing.T) {
 		awaitState(t, cl, "rc", fmt.Sprint(to), want(to))
 	}
 
-	// Inside the history: 5 patches, no full object.
+	// Inside the history: 5 patches, no full object. On a loaded machine
+	// the client may reconnect while the restarted node still replays its
+	// log below the client's version: the node then sends the object
+	// whole (never a version back), which is also correct.
 	restartWhileWriting(4, 8)
 	mid := cl.Stats()
-	if mid.Objects != before.Objects || mid.Patches != before.Patches+5 || mid.Connects != before.Connects+1 {
-		t.Fatalf("after a short outage: %+v (before %+v), want 5 patches and no object", mid, before)
+	resumed := mid.Objects == before.Objects && mid.Patches == before.Patches+5
+	resent := mid.Objects == before.Objects+1
+	if !(resumed || resent) || mid.Connects != before.Connects+1 || mid.Violations != 0 || mid.Regressions != 0 {
+		t.Fatalf("after a short outage: %+v (before %+v), want 5 patches and no object (or the object once, resent by a node still replaying)", mid, before)
+	}
+	if !resumed {
+		t.Logf("the client reconnected while the node replayed: %+v", mid)
 	}
 	// Outside the history of a caught-up node it would be the full object
 	// (TestCluster_ResumeWithHaveVersion checks that frame by frame); a
