@@ -13,6 +13,7 @@ import (
 
 	"shoal/client"
 	"shoal/consensus"
+	"shoal/internal/httpjson"
 	"shoal/internal/testcluster"
 )
 
@@ -75,8 +76,9 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 	}
 	damagedPath := filepath.Join(t.TempDir(), "damaged.snap")
 	_ = os.WriteFile(damagedPath, damaged, 0o600)
-	if _, err := cl(follower).RestoreSnapshot(ctx, damagedPath); err == nil {
-		t.Fatal("a damaged backup was restored")
+	var he *httpjson.Error
+	if _, err := cl(follower).RestoreSnapshot(ctx, damagedPath); !errors.As(err, &he) || he.Status != 400 || he.Code != "bad_backup" {
+		t.Fatalf("a damaged backup: got %v, want 400 bad_backup", err)
 	}
 	// Through a follower: the client follows it to the leader. A loaded
 	// machine may move leadership meanwhile (503, outcome unknown): a

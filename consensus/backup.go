@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"shoal/internal/httpjson"
 	"shoal/modules"
 )
 
@@ -53,8 +54,8 @@ type BackupInfo struct {
 // Errors of backups.
 var (
 	// ErrBadBackup: not a backup, a damaged one (checksum), or one this
-	// node cannot restore.
-	ErrBadBackup = errors.New("not a valid shoal backup")
+	// node cannot restore; the caller's input, answered 400.
+	ErrBadBackup = httpjson.BadRequest("bad_backup", "not a valid shoal backup")
 )
 
 // Backup writes a backup of this node's state machine to w, after a read
@@ -195,6 +196,7 @@ func readBackupHeader(r io.Reader) (BackupInfo, *backupBody, error) {
 type backupBody struct {
 	r     *bufio.Reader
 	sum   hash.Hash
+	chunk []byte // read buffer, reused
 	hold  []byte // the last bytes read, not yet known to be body
 	ready []byte // body bytes not yet returned
 	want  []byte // the trailer, once read
@@ -206,9 +208,11 @@ func (b *backupBody) Read(p []byte) (int, error) {
 		if b.err != nil {
 			return 0, b.err
 		}
-		chunk := make([]byte, 64<<10)
-		n, err := b.r.Read(chunk)
-		b.hold = append(b.hold, chunk[:n]...)
+		if b.chunk == nil {
+			b.chunk = make([]byte, 64<<10)
+		}
+		n, err := b.r.Read(b.chunk)
+		b.hold = append(b.hold, b.chunk[:n]...)
 		if k := len(b.hold) - sha256.Size; k > 0 {
 			b.sum.Write(b.hold[:k])
 			b.ready = append(b.ready, b.hold[:k]...)

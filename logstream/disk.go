@@ -214,22 +214,8 @@ func validSegmentName(s string) bool {
 	return true
 }
 
-// syncDir fsyncs a directory, making the entries created or removed in it
-// durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
+// syncDir is segment.SyncDir.
+func syncDir(dir string) error { return segment.SyncDir(dir) }
 
 // syncFile fsyncs a file by name.
 func syncFile(path string) error {

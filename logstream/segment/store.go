@@ -417,8 +417,10 @@ func (s *Store) syncDir(dir string) error {
 	return syncDir(dir)
 }
 
-// syncDir fsyncs a directory, making the entries created, renamed or
+// SyncDir fsyncs a directory, making the entries created, renamed or
 // removed in it durable.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
