@@ -158,10 +158,10 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, fmt.Errorf("open raft log store: %w", err)
 	}
 	closers = append(closers, n.stores.Close)
-	// The cache counts entries, not bytes, and a batch publish is one entry
-	// of up to 4 MiB: 512 of them held 140 MB of a node's memory in
-	// bench/run log-retention. 64 still serve a follower a step behind.
-	logs, err := raft.NewLogCache(64, n.stores.Log)
+	// At most 64 entries and 8 MiB (logCache says why bytes too): the
+	// count serves a follower a step behind with small commands, the bytes
+	// keep batch publishes (up to 4 MiB each) from filling the heap.
+	logs, err := newLogCache(n.stores.Log, 64, 8<<20)
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}

@@ -48,7 +48,12 @@ const (
 	// and days, and a check costs a look at each log's oldest segment.
 	DefaultRetentionInterval = time.Second
 	DefaultSegmentBytes      = segment.DefaultSegmentBytes
-	DefaultReadCacheBytes    = 32 << 20
+	// DefaultReadCacheBytes holds about 14,000 entries of 256 bytes: the
+	// tails that streams and recent reads ask for. Older reads come from
+	// the segment files through the kernel's page cache, which costs a
+	// decode, not a disk seek; the cache is what a node's memory pays for
+	// that decode, so it stays small by default.
+	DefaultReadCacheBytes = 8 << 20
 )
 
 // DefaultConfig returns the configuration used when no flag is given.
