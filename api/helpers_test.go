@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"shoal/internal/testcluster"
+	_ "shoal/kv"        // kv: a module outside Raft, with a section in backups
 	_ "shoal/logstream" // the log module: a real module on every node
 	"shoal/modules"
 )

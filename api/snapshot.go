@@ -17,8 +17,8 @@ import (
 // Backups is implemented by a Store that writes and restores backups
 // (*consensus.Node).
 type Backups interface {
-	Backup(ctx context.Context, w io.Writer, version string, names map[modules.Tag]string) (consensus.BackupInfo, error)
-	RestoreBackup(ctx context.Context, r io.Reader) (consensus.BackupInfo, error)
+	Backup(ctx context.Context, w io.Writer, version string, names map[modules.Tag]string, sections map[string]modules.BackupSection) (consensus.BackupInfo, error)
+	RestoreBackup(ctx context.Context, r io.Reader, sections map[string]modules.BackupSection) (consensus.BackupInfo, error)
 }
 
 // snapshotPath is the route of backups; PUT on it carries a whole backup,
@@ -48,9 +48,25 @@ func (s *server) raftModuleNames() map[modules.Tag]string {
 	return names
 }
 
+// backupSections maps the ID of each module that is not in Raft but has
+// a section in backups (kv) to it.
+func (s *server) backupSections() map[string]modules.BackupSection {
+	sections := map[string]modules.BackupSection{}
+	if s.Modules == nil {
+		return sections
+	}
+	for _, m := range s.Modules.Modules() {
+		if b, ok := m.(modules.BackupSection); ok {
+			sections[m.ID()] = b
+		}
+	}
+	return sections
+}
+
 // snapshotSave serves GET /v1/snapshot: a backup of every Raft module's
 // state as this node holds it after a read barrier (so it holds every
-// write acknowledged before the request). It is written to a temporary
+// write acknowledged before the request), and of kv's data as this node
+// holds it. It is written to a temporary
 // file first, so that a failure is an error answer, not a cut download.
 func (s *server) snapshotSave(w http.ResponseWriter, r *http.Request) error {
 	b, ok := s.Raft.(Backups)
@@ -63,7 +79,7 @@ func (s *server) snapshotSave(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	info, err := b.Backup(r.Context(), tmp, s.Version, s.raftModuleNames())
+	info, err := b.Backup(r.Context(), tmp, s.Version, s.raftModuleNames(), s.backupSections())
 	if err != nil {
 		return err
 	}
@@ -104,7 +120,7 @@ func (s *server) snapshotRestore(w http.ResponseWriter, r *http.Request) error {
 		}
 		return e
 	}
-	info, err := b.RestoreBackup(r.Context(), r.Body)
+	info, err := b.RestoreBackup(r.Context(), r.Body, s.backupSections())
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,12 @@ import (
 
 // A backup saved from a follower holds every acknowledged write; restored
 // through another node after the state changed, it replaces the state of
-// every node (logs with their entries, limits and ids, an empty log), and
-// the restored state survives a restart of every node. A damaged backup is
-// refused before anything changes.
+// every node (logs with their entries, limits and ids, an empty log; kv's
+// keys, which are not in Raft, with their TTLs), and the restored state
+// survives a restart of every node. A damaged backup is refused before
+// anything changes.
 func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
-	c := testcluster.New(t, 3, testcluster.WithModules("log"), testcluster.WithSnapshotThreshold(64))
+	c := testcluster.New(t, 3, testcluster.WithModules("log", "kv"), testcluster.WithSnapshotThreshold(64))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl := func(n *testcluster.Node) *client.Client {
@@ -49,6 +50,20 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// kv: written on the leader, saved from the follower once it has them.
+	for _, k := range []string{"cfg/a", "cfg/b"} {
+		if _, err := cl(leader).KVPut(ctx, k, k+"=1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl(leader).KVPutWith(ctx, "session/s", "ttl", client.KVPutOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 20*time.Second, func() error {
+		_, err := cl(follower).KVGet(ctx, "session/s")
+		return err
+	})
+
 	path := filepath.Join(t.TempDir(), "backup.snap")
 	var buf bytes.Buffer
 	if _, err := cl(follower).SaveSnapshot(ctx, &buf); err != nil {
@@ -58,7 +73,7 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := consensus.InspectBackup(bytes.NewReader(buf.Bytes()))
-	if err != nil || info.Node != follower.Name || info.Modules["log"] == 0 {
+	if err != nil || info.Node != follower.Name || info.Modules["log"] == 0 || fmt.Sprint(info.Sections) != "[kv]" {
 		t.Fatalf("inspect: %+v %v", info, err)
 	}
 	damaged := slices.Clone(buf.Bytes())
@@ -72,6 +87,15 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := cl(leader).Publish(ctx, "other", "", []byte(`"x"`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl(leader).KVPut(ctx, "cfg/a", "changed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl(leader).KVDelete(ctx, "cfg/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl(leader).KVPut(ctx, "cfg/new", "after the backup"); err != nil {
 		t.Fatal(err)
 	}
 	damagedPath := filepath.Join(t.TempDir(), "damaged.snap")
@@ -106,6 +130,20 @@ func TestCluster_SnapshotSaveAndRestore(t *testing.T) {
 				}
 				if len(res.Entries) != 11 || string(res.Entries[10].Data) != `{"n":149}` || res.Entries[10].ID != "id-149" {
 					return fmt.Errorf("%s %s: entries %+v", when, n.Name, res.Entries)
+				}
+				page, err := cl(n).KVList(ctx, client.KVListOptions{})
+				if err != nil {
+					return err
+				}
+				var kv []string
+				for _, e := range page.Items {
+					kv = append(kv, e.Key+":"+e.Value)
+				}
+				if got := fmt.Sprint(kv); got != "[cfg/a:cfg/a=1 cfg/b:cfg/b=1 session/s:ttl]" {
+					return fmt.Errorf("%s %s: kv %s", when, n.Name, got)
+				}
+				if e, _ := cl(n).KVGet(ctx, "session/s"); e.ExpiresAt.IsZero() {
+					return fmt.Errorf("%s %s: session/s lost its TTL: %+v", when, n.Name, e)
 				}
 				return nil
 			})

@@ -22,8 +22,10 @@ type SnapshotInfo struct {
 	Created time.Time      `json:"created"`
 	Version string         `json:"version"`
 	Modules map[string]int `json:"modules"`
-	Size    int64          `json:"size,omitempty"`
-	SHA256  string         `json:"sha256,omitempty"`
+	// Sections are the modules outside Raft whose data it holds (kv).
+	Sections []string `json:"sections,omitempty"`
+	Size     int64    `json:"size,omitempty"`
+	SHA256   string   `json:"sha256,omitempty"`
 }
 
 // SaveSnapshot writes a backup of every Raft module's state, as the node

@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,17 +22,30 @@ import (
 )
 
 // A backup is one file that holds the state of every Raft module at one
-// point of the log, self-contained (docs/operations.md, "Backups"):
+// point of the log, self-contained, and the data of the modules that are
+// not in Raft (docs/operations.md, "Backups"):
 //
-//	"shoal-backup-v1\n"
+//	"shoal-backup-v2\n"
 //	header: one line of JSON (BackupInfo), "\n"
 //	body: a snapshot in the FSM's format (snapshot.go), each module's
-//	      section in its portable form (modules.PortableSnapshotter)
+//	      section in its portable form (modules.PortableSnapshotter);
+//	      then each other section (modules.BackupSection): uvarint name
+//	      length, name, the data in chunks as a snapshot's sections
+//	      (chunkWriter); then a 0 (an empty name)
 //	trailer: SHA-256 of everything before it, 32 bytes
+//
+// Version 1 (the previous release) is the same without the other
+// sections; it is still restored.
 //
 // A Raft snapshot may refer to files on the node that took it (the log
 // module's segment files); a backup never does.
-var backupMagic = []byte("shoal-backup-v1\n")
+var (
+	backupMagic   = []byte("shoal-backup-v2\n")
+	backupMagicV1 = []byte("shoal-backup-v1\n")
+)
+
+// maxSectionName bounds the name of a backup's other section.
+const maxSectionName = 64
 
 // BackupInfo is a backup's header.
 type BackupInfo struct {
@@ -45,6 +59,8 @@ type BackupInfo struct {
 	Version string `json:"version"`
 	// Modules are the Raft modules whose state it holds, by tag.
 	Modules map[string]int `json:"modules"`
+	// Sections are the other modules whose data it holds (kv), in order.
+	Sections []string `json:"sections,omitempty"`
 	// Size and SHA256 are filled by InspectBackup: the body's size and the
 	// checksum in the trailer.
 	Size   int64  `json:"size,omitempty"`
@@ -61,8 +77,9 @@ var (
 // Backup writes a backup of this node's state machine to w, after a read
 // barrier: it holds every command committed before the call. It takes a
 // Raft snapshot (or reuses the newest if nothing was applied since) and
-// turns each module's section into its portable form.
-func (n *Node) Backup(ctx context.Context, w io.Writer, version string, names map[modules.Tag]string) (BackupInfo, error) {
+// turns each module's section into its portable form. Then it writes the
+// sections of the modules that are not in Raft, by name.
+func (n *Node) Backup(ctx context.Context, w io.Writer, version string, names map[modules.Tag]string, sections map[string]modules.BackupSection) (BackupInfo, error) {
 	if err := n.ReadIndex(ctx); err != nil {
 		return BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
@@ -75,6 +92,10 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, version string, names ma
 	for tag, name := range names {
 		info.Modules[name] = int(tag)
 	}
+	for name := range sections {
+		info.Sections = append(info.Sections, name)
+	}
+	slices.Sort(info.Sections)
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), snapshotChunk)
 	bw.Write(backupMagic)
@@ -83,6 +104,21 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, version string, names ma
 	if err := n.portable(bufio.NewReaderSize(rc, snapshotChunk), bw); err != nil {
 		return BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
+	for _, name := range info.Sections {
+		if len(name) == 0 || len(name) > maxSectionName {
+			return BackupInfo{}, fmt.Errorf("backup: section name %q", name)
+		}
+		bw.Write(binary.AppendUvarint(nil, uint64(len(name))))
+		bw.WriteString(name)
+		cw := &chunkWriter{w: bw}
+		if err := sections[name].SaveBackup(ctx, cw); err != nil {
+			return BackupInfo{}, fmt.Errorf("backup: section %s: %w", name, err)
+		}
+		if err := cw.Close(); err != nil {
+			return BackupInfo{}, fmt.Errorf("backup: section %s: %w", name, err)
+		}
+	}
+	bw.WriteByte(0)
 	if err := bw.Flush(); err != nil {
 		return BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
@@ -173,7 +209,7 @@ func InspectBackup(r io.Reader) (BackupInfo, error) {
 func readBackupHeader(r io.Reader) (BackupInfo, *backupBody, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic := make([]byte, len(backupMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, backupMagic) {
+	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, backupMagic) && !bytes.Equal(magic, backupMagicV1) {
 		return BackupInfo{}, nil, fmt.Errorf("%w: bad magic", ErrBadBackup)
 	}
 	line, err := br.ReadSlice('\n')
@@ -187,7 +223,7 @@ func readBackupHeader(r io.Reader) (BackupInfo, *backupBody, error) {
 	sum := sha256.New()
 	sum.Write(magic)
 	sum.Write(line)
-	return info, &backupBody{r: br, sum: sum}, nil
+	return info, &backupBody{r: br, sum: sum, v1: bytes.Equal(magic, backupMagicV1)}, nil
 }
 
 // backupBody yields a backup's body: it holds back the last 32 bytes read
@@ -201,6 +237,7 @@ type backupBody struct {
 	ready []byte // body bytes not yet returned
 	want  []byte // the trailer, once read
 	err   error  // what Read returns after ready: io.EOF or a bad checksum
+	v1    bool   // a version 1 backup: no other sections after the snapshot
 }
 
 func (b *backupBody) Read(p []byte) (int, error) {
@@ -239,10 +276,11 @@ func (b *backupBody) Read(p []byte) (int, error) {
 
 // RestoreBackup replaces the state of every Raft module with a backup's,
 // through Raft: the leader installs it as a snapshot and every follower
-// gets it. Only the leader can (ErrNotLeader). The backup is read whole
-// and checked before anything changes; commands applied meanwhile are
-// replaced too.
-func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, error) {
+// gets it. Then it gives each other section to its module (sections, by
+// name). Only the leader can (ErrNotLeader). The backup is read whole and
+// checked, every section included, before anything changes; commands
+// applied meanwhile are replaced too.
+func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, sections map[string]modules.BackupSection) (BackupInfo, error) {
 	if !n.IsLeader() {
 		return BackupInfo{}, ErrNotLeader
 	}
@@ -259,8 +297,18 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, erro
 	if _, err := io.Copy(tmp, body); err != nil {
 		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
+	snapEnd, err := walkBackupBody(tmp, 0, body.v1, func(name string, r io.Reader) error {
+		sec, ok := sections[name]
+		if !ok {
+			return fmt.Errorf("%w: it holds the data of module %q, which this node does not run", ErrBadBackup, name)
+		}
+		if err := sec.CheckBackup(r); err != nil {
+			return fmt.Errorf("%w: section %s: %v", ErrBadBackup, name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return BackupInfo{}, err
 	}
 	// The snapshot becomes the one at the index after the last one raft
 	// holds; the modules must know it (files they write carry Raft
@@ -272,7 +320,10 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, erro
 	last, _ := parseUint(stats["last_log_index"])
 	snap, _ := parseUint(stats["last_snapshot_index"])
 	index := max(last, snap) + 1
-	br := bufio.NewReaderSize(tmp, snapshotChunk)
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
+	}
+	br := bufio.NewReaderSize(tmp, len(snapshotMagic)+binary.MaxVarintLen64)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
 		return BackupInfo{}, fmt.Errorf("%w: the body is not a shoal snapshot", ErrBadBackup)
@@ -281,16 +332,13 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, erro
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("%w: applied index: %v", ErrBadBackup, err)
 	}
-	total, err := tmp.Seek(0, io.SeekEnd)
-	if err != nil {
-		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
-	}
 	head := append(append([]byte(nil), snapshotMagic...), binary.AppendUvarint(nil, index)...)
-	rest := total - int64(len(snapshotMagic)+len(binary.AppendUvarint(nil, oldApplied)))
-	if _, err := tmp.Seek(total-rest, io.SeekStart); err != nil {
+	oldHead := int64(len(snapshotMagic) + len(binary.AppendUvarint(nil, oldApplied)))
+	rest := snapEnd - oldHead
+	if _, err := tmp.Seek(oldHead, io.SeekStart); err != nil {
 		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
 	}
-	rewritten := io.MultiReader(bytes.NewReader(head), tmp)
+	rewritten := io.MultiReader(bytes.NewReader(head), io.LimitReader(tmp, rest))
 	cfg, err := n.Configuration()
 	if err != nil {
 		return BackupInfo{}, err
@@ -313,7 +361,93 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader) (BackupInfo, erro
 		return BackupInfo{}, fmt.Errorf("restore backup: %w", err)
 	}
 	n.cfg.Logger.Warn("restored a backup: every raft module's state was replaced", "backup_node", info.Node, "backup_index", info.Index, "index", index)
+	if _, err := walkBackupBody(tmp, snapEnd, body.v1, func(name string, r io.Reader) error {
+		if err := sections[name].RestoreBackup(ctx, r); err != nil {
+			return fmt.Errorf("restore backup: the raft modules' state was restored, but not %s's data: %w", name, err)
+		}
+		n.cfg.Logger.Warn("restored a backup's section", "module", name)
+		return nil
+	}); err != nil {
+		return BackupInfo{}, err
+	}
 	return info, nil
+}
+
+// walkBackupBody reads the body of a backup in f (the snapshot, then the
+// other sections) and calls fn with each other section's name and data.
+// With from 0 it reads the snapshot's sections (without decoding them) to
+// find where they end, and returns that offset; with from at that offset,
+// it starts at the other sections. Anything after the end is an error.
+func walkBackupBody(f *os.File, from int64, v1 bool, fn func(name string, r io.Reader) error) (int64, error) {
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("restore backup: %w", err)
+	}
+	cr := &countingReader{r: f}
+	br := bufio.NewReaderSize(cr, snapshotChunk)
+	snapEnd := from
+	if from == 0 {
+		magic := make([]byte, len(snapshotMagic))
+		if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
+			return 0, fmt.Errorf("%w: the body is not a shoal snapshot", ErrBadBackup)
+		}
+		if _, err := binary.ReadUvarint(br); err != nil {
+			return 0, fmt.Errorf("%w: applied index: %v", ErrBadBackup, noEOF(err))
+		}
+		for {
+			tag, err := br.ReadByte()
+			if err != nil {
+				return 0, fmt.Errorf("%w: section tag: %v", ErrBadBackup, noEOF(err))
+			}
+			if tag == byte(modules.TagNone) {
+				break
+			}
+			if err := (&chunkReader{r: br}).drain(); err != nil {
+				return 0, fmt.Errorf("%w: section of tag %d: %v", ErrBadBackup, tag, err)
+			}
+		}
+		snapEnd = cr.n - int64(br.Buffered())
+	}
+	if !v1 {
+		for {
+			size, err := binary.ReadUvarint(br)
+			if err != nil {
+				return 0, fmt.Errorf("%w: section name: %v", ErrBadBackup, noEOF(err))
+			}
+			if size == 0 {
+				break
+			}
+			if size > maxSectionName {
+				return 0, fmt.Errorf("%w: a section name of %d bytes", ErrBadBackup, size)
+			}
+			name := make([]byte, size)
+			if _, err := io.ReadFull(br, name); err != nil {
+				return 0, fmt.Errorf("%w: section name: %v", ErrBadBackup, noEOF(err))
+			}
+			data := &chunkReader{r: br}
+			if err := fn(string(name), data); err != nil {
+				return 0, err
+			}
+			if err := data.drain(); err != nil {
+				return 0, fmt.Errorf("%w: section %s: %v", ErrBadBackup, name, err)
+			}
+		}
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("%w: data after the end of the body", ErrBadBackup)
+	}
+	return snapEnd, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func parseUint(s string) (uint64, error) {

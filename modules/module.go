@@ -302,6 +302,23 @@ type PortableSnapshotter interface {
 	PortableSnapshot(section io.Reader, w io.Writer) error
 }
 
+// BackupSection is implemented by a module whose data is not in Raft but
+// belongs in a backup (kv, which gossip replicates): `shoal snapshot save`
+// writes its section beside the Raft modules' state, and `snapshot
+// restore` gives it back to the module on the node that restores, after
+// the Raft state (docs/operations.md, "Backups").
+type BackupSection interface {
+	// SaveBackup writes the module's data as this node holds it.
+	SaveBackup(ctx context.Context, w io.Writer) error
+	// CheckBackup reads a section SaveBackup wrote and reports whether
+	// RestoreBackup would accept it, changing nothing: a restore checks
+	// every section before it replaces anything.
+	CheckBackup(r io.Reader) error
+	// RestoreBackup makes the module's data what the section holds, on
+	// every node (a gossip module writes, and its writes spread).
+	RestoreBackup(ctx context.Context, r io.Reader) error
+}
+
 // ErrNodeFailure is wrapped by an error ApplyCommand returns when this
 // node failed to apply a command (a disk write failed), as opposed to a
 // deterministic outcome of the command. The host stops this node's state

@@ -17,8 +17,8 @@ import (
 )
 
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runGroup(ctx, "snapshot", "Back up and restore every Raft module's state (logs, locks, objects, files' metadata;\n"+
-		"see docs/operations.md)", []subcommand{
+	return runGroup(ctx, "snapshot", "Back up and restore every Raft module's state (logs, locks, objects, files' metadata)\n"+
+		"and kv's keys (see docs/operations.md)", []subcommand{
 		{"save", "write a backup of the cluster's state to FILE", runSnapshotSave},
 		{"inspect", "check a backup file and print its header", runSnapshotInspect},
 		{"restore", "replace the cluster's state with a backup's, through Raft", runSnapshotRestore},
@@ -138,6 +138,9 @@ func printSnapshotInfo(c *cmdline, asJSON bool, what string, info client.Snapsho
 	fmt.Fprintf(tw, "created\t%s\n", info.Created.Format(time.RFC3339))
 	fmt.Fprintf(tw, "version\t%s\n", info.Version)
 	fmt.Fprintf(tw, "modules\t%s\n", strings.Join(mods, ", "))
+	if len(info.Sections) > 0 {
+		fmt.Fprintf(tw, "sections\t%s\n", strings.Join(info.Sections, ", "))
+	}
 	if info.Size > 0 {
 		fmt.Fprintf(tw, "size\t%s\n", formatBytes(info.Size))
 	}
