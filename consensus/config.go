@@ -40,6 +40,10 @@ type Config struct {
 	// SnapshotThreshold is how many entries since the last snapshot trigger
 	// a new one.
 	SnapshotThreshold uint64
+	// SnapshotBytes, if not 0, also triggers a snapshot once this many
+	// bytes of commands were stored in the Raft log since the last one
+	// this node took by bytes (snapshotbytes.go says why).
+	SnapshotBytes uint64
 	// SnapshotInterval is how often raft checks the threshold.
 	SnapshotInterval time.Duration
 	// TrailingLogs is how many entries are kept after a snapshot, so a
@@ -107,6 +111,10 @@ func LocalTiming() Timing {
 	return t
 }
 
+// DefaultSnapshotBytes bounds the Raft log a restart replays to 64 MiB of
+// commands (see snapshotbytes.go).
+const DefaultSnapshotBytes = 64 << 20
+
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -115,6 +123,7 @@ func DefaultConfig() Config {
 		// log module links its segment files), so it can be taken often;
 		// the Raft log it lets go of is a second copy of every entry.
 		SnapshotThreshold: 2048,
+		SnapshotBytes:     DefaultSnapshotBytes,
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      2048,
 		Timing:            DefaultTiming(),

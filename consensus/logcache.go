@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -23,6 +24,9 @@ import (
 type logCache struct {
 	store    raft.LogStore
 	maxBytes int
+	// stored counts the bytes of every entry stored through the cache,
+	// for snapshots by bytes.
+	stored atomic.Uint64
 
 	mu    sync.RWMutex
 	ring  []*raft.Log // ring[i % len(ring)] for i in [first, first+count)
@@ -68,6 +72,11 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	if err := c.store.StoreLogs(logs); err != nil {
 		return fmt.Errorf("store raft log entries: %w", err)
 	}
+	var size uint64
+	for _, l := range logs {
+		size += uint64(logCost(l))
+	}
+	c.stored.Add(size)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range logs {

@@ -239,11 +239,12 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return ok
 	})
 	n.raft.RegisterObserver(n.leaderObs)
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.watchLeadership()
 	go n.watchLeaderChanges(obs)
 	go n.runForwarder()
 	go n.runCatchUp()
+	go n.runSnapshotsByBytes(logs)
 	return n, nil
 }
 

@@ -237,6 +237,7 @@ func (a *Agent) startConsensus(advHost string) error {
 	ccfg.Dir = filepath.Join(a.cfg.DataDir, "raft")
 	ccfg.AdvertiseAddr = net.JoinHostPort(advHost, portOf(a.cfg.RaftAddr))
 	ccfg.SnapshotThreshold = a.cfg.SnapshotThreshold
+	ccfg.SnapshotBytes = a.cfg.SnapshotBytes
 	if a.cfg.SnapshotInterval > 0 {
 		ccfg.SnapshotInterval = a.cfg.SnapshotInterval
 	}

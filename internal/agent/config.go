@@ -91,8 +91,11 @@ type Config struct {
 	DiskFree DiskFreeFunc
 
 	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	DeadNodeReap      time.Duration
+	// SnapshotBytes also triggers a snapshot after this many bytes of
+	// Raft log (0: off; consensus.Config.SnapshotBytes).
+	SnapshotBytes    uint64
+	SnapshotInterval time.Duration
+	DeadNodeReap     time.Duration
 	// RaftVoters is the size of the Raft voter set: 1, 3, 5 or 7 (0 means
 	// consensus's default, 5). Servers beyond it are non-voters.
 	RaftVoters int
@@ -131,6 +134,7 @@ func DefaultConfig() Config {
 		MaxStreamsPerClient: 512,
 		MinFreeDisk:         256 << 20,
 		SnapshotThreshold:   consensus.DefaultConfig().SnapshotThreshold,
+		SnapshotBytes:       consensus.DefaultConfig().SnapshotBytes,
 		SnapshotInterval:    consensus.DefaultConfig().SnapshotInterval,
 		RaftLogStore:        consensus.DefaultConfig().LogStore,
 		DeadNodeReap:        consensus.DefaultConfig().DeadNodeReap,

@@ -94,6 +94,14 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 		c.SnapshotThreshold = v
 		return nil
 	})
+	fs.Func("snapshot-bytes", fmt.Sprintf("also take a snapshot after this much raft log since the last one, which bounds what a restart replays: bytes, or with KiB, MiB, GiB (default %dMiB; 0 = entries only)", c.SnapshotBytes>>20), func(s string) error {
+		n, err := parseBytes(s)
+		if err != nil {
+			return fmt.Errorf("--snapshot-bytes: %w", err)
+		}
+		c.SnapshotBytes = n
+		return nil
+	})
 	fs.StringVar(&c.RaftLogStore, "raft-log-store", c.RaftLogStore, "raft log and stable store: wal (hashicorp/raft-wal) or bolt (raft-boltdb); with wal, a data directory holding a bolt store is migrated once at start (raft/raft.db becomes raft.db.migrated); a directory holding a wal refuses bolt")
 	fs.IntVar(&c.RaftVoters, "raft-voters", consensus.DefaultConfig().MaxVoters, "size of the raft voter set: 1, 3, 5 or 7; autopilot keeps min(this, servers) voters (odd) and makes other servers non-voters (read replicas), replacing a voter down for 30s with a caught-up non-voter")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "this node's zone (rack, availability zone): raft voters are spread over zones")
