@@ -7,12 +7,7 @@ import (
 
 	"shoal/internal/cli"
 
-	// The modules this binary ships; each registers itself in init.
-	_ "shoal/kv"
-	_ "shoal/locks"
-	_ "shoal/logstream"
-	_ "shoal/objectsync"
-	_ "shoal/replication"
+	_ "shoal/modules/all" // the modules this binary ships
 )
 
 func main() {

@@ -7,6 +7,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The label values of applySeconds and autopilotActions, initialised
+// at registration so every series reads 0 before its first event (an
+// alert on rate() or absent() sees it from the start). They must match
+// the literals the callers pass: observeApply's path in node.go and
+// batch.go, autopilot.change's action in autopilot.go and addresses.go.
+var (
+	// applyPaths: local (on the leader), forwarded (to it from this
+	// follower), batch (a follower's forwarded batch, on the leader),
+	// none (no leader reached before the timeout).
+	applyPaths   = []string{"local", "forwarded", "batch", "none"}
+	applyResults = []string{"ok", "error"}
+	// autopilotActionNames: move(..., action) also counts action+"_remove"
+	// when it must remove a server before adding it back.
+	autopilotActionNames = []string{"add_nonvoter", "promote", "demote", "remove_left", "reap_dead",
+		"update_address", "update_address_remove", "park_address", "park_address_remove"}
+)
+
 type metrics struct {
 	reg              prometheus.Registerer
 	collectors       []prometheus.Collector
@@ -39,6 +56,17 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 			Name: "shoal_raft_autopilot_actions_total",
 			Help: "Raft configuration changes made by autopilot, by action.",
 		}, []string{"action"}),
+	}
+	for _, p := range applyPaths {
+		for _, r := range applyResults {
+			if p == "none" && r == "ok" {
+				continue // never: "none" is a write that timed out
+			}
+			m.applySeconds.WithLabelValues(p, r)
+		}
+	}
+	for _, a := range autopilotActionNames {
+		m.autopilotActions.WithLabelValues(a)
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)

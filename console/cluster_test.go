@@ -14,11 +14,7 @@ import (
 	"shoal/console"
 	"shoal/internal/testcluster"
 
-	_ "shoal/kv"
-	_ "shoal/locks"
-	_ "shoal/logstream"
-	_ "shoal/objectsync"
-	_ "shoal/replication"
+	_ "shoal/modules/all"
 )
 
 // testToken is the cluster's API token in these tests; it has bytes a

@@ -93,6 +93,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}, []string{"kind"}),
 	}
+	// Initialise every label value the code uses, so each series reads 0
+	// before its first event rather than being absent (the values must
+	// match the literals in gossip.go, kv.go, watch.go, antientropy.go and
+	// handlers.go).
+	for _, vec := range []struct {
+		v      *prometheus.CounterVec
+		values []string
+	}{
+		{m.writes, []string{"put", "delete", "precondition_failed"}},
+		{m.broadcastSent, []string{"entry", "notice"}},
+		{m.broadcastRecv, []string{"entry", "notice"}},
+		{m.merged, []string{"broadcast", "antientropy", "sync"}},
+		{m.dropped, []string{"malformed", "inbox_full", "outbox_full", "not_running", "send_failed"}},
+		{m.watchStarts, []string{"new", "resumed", "resync"}},
+		{m.rounds, []string{"in_sync", "repaired", "failed", "refused"}},
+		{m.aeBytes, []string{"sent", "received"}},
+		{m.hooks, []string{"before_gossip", "after_gossip", "after_sync"}},
+		{m.syncs, []string{"completed", "failed", "self"}},
+	} {
+		for _, l := range vec.values {
+			vec.v.WithLabelValues(l)
+		}
+	}
+	for _, kind := range []string{kindScript, kindWebhook} {
+		m.handlerDuration.WithLabelValues(kind)
+		for _, result := range []string{"success", "failure", "timeout", "dropped"} {
+			m.handlerRuns.WithLabelValues(kind, result)
+		}
+	}
 	for _, c := range []prometheus.Collector{m.keys, m.tombstones, m.synced, m.watchers, m.writes, m.broadcastSent,
 		m.broadcastRecv, m.merged, m.dropped, m.collected, m.expired, m.watchStarts, m.rounds, m.roundDuration, m.aeBytes, m.hooks, m.syncs,
 		m.lag, m.handlerRuns, m.handlerDuration} {

@@ -82,6 +82,9 @@ func newMetrics(queued func() float64) *metrics {
 			Help: "Broadcasts queued for piggybacking, over all channels.",
 		}, queued),
 	}
+	for _, st := range []Status{StatusAlive, StatusSuspect, StatusDead, StatusLeft} {
+		mt.members.WithLabelValues(string(st))
+	}
 	for _, k := range []string{kindBroadcast, kindDirect, kindState} {
 		mt.received.WithLabelValues(k)
 	}

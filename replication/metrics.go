@@ -51,6 +51,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_replication_writes_total",
 			Help: "Client writes this node served, by op and result."}, []string{"op", "result"}),
 	}
+	// Initialise the label values known in advance, so they read 0 rather
+	// than being absent until the first event: the refusal reasons (serve.go)
+	// and each write op's "ok". A failed write's result is its error code,
+	// and the follower label is a server's name: neither is known here.
+	for _, r := range []string{"bad_header", "not_leader"} {
+		m.refused.WithLabelValues(r)
+	}
+	for _, op := range []writeOp{opWriteReplace, opWriteAppend, opWriteDelete} {
+		m.writes.WithLabelValues(op.String(), "ok")
+	}
 	for _, c := range []prometheus.Collector{m.sentBytes, m.ackedBytes, m.lagBytes, m.lagSeconds, m.catchupSent,
 		m.catchupReceived, m.catchupFiles, m.catchupSeconds, m.inSync, m.mismatches, m.refused, m.writes} {
 		if err := reg.Register(c); err != nil {

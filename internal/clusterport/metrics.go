@@ -25,12 +25,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind", "result"}),
 	}
 	// Initialise the label sets an operator alerts on, so they read 0
-	// rather than being absent until the first refusal.
+	// rather than being absent until the first refusal: every result
+	// port.go counts, for every kind it can be counted with.
 	for _, k := range []Kind{KindRaft, KindRPC, KindStream} {
 		for _, r := range []Reason{accepted, ReasonWrongNode, ReasonSelf, ReasonUnknownKind, ReasonImpostor, ReasonTLS} {
 			m.inbound.WithLabelValues(k.String(), r.String())
 			m.outbound.WithLabelValues(k.String(), r.String())
 		}
+		// Inbound: the accept answer could not be written (failed), or no
+		// consumer took the connection in time (not_accepted).
+		for _, r := range []string{"failed", "not_accepted"} {
+			m.inbound.WithLabelValues(k.String(), r)
+		}
+		// Outbound: a peer's bad_header refusal, one this node does not
+		// know (refused), a failed handshake (failed) or dial (dial_failed).
+		for _, r := range []string{ReasonBadHeader.String(), "refused", "failed", "dial_failed"} {
+			m.outbound.WithLabelValues(k.String(), r)
+		}
+	}
+	// Inbound refusals before a valid header was read (bad_header, tls) or
+	// naming a kind this node does not know have the kind "unknown".
+	for _, r := range []Reason{ReasonBadHeader, ReasonTLS, ReasonUnknownKind} {
+		m.inbound.WithLabelValues(kindLabel(0), r.String())
 	}
 	if reg == nil {
 		return m, nil

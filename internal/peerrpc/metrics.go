@@ -28,6 +28,9 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		}, []string{"method"}),
 	}
+	// A call to a method without a handler is counted as ("unknown",
+	// "no_method"); the methods with a handler are initialised by Handle.
+	m.calls.WithLabelValues("unknown", "no_method")
 	if reg == nil {
 		return m, nil
 	}
@@ -39,6 +42,17 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		return nil, fmt.Errorf("register peer rpc metrics: %w", err)
 	}
 	return m, nil
+}
+
+// handled initialises method's series, so they read 0 before its first
+// call. Handle calls it: those methods are known when they are
+// registered. The methods served through HandlePrefix are known only
+// when called.
+func (m *serverMetrics) handled(method string) {
+	for _, result := range []string{"ok", "error"} {
+		m.calls.WithLabelValues(method, result)
+	}
+	m.duration.WithLabelValues(method)
 }
 
 func (m *serverMetrics) served(method string, start time.Time, err error) {

@@ -109,6 +109,7 @@ func (s *Server) Handle(method string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handlers[method] = h
+	s.metrics.handled(method)
 }
 
 // MethodHandler serves a family of methods: method is the name called.
