@@ -26,10 +26,12 @@ type Entry struct {
 
 // LogEntry is one entry read back from a log.
 type LogEntry struct {
-	Index uint64          `json:"index"`
-	ID    string          `json:"id,omitempty"`
-	Data  json.RawMessage `json:"data"`
-	Time  time.Time       `json:"time,omitzero"`
+	Index uint64 `json:"index"`
+	// ID is "" for an entry published without one; it is always encoded,
+	// as the API does, so `shoal log read -o json` prints the API's fields.
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
+	Time time.Time       `json:"time,omitzero"`
 }
 
 // PublishResult is the outcome of Publish.

@@ -94,7 +94,7 @@ func TestMain_Commands(t *testing.T) {
 		{name: "log publish missing json", args: a("log", "publish", "orders"), wantCode: 2, wantErr: []string{"a log name and one JSON value are required"}},
 		{name: "log publish full", args: a("log", "publish", "full", "1"), wantCode: 1, wantErr: []string{`shoal: publish to log "full": log "full" is full (log_full)`}},
 		{name: "log read", args: a("log", "read", "orders", "--from", "2", "--limit", "2", "--consistent"),
-			wantOut: []string{`{"index":2,"id":"b","data":{"html":"<b>"},"time":"2025-01-02T03:04:05Z"}` + "\n" + `{"index":3,"data":[1,2]}` + "\n"}},
+			wantOut: []string{`{"index":2,"id":"b","data":{"html":"<b>"},"time":"2025-01-02T03:04:05Z"}` + "\n" + `{"index":3,"id":"","data":[1,2]}` + "\n"}},
 		{name: "log read unknown", args: a("log", "read", "nope", "--from", "2", "--limit", "2", "--consistent"), wantCode: 1, wantErr: []string{`(not_found)`}},
 		{name: "log read bad from", args: a("log", "read", "orders", "--from", "x"), wantCode: 2, wantErr: []string{`invalid value "x" for flag -from`}},
 		{name: "log list", args: a("log", "list"), wantOut: []string{"NAME", "FIRST", "orders", "3"}},
@@ -186,7 +186,7 @@ func TestLogTail_FollowsUntilInterrupted(t *testing.T) {
 		done <- run(ctx, []string{"log", "tail", "orders", "--from", "5", "--addr", srv.URL}, stdout, &stderr)
 	}()
 
-	want := `{"index":5,"data":"a"}` + "\n" + `{"index":6,"data":"b"}` + "\n"
+	want := `{"index":5,"id":"","data":"a"}` + "\n" + `{"index":6,"id":"","data":"b"}` + "\n" // "id" always, as the API sends it
 	deadline := time.After(10 * time.Second)
 	for stdout.String() != want {
 		select {

@@ -1,4 +1,4 @@
-package metricsdoc
+package doctest
 
 import (
 	"bufio"
