@@ -156,7 +156,7 @@ func runRetention(ctx context.Context, args []string, out io.Writer) (err error)
 	m.print(out, versions)
 	fmt.Fprintf(out, "load:    %d entries of %d bytes into one log, batches of %d, %d publishers to the leader; reads: %d entries from the oldest and from the newest offset, pages of 1000, one reader\n",
 		o.entries, o.size, o.batch, o.publishers, o.readEntries)
-	fmt.Fprintf(out, "shoal:   --log-max-entries=%d and PUT max_entries 0 (no limit), --snapshot-threshold=%d raft entries (shoal's default 8192), restart by SIG%s\n\n",
+	fmt.Fprintf(out, "shoal:   --log-max-entries=%d and PUT max_entries 0 (no limit), --snapshot-threshold=%d raft entries (shoal's default 2048; --snapshot-bytes at its default, 64 MiB), restart by SIG%s\n\n",
 		o.entries+1, o.threshold(), strings.ToUpper(*restartSignal))
 
 	var results [][2]*retResult
