@@ -17,8 +17,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	_ "shoal/acl" // scoped tokens
 	"shoal/internal/testcluster"
 	_ "shoal/kv"        // kv: a module outside Raft, with a section in backups
+	_ "shoal/locks"     // semaphores, for the scoped tokens test
 	_ "shoal/logstream" // the log module: a real module on every node
 	"shoal/modules"
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"shoal/acl"
 	"shoal/internal/httpjson"
 	"shoal/internal/sse"
 )
@@ -195,7 +196,9 @@ func (b *timedBody) clear() {
 	}
 }
 
-// authenticate requires the bearer token when one is configured.
+// authenticate requires the bearer token when one is configured: the
+// bootstrap token (--token), which may do anything, or a scoped token of
+// the acl module whose rules allow the request (acl.go).
 func (s *server) authenticate(next http.Handler) http.Handler {
 	if s.Token == "" {
 		return next
@@ -210,18 +213,30 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			// ever logged, never the query.
 			scheme, got, ok = "Bearer", r.URL.Query().Get("token"), r.URL.Query().Has("token")
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
-			if r.ContentLength != 0 {
-				// Its body is not read: close rather than drain it
-				// first (a stranger trickling a body would hold the
-				// answer back for the whole body timeout).
-				w.Header().Set("Connection", "close")
-			}
-			httpjson.WriteError(w, r, httpjson.ErrUnauthorized)
+		if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(got), want) == 1 {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		var err error = httpjson.ErrUnauthorized
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			var tok acl.Token
+			if tok, err = authorize(s.scoped, got, r); err == nil {
+				ctx, done := s.revoked.track(tok.AccessorID, r)
+				defer done()
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
+		}
+		if errors.Is(err, httpjson.ErrUnauthorized) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
+		}
+		if r.ContentLength != 0 {
+			// Its body is not read: close rather than drain it first (a
+			// stranger trickling a body would hold the answer back for
+			// the whole body timeout).
+			w.Header().Set("Connection", "close")
+		}
+		httpjson.WriteError(w, r, err)
 	})
 }
 

@@ -99,6 +99,10 @@ type server struct {
 	metrics *httpMetrics
 	streams *sse.Limiter
 	rates   *rateLimits // nil: no rate limit
+	// scoped is the acl module (nil if the node does not run it), and
+	// revoked ends the requests of its revoked tokens.
+	scoped  Tokens
+	revoked *revocations
 }
 
 var (
@@ -113,7 +117,10 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register http metrics: %w", err)
 	}
-	s := &server{Deps: d, metrics: m}
+	s := &server{Deps: d, metrics: m, revoked: newRevocations()}
+	if s.scoped = s.tokens(); s.scoped != nil {
+		s.scoped.OnRevoke(s.revoked.revoked)
+	}
 	if s.streams, err = newStreamLimits(d.Registry, d.MaxStreams, d.MaxStreamsPerClient); err != nil {
 		return nil, fmt.Errorf("register stream metrics: %w", err)
 	}

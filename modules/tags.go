@@ -17,6 +17,7 @@ const (
 	TagLocks       Tag = 3
 	TagObjectSync  Tag = 4
 	TagReplication Tag = 5
+	TagACL         Tag = 6
 
 	// TagTest is for modules that tests register; no shipped module uses it.
 	TagTest Tag = 255

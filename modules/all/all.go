@@ -6,6 +6,7 @@
 package all
 
 import (
+	_ "shoal/acl"
 	_ "shoal/kv"
 	_ "shoal/locks"
 	_ "shoal/logstream"
