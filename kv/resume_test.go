@@ -92,10 +92,16 @@ func nextBlock(t *testing.T, ch <-chan streamBlock) streamBlock {
 }
 
 // nextEvent returns the next change event, skipping positions and
-// hints; lastID follows every id seen, as an EventSource's does.
+// hints; lastID follows every id seen, as an EventSource's does. It fails
+// the test if no event comes within 30 s (positions and heartbeats keep
+// coming on a live stream, so nextBlock's own bound is not enough).
 func nextEvent(t *testing.T, ch <-chan streamBlock, lastID *string) (string, EntryJSON) {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("no change event within 30s (only positions and hints)")
+		}
 		b := nextBlock(t, ch)
 		if b.id != "" {
 			*lastID = b.id
@@ -134,7 +140,7 @@ func TestWatch_ResumeMissesNothing(t *testing.T) {
 	base := n.serve().URL + "/v1/kv?prefix=r/&watch=true"
 	const total = 300
 	done := make(chan struct{})
-	go func() {
+	write := func() {
 		defer close(done)
 		for i := range total {
 			n.put(fmt.Sprintf("r/%03d", i), "v")
@@ -142,7 +148,7 @@ func TestWatch_ResumeMissesNothing(t *testing.T) {
 				n.put(fmt.Sprintf("other/%d", i), "not watched")
 			}
 		}
-	}()
+	}
 	var got []string
 	lastID := ""
 	for round := 0; len(got) < total; round++ {
@@ -151,6 +157,11 @@ func TestWatch_ResumeMissesNothing(t *testing.T) {
 			url, header = base+"&last_event_id="+lastID, ""
 		}
 		ch, stop := watchStream(t, url, header)
+		if round == 0 {
+			// Only now: a watch without an id sends the changes made
+			// after it opened, and watchStream returns once it has.
+			go write()
+		}
 		for i := 0; i < 23 && len(got) < total; i++ {
 			typ, e := nextEvent(t, ch, &lastID)
 			if typ == string(EventResync) {
