@@ -124,7 +124,9 @@ func runFiles(ctx context.Context, args []string, out io.Writer) (err error) {
 	if err := sc.wait(ctx, readyTimeout); err != nil {
 		return err
 	}
-	leader, followers, err := replicationReady(ctx, sc, readyTimeout)
+	// currentLeader finds the followers again before each step.
+	var followers []*shoalNode
+	leader, _, err := replicationReady(ctx, sc, readyTimeout)
 	if err != nil {
 		return err
 	}

@@ -207,7 +207,7 @@ func InspectBackup(r io.Reader) (BackupInfo, error) {
 // readBackupHeader reads the magic and the header; the returned reader
 // yields the body and fails at its end if the checksum does not match.
 func readBackupHeader(r io.Reader) (BackupInfo, *backupBody, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, maxBackupHeader) // a longer header line fails ReadSlice
 	magic := make([]byte, len(backupMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || !bytes.Equal(magic, backupMagic) && !bytes.Equal(magic, backupMagicV1) {
 		return BackupInfo{}, nil, fmt.Errorf("%w: bad magic", ErrBadBackup)

@@ -54,12 +54,6 @@ func (h *historyRecorder) grantsOf(name string) int {
 	return h.byName[name]
 }
 
-func (h *historyRecorder) grantCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.grants
-}
-
 // history returns the events in commit order, and the divergences seen.
 func (h *historyRecorder) history() ([]auditEvent, []string) {
 	h.mu.Lock()

@@ -464,7 +464,7 @@ func TestHTTP_Locks(t *testing.T) {
 	s, b = call(t, "POST", u+"/acquire", `{"holder":"r3","mode":"read","ttl":"10s"}`)
 	wantError(t, "reader behind a waiting writer", s, b, 409, "lock_busy")
 	s, b = call(t, "GET", u, "")
-	if info := decodeBody[lockJSON](t, b); info.Mode != "read" || info.Active != 2 || info.Waiting != 1 || info.Holders[0].Mode != "read" {
+	if info := decodeBody[lockJSON](t, b); s != 200 || info.Mode != "read" || info.Active != 2 || info.Waiting != 1 || info.Holders[0].Mode != "read" {
 		t.Fatalf("read-held lock: %s", b)
 	}
 	call(t, "POST", u+"/release", `{"holder":"r1"}`)

@@ -36,16 +36,6 @@ func openRaw(t *testing.T, c *testcluster.Cluster) (net.Conn, *Replication) {
 	return conn, module(t, leader)
 }
 
-// handshake sends a good header and reads the leader's header and index.
-func handshake(t *testing.T, conn net.Conn) *bufio.Reader {
-	t.Helper()
-	br, err := tryHandshake(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return br
-}
-
 func tryHandshake(conn net.Conn) (*bufio.Reader, error) {
 	if _, err := conn.Write(appendHeader(nil)); err != nil {
 		return nil, err

@@ -64,8 +64,7 @@ type peer struct {
 	limit    int64
 	signal   chan struct{} // one slot: the queue grew
 
-	wants     wantQueue
-	sentBytes int64 // live action bytes sent (sender goroutine only)
+	wants wantQueue
 }
 
 // enqueue queues a for the follower; beyond its bound the follower is

@@ -51,9 +51,9 @@ type security interface {
 }
 
 // handshake runs a TLS handshake from client (meaning to reach to) to
-// server over a pipe and returns each side's error and the name the
-// server saw.
-func handshake(client, server security, to string) (clientErr, serverErr error, seen string) {
+// server over a pipe and returns the name the server saw and each side's
+// error.
+func handshake(client, server security, to string) (seen string, clientErr, serverErr error) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
@@ -77,7 +77,7 @@ func handshake(client, server security, to string) (clientErr, serverErr error, 
 	if serverErr == nil {
 		seen, serverErr = server.PeerName(srv.ConnectionState())
 	}
-	return clientErr, serverErr, seen
+	return seen, clientErr, serverErr
 }
 
 func TestSecret_ParseAndID(t *testing.T) {
@@ -112,7 +112,7 @@ func TestSecret_ParseAndID(t *testing.T) {
 func TestRing_MutualTLSNamesThePeer(t *testing.T) {
 	s := secret(t)
 	a, b := ring(t, "node-a", s), ring(t, "node b/1", s) // names need not be host names
-	cErr, sErr, seen := handshake(a, b, "node b/1")
+	seen, cErr, sErr := handshake(a, b, "node b/1")
 	if cErr != nil || sErr != nil {
 		t.Fatalf("handshake: client %v, server %v", cErr, sErr)
 	}
@@ -121,18 +121,18 @@ func TestRing_MutualTLSNamesThePeer(t *testing.T) {
 	}
 	// The client meant to reach another node: refused, as a stale address
 	// must never reach the wrong node.
-	if cErr, _, _ := handshake(a, b, "node-c"); !errors.Is(cErr, ErrUntrusted) {
+	if _, cErr, _ := handshake(a, b, "node-c"); !errors.Is(cErr, ErrUntrusted) {
 		t.Fatalf("wrong node: client got %v, want ErrUntrusted", cErr)
 	}
 }
 
 func TestRing_WrongSecretIsRefusedBothWays(t *testing.T) {
 	a, intruder := ring(t, "a", secret(t)), ring(t, "b", secret(t))
-	cErr, sErr, _ := handshake(intruder, a, "a")
+	_, cErr, sErr := handshake(intruder, a, "a")
 	if cErr == nil || !errors.Is(sErr, ErrUntrusted) && !errors.Is(cErr, ErrUntrusted) {
 		t.Fatalf("intruder dials: client %v, server %v", cErr, sErr)
 	}
-	cErr, _, _ = handshake(a, intruder, "b")
+	_, cErr, _ = handshake(a, intruder, "b")
 	if !errors.Is(cErr, ErrUntrusted) {
 		t.Fatalf("dialing an intruder: client %v, want ErrUntrusted", cErr)
 	}
@@ -147,7 +147,7 @@ func TestRing_Rotation(t *testing.T) {
 	talk := func(step string) {
 		t.Helper()
 		for _, p := range [][2]*Ring{{a, b}, {b, a}} {
-			if cErr, sErr, _ := handshake(p[0], p[1], p[1].node); cErr != nil || sErr != nil {
+			if _, cErr, sErr := handshake(p[0], p[1], p[1].node); cErr != nil || sErr != nil {
 				t.Fatalf("%s: %s to %s: client %v, server %v", step, p[0].node, p[1].node, cErr, sErr)
 			}
 		}
@@ -183,7 +183,7 @@ func TestRing_Rotation(t *testing.T) {
 	}
 	// A node left behind with the old key only is refused now.
 	stale := ring(t, "stale", old)
-	if cErr, _, _ := handshake(stale, a, "a"); cErr == nil {
+	if _, cErr, _ := handshake(stale, a, "a"); cErr == nil {
 		t.Fatal("a node with a removed key still connects")
 	}
 }
@@ -282,14 +282,14 @@ func TestPKI_OperatorCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cErr, sErr, seen := handshake(a, b, "b"); cErr != nil || sErr != nil || seen != "a" {
+	if seen, cErr, sErr := handshake(a, b, "b"); cErr != nil || sErr != nil || seen != "a" {
 		t.Fatalf("handshake: %v %v, saw %q", cErr, sErr, seen)
 	}
 	if _, err := LoadPKI(certs["a"], keys["a"], caFile, "b"); err == nil || !strings.Contains(err.Error(), `issued to "a"`) {
 		t.Fatalf("another node's certificate: %v", err)
 	}
 	// A node of the derived-secret kind does not trust the operator's CA.
-	if cErr, _, _ := handshake(ring(t, "c", secret(t)), b, "b"); cErr == nil {
+	if _, cErr, _ := handshake(ring(t, "c", secret(t)), b, "b"); cErr == nil {
 		t.Fatal("a certificate from another CA was accepted")
 	}
 }
