@@ -85,6 +85,14 @@ func (b *browsers) handler(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Credentials", "true")
 			h.Add("Vary", "Origin")
 		}
+		if origin != "" && !allowed && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && !sameOrigin(origin, r.Host) {
+			// A WebSocket is not subject to CORS: the browser opens it from
+			// any page and lets the page read it. Only a page of this
+			// node's own origin or of --cors-origins may (the hubs leave
+			// the Origin check to this, so that both lists agree).
+			httpjson.WriteError(w, r, ErrOriginNotAllowed.WithMessage("a WebSocket from %s is not allowed: add the page's origin to --cors-origins", originOf(r)))
+			return
+		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {
 				httpjson.WriteError(w, r, ErrOriginNotAllowed.WithMessage("%s is not in --cors-origins", originOf(r)))
@@ -99,4 +107,11 @@ func (b *browsers) handler(next http.Handler) http.Handler {
 		}
 		guarded.ServeHTTP(w, r)
 	})
+}
+
+// sameOrigin reports whether origin (scheme://host[:port]) names host, the
+// request's Host: a page served by this node.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,4 +95,42 @@ func TestBrowsers(t *testing.T) {
 	}
 	wantError(t, call(t, http.MethodGet, url+"/v1/logs/orders?token="+token, "", nil), http.StatusUnauthorized, "unauthorized")
 	wantError(t, call(t, http.MethodPost, url+"/v1/logs/orders?token="+token, `{"id":"q","data":1}`, nil), http.StatusUnauthorized, "unauthorized")
+}
+
+// TestBrowsers_WebSocketOrigins: a WebSocket is not subject to CORS, so
+// the API checks a handshake's Origin itself, against the same list: a
+// page of the node's own origin or of --cors-origins opens the objects
+// websocket; any other page is refused before the hub.
+func TestBrowsers_WebSocketOrigins(t *testing.T) {
+	const token, allowed, evil = "s3cret", "https://console.example", "https://evil.example"
+	c := testcluster.New(t, 1, testcluster.WithModules("objectsync"), testcluster.WithToken(token),
+		testcluster.WithConfig(func(i int, cfg *agent.Config) { cfg.CORSOrigins = []string{allowed} }))
+	url := c.Leader().URL()
+	handshake := func(origin string) response {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/objects/ws?token="+token, nil)
+		req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-WebSocket-Version": {"13"},
+			"Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-WebSocket-Protocol": {"shoal.objects.v1"}}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("handshake from %q: %v", origin, err)
+		}
+		defer resp.Body.Close() // after a 101 it is the connection: closing ends it
+		r := response{status: resp.StatusCode, header: resp.Header}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			r.body, _ = io.ReadAll(resp.Body)
+		}
+		return r
+	}
+	for _, origin := range []string{allowed, url, ""} { // url: a page of the node itself
+		if r := handshake(origin); r.status != http.StatusSwitchingProtocols {
+			t.Errorf("a handshake from %q: got %v, want 101", origin, r)
+		}
+	}
+	wantError(t, handshake(evil), http.StatusForbidden, "origin_not_allowed")
 }

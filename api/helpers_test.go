@@ -23,6 +23,7 @@ import (
 	_ "shoal/locks"     // semaphores, for the scoped tokens test
 	_ "shoal/logstream" // the log module: a real module on every node
 	"shoal/modules"
+	_ "shoal/objectsync" // the objects websocket
 )
 
 // testModuleID is the module this package registers; no other package

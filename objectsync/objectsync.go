@@ -124,6 +124,10 @@ func (o *ObjectSync) Provision(host modules.Host) error {
 	wc.SendQueue = cfg.SendQueue
 	wc.PingInterval = cfg.PingInterval
 	wc.PingTimeout = min(wc.PingTimeout, cfg.PingInterval)
+	// Every origin, here: the API refuses a handshake from a page of
+	// another origin unless it is in --cors-origins (api/cors.go), one
+	// list for every route.
+	wc.OriginPatterns = []string{"*"}
 	wc.MetricPrefix = "shoal_objectsync_ws"
 	wc.Logger = o.logger.With("component", "ws")
 	wc.Registerer = host.Registerer()
