@@ -199,3 +199,27 @@ func TestACL_RevokingEndsTheTokensStreams(t *testing.T) {
 		})
 	}
 }
+
+// The web console's login takes a scoped token as well as the bootstrap
+// one, and refuses a revoked one.
+func TestACL_ConsoleLogin(t *testing.T) {
+	const boot = "bootstrap-secret"
+	c := testcluster.New(t, 1, testcluster.WithModules("acl"), testcluster.WithToken(boot))
+	url := c.Leader().URL()
+	login := func(secret string) response {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"token": secret})
+		return call(t, http.MethodPost, url+"/ui/login", string(body), http.Header{"Content-Type": {"application/json"}})
+	}
+	secret, accessor := newToken(t, url, boot, "viewer", "cluster:read:*")
+	for _, s := range []string{boot, secret} {
+		if r := login(s); r.status != 200 || r.header.Get("Set-Cookie") == "" {
+			t.Fatalf("login: %s", r)
+		}
+	}
+	if r := call(t, http.MethodDelete, url+"/v1/acl/tokens/"+accessor, "", http.Header{"Authorization": {"Bearer " + boot}}); r.status >= 300 {
+		t.Fatalf("revoke: %s", r)
+	}
+	wantError(t, login(secret), http.StatusUnauthorized, "wrong_token")
+	wantError(t, login("not-a-token"), http.StatusUnauthorized, "wrong_token")
+}

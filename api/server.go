@@ -131,7 +131,11 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ui, err := console.New(console.Config{Token: d.Token})
+	cc := console.Config{Token: d.Token}
+	if s.scoped != nil {
+		cc.Scoped = func(secret string) bool { _, ok := s.scoped.Authenticate(secret); return ok }
+	}
+	ui, err := console.New(cc)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,10 @@ type Config struct {
 	// Token is the API's bearer token; empty: the API is open and the
 	// console needs no login.
 	Token string
+	// Scoped, if not nil, reports whether a secret is a valid scoped
+	// token (the acl module's): the console then takes it at login too,
+	// and its pages show what the token's rules allow.
+	Scoped func(secret string) bool
 }
 
 // DefaultConfig returns a console with no token.
@@ -86,7 +90,8 @@ func (c Config) Validate() error {
 // Console serves the web console. Its handlers are safe for concurrent
 // use and hold no per-request state.
 type Console struct {
-	token []byte
+	token  []byte
+	scoped func(secret string) bool
 }
 
 // New returns the console for cfg.
@@ -94,7 +99,7 @@ func New(cfg Config) (*Console, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Console{token: []byte(cfg.Token)}, nil
+	return &Console{token: []byte(cfg.Token), scoped: cfg.Scoped}, nil
 }
 
 // Routes mounts the console's public routes on the node's root router,
@@ -222,8 +227,8 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// login checks the token and, if it is the cluster's, keeps it in the
-// console's cookie. The body is {"token": "..."}.
+// login checks the token and, if it is the cluster's bootstrap token or a
+// valid scoped token, keeps it in the console's cookie. The body is {"token": "..."}.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Token string `json:"token"`
@@ -236,7 +241,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) error {
 		httpjson.WriteJSON(w, http.StatusOK, map[string]bool{"auth_required": false, "authenticated": true})
 		return nil
 	}
-	if req.Token == "" || len(req.Token) > maxTokenLen || subtle.ConstantTimeCompare([]byte(req.Token), c.token) != 1 {
+	if req.Token == "" || len(req.Token) > maxTokenLen {
+		return ErrWrongToken
+	}
+	if subtle.ConstantTimeCompare([]byte(req.Token), c.token) != 1 && (c.scoped == nil || !c.scoped(req.Token)) {
 		return ErrWrongToken
 	}
 	http.SetCookie(w, c.cookie(r, base64.RawURLEncoding.EncodeToString([]byte(req.Token)), 0))
