@@ -9,7 +9,7 @@ import (
 )
 
 // Ops implements modules.RaftHandler.
-func (l *Log) Ops() []byte { return []byte{opAppend, opConfigure, opDelete, opTrim} }
+func (l *Log) Ops() []byte { return []byte{opAppend, opConfigure, opDelete, opTrim, opCapped} }
 
 // ApplyCommand applies one committed command. It is called from the FSM
 // goroutine only. Disk writes happen outside Log.mu; the counters readers
@@ -27,16 +27,28 @@ func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
 		res []byte
 		err error
 	)
-	switch cmd.Op {
+	op, payload, maxLogs := cmd.Op, cmd.Payload, uint64(0)
+	if op == opCapped {
+		maxLogs, op, payload, err = decodeCapped(payload)
+		if err != nil {
+			return nil, fmt.Errorf("apply log command at raft index %d: %w", cmd.Index, err)
+		}
+	}
+	cmd.Payload = payload
+	switch op {
 	case opAppend:
 		var c appendCmd
 		if c, err = decodeAppend(cmd.Payload); err == nil {
-			res, err = l.applyAppend(cmd, c)
+			if err = l.checkCap(c.log, maxLogs); err == nil {
+				res, err = l.applyAppend(cmd, c)
+			}
 		}
 	case opConfigure:
 		var c configureCmd
 		if c, err = decodeConfigure(cmd.Payload); err == nil {
-			err = l.applyConfigure(cmd, c)
+			if err = l.checkCap(c.log, maxLogs); err == nil {
+				err = l.applyConfigure(cmd, c)
+			}
 		}
 	case opDelete:
 		var name string
@@ -49,7 +61,7 @@ func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
 			err = l.applyTrim(cmd, c)
 		}
 	default:
-		err = fmt.Errorf("op %d: %w", cmd.Op, ErrUnknownOp)
+		err = fmt.Errorf("op %d: %w", op, ErrUnknownOp)
 	}
 	if err != nil {
 		if errors.Is(err, modules.ErrNodeFailure) {
@@ -58,6 +70,16 @@ func (l *Log) ApplyCommand(cmd modules.Command) ([]byte, error) {
 		return nil, fmt.Errorf("apply log command at raft index %d: %w", cmd.Index, err)
 	}
 	return res, nil
+}
+
+// checkCap refuses a command that would create log name when the cluster
+// holds maxLogs logs already (0: no cap). It changes nothing.
+func (l *Log) checkCap(name string, maxLogs uint64) error {
+	if maxLogs == 0 || l.st.logs[name] != nil || uint64(len(l.st.logs)) < maxLogs {
+		return nil
+	}
+	return ErrTooManyLogs.WithMessage("the cluster holds %d logs, its limit (--log-max-logs): delete one first", len(l.st.logs)).
+		WithDetail("limit", maxLogs)
 }
 
 // applyAppend applies an opAppend.

@@ -22,7 +22,45 @@ const (
 	// opTrim drops a log's entries below an offset the leader chose by
 	// the log's byte and age limits.
 	opTrim byte = 4
+	// opCapped carries an opAppend or opConfigure with the cluster's cap
+	// on the number of logs (--log-max-logs) of the node that submitted
+	// it: a command that would create a log past the cap is refused, the
+	// same way on every node, whatever each node's own flag says.
+	opCapped byte = 5
 )
+
+// encodeCapped wraps the payload of an opAppend or opConfigure (op) with
+// the cap on logs: uvarint cap, op byte, the inner payload.
+func encodeCapped(maxLogs uint64, op byte, payload []byte) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+1+len(payload))
+	b = wire.AppendUvarint(b, maxLogs)
+	b = append(b, op)
+	return append(b, payload...)
+}
+
+// capped returns the command to submit for an opAppend or opConfigure
+// payload: wrapped with --log-max-logs, or as it is without a cap (which
+// a node of the release before opCapped still applies).
+func (l *Log) capped(op byte, payload []byte) (byte, []byte) {
+	if l.cfg.MaxLogs == 0 {
+		return op, payload
+	}
+	return opCapped, encodeCapped(uint64(l.cfg.MaxLogs), op, payload)
+}
+
+// decodeCapped unwraps an opCapped payload.
+func decodeCapped(payload []byte) (maxLogs uint64, op byte, inner []byte, err error) {
+	d := wire.NewDecoder(payload)
+	maxLogs = d.Uvarint("max logs")
+	op = d.Byte("capped op")
+	if err := d.Err(); err != nil {
+		return 0, 0, nil, fmt.Errorf("decode capped command: %w: %w", ErrMalformedCommand, err)
+	}
+	if op != opAppend && op != opConfigure {
+		return 0, 0, nil, fmt.Errorf("capped command of op %d: %w", op, ErrMalformedCommand)
+	}
+	return maxLogs, op, d.Rest(), nil
+}
 
 // maxLimitValue bounds every retention limit, so that sums and
 // differences with log indexes never overflow.

@@ -37,6 +37,9 @@ type Config struct {
 	// ReadCacheBytes bounds the node's cache of recently appended and read
 	// entries (--log-read-cache-bytes); 0 disables it.
 	ReadCacheBytes int64
+	// MaxLogs caps the number of logs in the cluster (--log-max-logs; 0:
+	// no cap). The cap travels in each command that may create a log.
+	MaxLogs int
 }
 
 // Defaults of Config, in one place.
@@ -54,6 +57,9 @@ const (
 	// decode, not a disk seek; the cache is what a node's memory pays for
 	// that decode, so it stays small by default.
 	DefaultReadCacheBytes = 8 << 20
+	// DefaultMaxLogs keeps a client that creates logs in a loop from
+	// filling a node with directories and its state with counters.
+	DefaultMaxLogs = 10_000
 )
 
 // DefaultConfig returns the configuration used when no flag is given.
@@ -66,6 +72,7 @@ func DefaultConfig() Config {
 		RetentionInterval: DefaultRetentionInterval,
 		SegmentBytes:      DefaultSegmentBytes,
 		ReadCacheBytes:    DefaultReadCacheBytes,
+		MaxLogs:           DefaultMaxLogs,
 	}
 }
 
@@ -87,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log-max-age must not be negative (0 is no limit), got %s: %w", c.MaxAge, ErrInvalidConfig)
 	case c.RetentionInterval <= 0:
 		return fmt.Errorf("log-retention-interval must be positive, got %s: %w", c.RetentionInterval, ErrInvalidConfig)
+	case c.MaxLogs < 0:
+		return fmt.Errorf("log-max-logs must not be negative (0 is no cap), got %d: %w", c.MaxLogs, ErrInvalidConfig)
 	case c.ReadCacheBytes < 0:
 		return fmt.Errorf("log-read-cache-bytes must not be negative, got %d: %w", c.ReadCacheBytes, ErrInvalidConfig)
 	}
@@ -106,6 +115,7 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.DurationVar(&c.MaxAge, "log-max-age", c.MaxAge, "age after which entries are trimmed, for logs that set no limit of their own (0: no limit)")
 	fs.DurationVar(&c.RetentionInterval, "log-retention-interval", c.RetentionInterval, "how often the leader applies retention by bytes and age")
 	fs.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "size of a log's segment files (the unit retention deletes)")
+	fs.IntVar(&c.MaxLogs, "log-max-logs", c.MaxLogs, "logs the cluster may hold: a publish or PUT that would create one more is refused (409 too_many_logs; 0: no cap)")
 	fs.Int64Var(&c.ReadCacheBytes, "log-read-cache-bytes", c.ReadCacheBytes, "memory for recently appended and read entries, shared by all logs (0: none)")
 }
 

@@ -15,6 +15,9 @@ var (
 	ErrInvalidLogName = httpjson.BadRequest("invalid_log_name", "a log name is 1 to %d bytes of letters, digits, '.', '_' and '-'", maxNameLen)
 	// ErrLogNotFound: no entry was ever published to the log.
 	ErrLogNotFound = httpjson.Errorf(http.StatusNotFound, "log_not_found", "no such log")
+	// ErrTooManyLogs: creating the log would pass the cluster's cap on
+	// logs (--log-max-logs); it carries "limit".
+	ErrTooManyLogs = httpjson.Errorf(http.StatusConflict, "too_many_logs", "the cluster holds as many logs as its limit allows")
 	// ErrLogTrimmed: the requested index is below the first retained one;
 	// the error carries "first_index".
 	ErrLogTrimmed = httpjson.Errorf(http.StatusGone, "log_trimmed", "the requested entries were trimmed by retention")

@@ -174,6 +174,11 @@ func commandSeeds() []commandSeed {
 		{opAppend, nil},
 		{0, valid},
 		{2, valid},
+		{opCapped, encodeCapped(2, opAppend, valid)},
+		{opCapped, encodeCapped(0, opConfigure, encodeConfigure(configureCmd{log: "a", lim: limits{set: limitEntries, maxEntries: 5}}))},
+		{opCapped, encodeCapped(1, opDelete, []byte("a"))},
+		{opCapped, encodeCapped(1, opCapped, encodeCapped(1, opAppend, valid))},
+		{opCapped, []byte{0x80}},
 	}
 }
 

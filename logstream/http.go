@@ -122,7 +122,8 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 		dedupWindow: l.cfg.DedupWindow,
 		entries:     entries,
 	})
-	applied, err := l.host.Raft().Apply(r.Context(), opAppend, payload)
+	op, payload := l.capped(opAppend, payload)
+	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
 	if err != nil {
 		return fmt.Errorf("publish to log %s: %w", name, err)
 	}
@@ -328,7 +329,8 @@ func (l *Log) handleConfigure(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	applied, err := l.host.Raft().Apply(r.Context(), opConfigure, encodeConfigure(configureCmd{log: name, lim: lim}))
+	op, payload := l.capped(opConfigure, encodeConfigure(configureCmd{log: name, lim: lim}))
+	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
 	if err != nil {
 		return fmt.Errorf("configure log %s: %w", name, err)
 	}
