@@ -126,7 +126,7 @@ func (s *server) limitBody(next http.Handler) http.Handler {
 				"request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, limit))
 			return
 		}
-		if r.Body != nil {
+		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		next.ServeHTTP(w, r)
@@ -143,7 +143,10 @@ func (s *server) limitBody(next http.Handler) http.Handler {
 // for Raft) must not have its connection's read deadline cancel it.
 func (s *server) timeBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.Header.Get("Upgrade") != "" ||
+		// No body (a GET, a stream): nothing to time. The deadline would
+		// otherwise stay on the connection, never lifted by a read to the
+		// end, and cut a stream after BodyTimeout.
+		if s.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.Header.Get("Upgrade") != "" ||
 			(r.Method == http.MethodPut && r.URL.Path == snapshotPath) { // a backup takes as long as it takes
 			next.ServeHTTP(w, r)
 			return
