@@ -87,7 +87,8 @@ func (l *Locks) acquireOnce(r *http.Request, k kind, name string, p acquireParam
 	// The command is submitted under the module's context, not the
 	// request's, so that a client going away mid-submit does not leave
 	// its outcome unknown to us.
-	applied, err := l.host.Raft().Apply(l.ctx, opAcquire, encodeAcquire(c))
+	op, payload := l.capped(opAcquire, encodeAcquire(c))
+	applied, err := l.host.Raft().Apply(l.ctx, op, payload)
 	if err != nil {
 		if !refused(err) {
 			l.cancelRequest(c) // it may have been committed

@@ -20,7 +20,40 @@ const (
 	opCancel  byte = 6 // a request gave up: drop its wait, or release its grant
 	opExpire  byte = 7 // the leader expires leases and waits that are due
 	opRearm   byte = 8 // a new leader re-arms every deadline
+	// opCapped carries an opCreate or opAcquire with the cluster's caps on
+	// semaphores and locks (--locks-max-semaphores, --locks-max-locks) of
+	// the node that submitted it: one that would create a semaphore or a
+	// lock past its cap is refused, alike on every node.
+	opCapped byte = 9
 )
+
+// encodeCapped wraps the payload of an opCreate or opAcquire (op):
+// uvarint max semaphores, uvarint max locks, op, the inner payload.
+func encodeCapped(c caps, op byte, payload []byte) []byte {
+	b := wire.AppendUvarint(nil, c.semaphores)
+	b = wire.AppendUvarint(b, c.locks)
+	b = append(b, op)
+	return append(b, payload...)
+}
+
+// caps are the caps of an opCapped; 0 is no cap.
+type caps struct{ semaphores, locks uint64 }
+
+// decodeCapped unwraps an opCapped payload.
+func decodeCapped(payload []byte) (caps, byte, []byte, error) {
+	d := wire.NewDecoder(payload)
+	var c caps
+	c.semaphores = d.Uvarint("max semaphores")
+	c.locks = d.Uvarint("max locks")
+	op := d.Byte("capped op")
+	if err := d.Err(); err != nil {
+		return caps{}, 0, nil, fmt.Errorf("decode capped command: %w: %w", ErrMalformedCommand, err)
+	}
+	if op != opCreate && op != opAcquire {
+		return caps{}, 0, nil, fmt.Errorf("capped command of op %d: %w", op, ErrMalformedCommand)
+	}
+	return c, op, d.Rest(), nil
+}
 
 // Payloads are compact binary in the primitives of internal/wire: integers
 // are minimal varints (times signed, the rest unsigned), strings are

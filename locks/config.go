@@ -19,6 +19,11 @@ type Config struct {
 	// MaxWait bounds the "wait" of a blocking acquire and the back-off
 	// between server-side retries (--locks-max-wait).
 	MaxWait time.Duration
+	// MaxSemaphores and MaxLocks cap how many semaphores and read/write
+	// locks the cluster holds (--locks-max-semaphores, --locks-max-locks;
+	// 0: no cap). The caps travel in each command that may create one.
+	MaxSemaphores int
+	MaxLocks      int
 
 	// audit, when set (tests only), receives every grant and end of a hold
 	// the state machine applies on this node, from the FSM goroutine.
@@ -30,6 +35,11 @@ const (
 	DefaultMinTTL  = time.Second
 	DefaultMaxTTL  = 24 * time.Hour
 	DefaultMaxWait = time.Hour
+	// DefaultMaxSemaphores and DefaultMaxLocks keep a client that creates
+	// them in a loop from growing every node's state without bound (a
+	// lock exists while it has holders or waiters).
+	DefaultMaxSemaphores = 10_000
+	DefaultMaxLocks      = 100_000
 )
 
 // Hard bounds that the state machine also enforces on commands, far above
@@ -41,7 +51,8 @@ const (
 
 // DefaultConfig returns the configuration used when no flag is given.
 func DefaultConfig() Config {
-	return Config{MinTTL: DefaultMinTTL, MaxTTL: DefaultMaxTTL, MaxWait: DefaultMaxWait}
+	return Config{MinTTL: DefaultMinTTL, MaxTTL: DefaultMaxTTL, MaxWait: DefaultMaxWait,
+		MaxSemaphores: DefaultMaxSemaphores, MaxLocks: DefaultMaxLocks}
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
@@ -56,6 +67,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("locks-max-ttl %s is below locks-min-ttl %s: %w", c.MaxTTL, c.MinTTL, ErrInvalidConfig)
 	case c.MaxTTL > maxTTLBound:
 		return fmt.Errorf("locks-max-ttl must be at most %s, got %s: %w", maxTTLBound, c.MaxTTL, ErrInvalidConfig)
+	case c.MaxSemaphores < 0 || c.MaxLocks < 0:
+		return fmt.Errorf("locks-max-semaphores and locks-max-locks must not be negative (0 is no cap), got %d and %d: %w", c.MaxSemaphores, c.MaxLocks, ErrInvalidConfig)
 	case c.MaxWait <= 0 || c.MaxWait > maxWaitBound:
 		return fmt.Errorf("locks-max-wait must be positive and at most %s, got %s: %w", maxWaitBound, c.MaxWait, ErrInvalidConfig)
 	}
@@ -67,6 +80,8 @@ func (c Config) Validate() error {
 func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.DurationVar(&c.MinTTL, "locks-min-ttl", c.MinTTL, "shortest lease TTL an acquire or renew may ask for")
 	fs.DurationVar(&c.MaxTTL, "locks-max-ttl", c.MaxTTL, "longest lease TTL an acquire or renew may ask for")
+	fs.IntVar(&c.MaxSemaphores, "locks-max-semaphores", c.MaxSemaphores, "semaphores the cluster may hold: creating one more is refused (409 too_many_semaphores; 0: no cap)")
+	fs.IntVar(&c.MaxLocks, "locks-max-locks", c.MaxLocks, "read/write locks the cluster may hold at once (a lock exists while held or waited for): acquiring a new one beyond is refused (409 too_many_locks; 0: no cap)")
 	fs.DurationVar(&c.MaxWait, "locks-max-wait", c.MaxWait, "longest wait of a blocking acquire, and of the back-off between its retries")
 }
 

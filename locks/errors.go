@@ -42,6 +42,11 @@ var (
 	// ErrLimitConflict: the semaphore exists with another limit (PUT
 	// without ?update, or an acquire's create_limit); carries "limit".
 	ErrLimitConflict = httpjson.Errorf(http.StatusConflict, "limit_conflict", "the semaphore exists with a different limit")
+	// ErrTooManySemaphores and ErrTooManyLocks: creating one would pass
+	// the cluster's cap (--locks-max-semaphores, --locks-max-locks); they
+	// carry "limit".
+	ErrTooManySemaphores = httpjson.Errorf(http.StatusConflict, "too_many_semaphores", "the cluster holds as many semaphores as its limit allows")
+	ErrTooManyLocks      = httpjson.Errorf(http.StatusConflict, "too_many_locks", "the cluster holds as many locks as its limit allows")
 	// ErrFull: every slot is taken and none freed up within the wait.
 	ErrFull = httpjson.Errorf(http.StatusConflict, "semaphore_full", "the semaphore is full")
 	// ErrLockBusy: the lock is held in a conflicting mode (or a writer

@@ -232,6 +232,11 @@ func commandSeeds() []command {
 	seeds = append(seeds,
 		command{opAcquire, acquire[:len(acquire)-1]},
 		command{opAcquire, append(append([]byte(nil), acquire...), 0)},
+		command{opCapped, encodeCapped(caps{semaphores: 1, locks: 1}, opAcquire, acquire)},
+		command{opCapped, encodeCapped(caps{semaphores: 1}, opCreate, encodeCreate(createCmd{name: "new", limit: 2}))},
+		command{opCapped, encodeCapped(caps{locks: 1}, opRelease, encodeRelease(releaseCmd{kind: kindLock, name: "cfg", holder: "r1"}))},
+		command{opCapped, encodeCapped(caps{}, opCapped, acquire)},
+		command{opCapped, []byte{0x80}},
 		command{opExpire, encodeExpire(expireCmd{items: []expireItem{
 			{kind: kindSemaphore, name: "jobs", holder: "b", id: 3, deadline: unixNano(testEpoch.Add(time.Minute + 2*time.Second))},
 			{kind: kindSemaphore, name: "jobs", waiter: true, holder: "c", id: 3, deadline: 0},

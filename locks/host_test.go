@@ -67,14 +67,25 @@ func (n *testNode) apply(op byte, payload []byte) (modules.Applied, error) {
 	if n.before != nil {
 		before := n.before
 		n.before = nil // one shot: it may apply commands itself
-		before(op, payload)
+		before(innerOp(op, payload), payload)
 	}
 	return n.applyLocked(op, payload)
 }
 
+// innerOp is the op a command carries: an opCapped's inner op, or op.
+// Tests name the ops they watch for, capped or not.
+func innerOp(op byte, payload []byte) byte {
+	if op == opCapped {
+		if _, inner, _, err := decodeCapped(payload); err == nil {
+			return inner
+		}
+	}
+	return op
+}
+
 func (n *testNode) applyLocked(op byte, payload []byte) (modules.Applied, error) {
 	n.index++
-	n.ops = append(n.ops, op)
+	n.ops = append(n.ops, innerOp(op, payload))
 	now := n.now
 	if n.realClock {
 		now = time.Now()

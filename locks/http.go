@@ -312,7 +312,8 @@ func (l *Locks) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	applied, err := l.host.Raft().Apply(r.Context(), opCreate, encodeCreate(createCmd{name: name, limit: limit, update: update}))
+	op, payload := l.capped(opCreate, encodeCreate(createCmd{name: name, limit: limit, update: update}))
+	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
 	if err != nil {
 		return fmt.Errorf("create semaphore %s: %w", name, err)
 	}

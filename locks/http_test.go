@@ -429,7 +429,7 @@ func TestHTTP_UnknownOutcomeIsCancelled(t *testing.T) {
 	apply := n.raft.ApplyFunc
 	n.raft.ApplyFunc = func(ctx context.Context, op byte, payload []byte) (modules.Applied, error) {
 		a, err := apply(ctx, op, payload)
-		if op == opAcquire && err == nil {
+		if innerOp(op, payload) == opAcquire && err == nil {
 			return modules.Applied{}, lost // committed, but the caller cannot know
 		}
 		return a, err

@@ -164,7 +164,7 @@ func (l *Locks) Tag() modules.Tag { return modules.TagLocks }
 // is the *httpjson.Error the client gets.
 // Ops implements modules.RaftHandler.
 func (l *Locks) Ops() []byte {
-	return []byte{opCreate, opDelete, opAcquire, opRelease, opRenew, opCancel, opExpire, opRearm}
+	return []byte{opCreate, opDelete, opAcquire, opRelease, opRenew, opCancel, opExpire, opRearm, opCapped}
 }
 
 func (l *Locks) ApplyCommand(cmd modules.Command) ([]byte, error) {
@@ -249,9 +249,73 @@ func decodeCommand(op byte, payload []byte) (applyFunc, error) {
 			st.rearm(now)
 			return nil, nil
 		}, err
+	case opCapped:
+		c, inner, payload, err := decodeCapped(payload)
+		if err != nil {
+			return nil, err
+		}
+		apply, err := decodeCommand(inner, payload)
+		if err != nil {
+			return nil, err
+		}
+		check, err := capCheck(c, inner, payload)
+		return func(st *state, now int64, fx *effects) ([]byte, error) {
+			if err := check(st); err != nil {
+				return nil, err
+			}
+			return apply(st, now, fx)
+		}, err
 	default:
 		return nil, fmt.Errorf("op %d: %w", op, ErrUnknownOp)
 	}
+}
+
+// capped returns the command to submit for an opCreate or opAcquire
+// payload: wrapped with the caps, or as it is without any (which a node of
+// the release before opCapped still applies).
+func (l *Locks) capped(op byte, payload []byte) (byte, []byte) {
+	c := caps{semaphores: uint64(l.cfg.MaxSemaphores), locks: uint64(l.cfg.MaxLocks)}
+	if c == (caps{}) {
+		return op, payload
+	}
+	return opCapped, encodeCapped(c, op, payload)
+}
+
+// capCheck returns the check of an opCapped's caps for its inner opCreate
+// or opAcquire (already decoded once without error): refused, with
+// nothing changed, if it would create a semaphore or a lock while the
+// state holds as many as the cap.
+func capCheck(c caps, op byte, payload []byte) (func(st *state) error, error) {
+	var (
+		k      kind
+		name   string
+		create bool // a semaphore acquire creates only with a limit
+	)
+	switch op {
+	case opCreate:
+		cmd, err := decodeCreate(payload)
+		if err != nil {
+			return nil, err
+		}
+		k, name, create = kindSemaphore, cmd.name, true
+	case opAcquire:
+		cmd, err := decodeAcquire(payload)
+		if err != nil {
+			return nil, err
+		}
+		k, name, create = cmd.kind, cmd.name, cmd.kind == kindLock || cmd.createLimit > 0
+	}
+	max, tooMany := c.semaphores, ErrTooManySemaphores
+	if k == kindLock {
+		max, tooMany = c.locks, ErrTooManyLocks
+	}
+	return func(st *state) error {
+		tbl := st.table(k)
+		if !create || max == 0 || tbl[name] != nil || uint64(len(tbl)) < max {
+			return nil
+		}
+		return tooMany.WithMessage("the cluster holds %d %ss, its limit: release or delete some first", len(tbl), k).WithDetail("limit", max)
+	}, nil
 }
 
 // stateCounts are the sizes of the state, for the gauges.
