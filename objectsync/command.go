@@ -18,6 +18,11 @@ const (
 	opReleaseNode byte = 5 // drop the claims of a node's earlier incarnations (or of a dead node)
 	opBump        byte = 6 // increment a named dependency counter
 	opStall       byte = 7 // a producer's version exists, its data is not ready
+	// opCapped carries an opWrite, opStall or opBump with the cluster's
+	// caps of the submitting node (--objectsync-max-objects,
+	// --objectsync-max-dependencies): one that would create an object or a
+	// dependency counter past its cap is refused, alike on every node.
+	opCapped byte = 8
 )
 
 // Payloads are compact binary in the primitives of internal/wire:
@@ -181,4 +186,32 @@ func decodeSeq(b []byte) (uint64, error) {
 	d := newDecoder(b)
 	v := d.Uvarint("result")
 	return v, d.end("result")
+}
+
+// caps are the caps of an opCapped; 0 is no cap.
+type caps struct{ objects, deps uint64 }
+
+// encodeCapped wraps the payload of an opWrite, opStall or opBump (op):
+// uvarint max objects, uvarint max dependencies, op, the inner payload.
+func encodeCapped(c caps, op byte, payload []byte) []byte {
+	b := wire.AppendUvarint(nil, c.objects)
+	b = wire.AppendUvarint(b, c.deps)
+	b = append(b, op)
+	return append(b, payload...)
+}
+
+// decodeCapped unwraps an opCapped payload.
+func decodeCapped(payload []byte) (caps, byte, []byte, error) {
+	d := wire.NewDecoder(payload)
+	var c caps
+	c.objects = d.Uvarint("max objects")
+	c.deps = d.Uvarint("max dependencies")
+	op := d.Byte("capped op")
+	if err := d.Err(); err != nil {
+		return caps{}, 0, nil, fmt.Errorf("decode capped command: %w: %w", ErrMalformedCommand, err)
+	}
+	if op != opWrite && op != opStall && op != opBump {
+		return caps{}, 0, nil, fmt.Errorf("capped command of op %d: %w", op, ErrMalformedCommand)
+	}
+	return c, op, d.Rest(), nil
 }

@@ -18,6 +18,12 @@ type Config struct {
 	// History is how many patches are kept per object for reconnecting
 	// clients (--objectsync-history).
 	History int
+	// MaxObjects and MaxDependencies cap the objects and the named
+	// dependency counters the cluster holds (--objectsync-max-objects,
+	// --objectsync-max-dependencies; 0: no cap). They travel in each
+	// command that may create one.
+	MaxObjects      int
+	MaxDependencies int
 	// Linger is how long an object without subscribers is kept
 	// (--objectsync-linger). Not enforced yet: see docs/objectsync.md.
 	Linger time.Duration
@@ -55,6 +61,8 @@ const (
 	DefaultMaxWatches           = 1000
 	DefaultSendQueue            = 64
 	DefaultPingInterval         = 30 * time.Second
+	DefaultMaxObjects           = 100_000
+	DefaultMaxDependencies      = 10_000
 )
 
 // Hard bounds, which the state machine also enforces on commands.
@@ -70,6 +78,7 @@ func DefaultConfig() Config {
 		ProduceTimeout: DefaultProduceTimeout, MinReproduceInterval: DefaultMinReproduceInterval,
 		MaxSubscriptions: DefaultMaxSubscriptions, MaxConnections: DefaultMaxConnections,
 		MaxWatches: DefaultMaxWatches, SendQueue: DefaultSendQueue, PingInterval: DefaultPingInterval,
+		MaxObjects: DefaultMaxObjects, MaxDependencies: DefaultMaxDependencies,
 	}
 }
 
@@ -97,6 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("objectsync-max-watches must be positive, got %d: %w", c.MaxWatches, ErrInvalidConfig)
 	case c.SendQueue < 2:
 		return fmt.Errorf("objectsync-send-queue must be at least 2, got %d: %w", c.SendQueue, ErrInvalidConfig)
+	case c.MaxObjects < 0 || c.MaxDependencies < 0:
+		return fmt.Errorf("objectsync-max-objects and objectsync-max-dependencies must not be negative (0 is no cap), got %d and %d: %w", c.MaxObjects, c.MaxDependencies, ErrInvalidConfig)
 	case c.PingInterval <= 0:
 		return fmt.Errorf("objectsync-ping-interval must be positive, got %s: %w", c.PingInterval, ErrInvalidConfig)
 	}
@@ -111,6 +122,8 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.DurationVar(&c.Linger, "objectsync-linger", c.Linger, "how long an object nobody subscribes to is kept (not enforced yet)")
 	fs.DurationVar(&c.ProduceTimeout, "objectsync-produce-timeout", c.ProduceTimeout, "how long a producer may take before another is asked (producers not implemented yet)")
 	fs.DurationVar(&c.MinReproduceInterval, "objectsync-min-reproduce-interval", c.MinReproduceInterval, "shortest interval between two productions of one object (producers not implemented yet)")
+	fs.IntVar(&c.MaxObjects, "objectsync-max-objects", c.MaxObjects, "objects the cluster may hold: a write that would create one more is refused (409 too_many_objects; 0: no cap)")
+	fs.IntVar(&c.MaxDependencies, "objectsync-max-dependencies", c.MaxDependencies, "named dependency counters the cluster may hold: a bump that would create one more is refused (409 too_many_dependencies; 0: no cap)")
 	fs.IntVar(&c.MaxSubscriptions, "objectsync-max-subscriptions", c.MaxSubscriptions, "ids and patterns one connection may subscribe to")
 	fs.IntVar(&c.MaxConnections, "objectsync-max-connections", c.MaxConnections, "websocket connections this node holds open")
 	fs.IntVar(&c.MaxWatches, "objectsync-max-watches", c.MaxWatches, "SSE watches this node holds open")

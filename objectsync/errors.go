@@ -21,13 +21,17 @@ var (
 	ErrInvalidName    = httpjson.BadRequest("invalid_name", "a dependency name is 1 to 128 bytes of letters, digits, '.', '_' and '-'")
 	ErrContentType    = httpjson.Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "PATCH takes application/json-patch+json")
 
-	ErrNotFound     = httpjson.Errorf(http.StatusNotFound, "object_not_found", "no such object")
-	ErrTooLarge     = httpjson.Errorf(http.StatusRequestEntityTooLarge, "too_large", "the object is larger than --objectsync-max-size")
-	ErrConflict     = httpjson.Errorf(http.StatusConflict, "conflict", "another master holds the object")
-	ErrNotMaster    = httpjson.Errorf(http.StatusConflict, "not_master", "claim the object with a master message first")
-	ErrStaleVersion = httpjson.Errorf(http.StatusConflict, "stale_version", "the version does not follow the current one")
-	ErrVersionMoved = httpjson.Errorf(http.StatusConflict, "version_mismatch", "the patch's from is not the current version")
-	ErrPatchFailed  = httpjson.Errorf(http.StatusConflict, "patch_failed", "the patch does not apply to the current object")
+	ErrNotFound = httpjson.Errorf(http.StatusNotFound, "object_not_found", "no such object")
+	ErrTooLarge = httpjson.Errorf(http.StatusRequestEntityTooLarge, "too_large", "the object is larger than --objectsync-max-size")
+	ErrConflict = httpjson.Errorf(http.StatusConflict, "conflict", "another master holds the object")
+	// ErrTooManyObjects and ErrTooManyDependencies: creating one would pass
+	// the cluster's cap; they carry "limit".
+	ErrTooManyObjects      = httpjson.Errorf(http.StatusConflict, "too_many_objects", "the cluster holds as many objects as its limit allows")
+	ErrTooManyDependencies = httpjson.Errorf(http.StatusConflict, "too_many_dependencies", "the cluster holds as many dependency counters as its limit allows")
+	ErrNotMaster           = httpjson.Errorf(http.StatusConflict, "not_master", "claim the object with a master message first")
+	ErrStaleVersion        = httpjson.Errorf(http.StatusConflict, "stale_version", "the version does not follow the current one")
+	ErrVersionMoved        = httpjson.Errorf(http.StatusConflict, "version_mismatch", "the patch's from is not the current version")
+	ErrPatchFailed         = httpjson.Errorf(http.StatusConflict, "patch_failed", "the patch does not apply to the current object")
 
 	ErrTooManySubscriptions = httpjson.Errorf(http.StatusTooManyRequests, "too_many_subscriptions", "this connection subscribes to as many ids and patterns as it may")
 	ErrOverloaded           = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many writes wait on this connection"}

@@ -45,6 +45,10 @@ func commandSeeds() []commandSeed {
 		{opStall, encodeWrite(writeCmd{id: "a", owner: "n/i/1", to: "3", history: 4, maxSize: 1 << 10})},
 		{opWrite, []byte{0xff}},
 		{99, nil},
+		{opCapped, encodeCapped(caps{objects: 1, deps: 1}, opWrite, fullWrite("new2", "", "1", `{}`))},
+		{opCapped, encodeCapped(caps{deps: 1}, opBump, encodeID("dep2"))},
+		{opCapped, encodeCapped(caps{objects: 1}, opDelete, encodeID("a"))},
+		{opCapped, []byte{0x80}},
 	}
 }
 

@@ -276,7 +276,7 @@ func (o *ObjectSync) Tag() modules.Tag { return modules.TagObjectSync }
 
 // Ops implements modules.RaftHandler.
 func (o *ObjectSync) Ops() []byte {
-	return []byte{opWrite, opDelete, opClaim, opRelease, opReleaseNode, opBump, opStall}
+	return []byte{opWrite, opDelete, opClaim, opRelease, opReleaseNode, opBump, opStall, opCapped}
 }
 
 // ApplyCommand applies one committed command. It is called from the FSM
@@ -295,6 +295,15 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	now := int64(0)
 	if !cmd.Time.IsZero() {
 		now = cmd.Time.UnixNano()
+	}
+	if cmd.Op == opCapped {
+		var c caps
+		if c, cmd.Op, cmd.Payload, err = decodeCapped(cmd.Payload); err == nil {
+			err = o.checkCaps(c, cmd.Op, cmd.Payload)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("apply objectsync command at raft index %d: %w", cmd.Index, err)
+		}
 	}
 	switch cmd.Op {
 	case opWrite:
@@ -371,6 +380,41 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 		o.fo.publish(ch)
 	}
 	return res, nil
+}
+
+// checkCaps refuses an opWrite or opStall that would create an object, or
+// an opBump that would create a dependency counter, past its cap. It runs
+// on the FSM goroutine, the state's only writer, and changes nothing.
+// A malformed inner payload is left to its own decoder.
+func (o *ObjectSync) checkCaps(c caps, op byte, payload []byte) error {
+	switch op {
+	case opWrite, opStall:
+		w, err := decodeWrite(payload)
+		if err != nil || c.objects == 0 || o.st.objects[w.id] != nil || uint64(len(o.st.objects)) < c.objects {
+			return nil
+		}
+		return ErrTooManyObjects.WithMessage("the cluster holds %d objects, its limit (--objectsync-max-objects): delete some first", len(o.st.objects)).
+			WithDetail("limit", c.objects)
+	case opBump:
+		name, err := decodeBump(payload)
+		if _, ok := o.st.deps[name]; err != nil || c.deps == 0 || ok || uint64(len(o.st.deps)) < c.deps {
+			return nil
+		}
+		return ErrTooManyDependencies.WithMessage("the cluster holds %d dependency counters, its limit (--objectsync-max-dependencies)", len(o.st.deps)).
+			WithDetail("limit", c.deps)
+	}
+	return nil
+}
+
+// capped returns the command to submit for an opWrite, opStall or opBump
+// payload: wrapped with the caps, or as it is without any (which a node of
+// the release before opCapped still applies).
+func (o *ObjectSync) capped(op byte, payload []byte) (byte, []byte) {
+	c := caps{objects: uint64(o.cfg.MaxObjects), deps: uint64(o.cfg.MaxDependencies)}
+	if c == (caps{}) {
+		return op, payload
+	}
+	return opCapped, encodeCapped(c, op, payload)
 }
 
 // lookup returns the current state of object id, or nil.

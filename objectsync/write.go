@@ -163,7 +163,8 @@ func (o *ObjectSync) patch(ctx context.Context, id, owner string, from, to docum
 }
 
 func (o *ObjectSync) submit(ctx context.Context, r modules.Raft, cmd writeCmd) (uint64, error) {
-	applied, err := r.Apply(ctx, opWrite, encodeWrite(cmd))
+	op, payload := o.capped(opWrite, encodeWrite(cmd))
+	applied, err := r.Apply(ctx, op, payload)
 	if err != nil {
 		if !errors.Is(err, ErrVersionMoved) {
 			o.m.writes.WithLabelValues("error").Inc()
@@ -215,7 +216,8 @@ func (o *ObjectSync) stall(ctx context.Context, id, owner string, ver document.V
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	_, err = r.Apply(ctx, opStall, encodeWrite(writeCmd{id: id, owner: owner, to: ver.String(), history: o.cfg.History, maxSize: o.cfg.MaxSize}))
+	op, payload := o.capped(opStall, encodeWrite(writeCmd{id: id, owner: owner, to: ver.String(), history: o.cfg.History, maxSize: o.cfg.MaxSize}))
+	_, err = r.Apply(ctx, op, payload)
 	return err
 }
 
@@ -255,7 +257,8 @@ func (o *ObjectSync) bump(ctx context.Context, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	applied, err := r.Apply(ctx, opBump, encodeID(name))
+	op, payload := o.capped(opBump, encodeID(name))
+	applied, err := r.Apply(ctx, op, payload)
 	if err != nil {
 		return 0, err
 	}
