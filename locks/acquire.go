@@ -89,6 +89,7 @@ func (l *Locks) acquireOnce(r *http.Request, k kind, name string, p acquireParam
 	// its outcome unknown to us.
 	op, payload := l.capped(opAcquire, encodeAcquire(c))
 	applied, err := l.host.Raft().Apply(l.ctx, op, payload)
+	l.countCap(err)
 	if err != nil {
 		if !refused(err) {
 			l.cancelRequest(c) // it may have been committed

@@ -2,6 +2,8 @@ package locks
 
 import (
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // The caps on semaphores and locks: creating one past a cap is 409, with
@@ -46,6 +48,11 @@ func TestHTTP_Caps(t *testing.T) {
 	}
 	if s, b := call(t, "PUT", sem("c"), `{"limit":1}`); s != 201 {
 		t.Fatalf("a semaphore once another was deleted: %d %s", s, b)
+	}
+	for kind, want := range map[string]float64{"semaphore": 2, "lock": 1} {
+		if got := testutil.ToFloat64(n.locks.m.capRefusals.WithLabelValues(kind)); got != want {
+			t.Fatalf("shoal_locks_cap_refusals_total{kind=%q} = %v, want %v", kind, got, want)
+		}
 	}
 	if got := n.opsApplied(opCreate); got != 4 {
 		t.Fatalf("%d creates applied, want 4 (a refused one is applied and changes nothing)", got)

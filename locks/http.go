@@ -314,6 +314,7 @@ func (l *Locks) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	}
 	op, payload := l.capped(opCreate, encodeCreate(createCmd{name: name, limit: limit, update: update}))
 	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
+	l.countCap(err)
 	if err != nil {
 		return fmt.Errorf("create semaphore %s: %w", name, err)
 	}

@@ -2,6 +2,7 @@ package locks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -279,6 +280,16 @@ func (l *Locks) capped(op byte, payload []byte) (byte, []byte) {
 		return op, payload
 	}
 	return opCapped, encodeCapped(c, op, payload)
+}
+
+// countCap counts a submission the caps refused.
+func (l *Locks) countCap(err error) {
+	switch {
+	case errors.Is(err, ErrTooManySemaphores):
+		l.m.capRefusals.WithLabelValues(kindSemaphore.String()).Inc()
+	case errors.Is(err, ErrTooManyLocks):
+		l.m.capRefusals.WithLabelValues(kindLock.String()).Inc()
+	}
 }
 
 // capCheck returns the check of an opCapped's caps for its inner opCreate

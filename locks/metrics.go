@@ -24,6 +24,7 @@ type metrics struct {
 	expiredWaiters prometheus.Counter
 	timeouts       prometheus.Counter
 	waitSeconds    prometheus.Histogram
+	capRefusals    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,7 +63,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.semaphores, m.locks, m.holders, m.waiters, acquires, m.releases, expiries, m.timeouts, m.waitSeconds} {
+	m.capRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_locks_cap_refusals_total",
+		Help: "Creates and acquires through this node refused by the cluster's cap, by kind (semaphore: --locks-max-semaphores, lock: --locks-max-locks).",
+	}, []string{"kind"})
+	for _, k := range []kind{kindSemaphore, kindLock} {
+		m.capRefusals.WithLabelValues(k.String())
+	}
+	for _, c := range []prometheus.Collector{m.semaphores, m.locks, m.holders, m.waiters, acquires, m.releases, expiries, m.timeouts, m.waitSeconds, m.capRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register locks metrics: %w", err)
 		}

@@ -2,6 +2,7 @@ package logstream
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -46,6 +47,13 @@ func (l *Log) capped(op byte, payload []byte) (byte, []byte) {
 		return op, payload
 	}
 	return opCapped, encodeCapped(uint64(l.cfg.MaxLogs), op, payload)
+}
+
+// countCap counts a submission the cap on logs refused.
+func (l *Log) countCap(err error) {
+	if errors.Is(err, ErrTooManyLogs) {
+		l.m.capRefusals.Inc()
+	}
 }
 
 // decodeCapped unwraps an opCapped payload.

@@ -124,6 +124,7 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	})
 	op, payload := l.capped(opAppend, payload)
 	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
+	l.countCap(err)
 	if err != nil {
 		return fmt.Errorf("publish to log %s: %w", name, err)
 	}
@@ -331,6 +332,7 @@ func (l *Log) handleConfigure(w http.ResponseWriter, r *http.Request) error {
 	}
 	op, payload := l.capped(opConfigure, encodeConfigure(configureCmd{log: name, lim: lim}))
 	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
+	l.countCap(err)
 	if err != nil {
 		return fmt.Errorf("configure log %s: %w", name, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +40,17 @@ func TestCluster_MaxLogs(t *testing.T) {
 	tooMany("a third log through a follower", err)
 	_, err = leader.ConfigureLog(ctx, "d", client.LogRetention{MaxEntries: new(int64(5))})
 	tooMany("a third log by PUT", err)
+	for _, n := range []*testcluster.Node{h.Leader(), h.Followers()[0]} {
+		resp, err := h.hc.Get(n.URL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "\nshoal_log_cap_refusals_total 1\n") {
+			t.Fatalf("%s does not count its refusal: %s", n.Name, grepLines(string(b), "shoal_log_cap"))
+		}
+	}
 	if _, err := leader.Publish(ctx, "a", "", []byte(`2`)); err != nil {
 		t.Fatalf("an existing log: %v", err)
 	}
@@ -59,4 +72,15 @@ func TestCluster_MaxLogs(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

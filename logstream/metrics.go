@@ -21,6 +21,7 @@ type metrics struct {
 	installs         prometheus.Counter
 	segmentsServed   prometheus.Counter
 	trims            prometheus.Counter
+	capRefusals      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, sm *segment.Metrics, cache *segment.Cache) (*metrics, error) {
@@ -61,7 +62,11 @@ func newMetrics(reg prometheus.Registerer, sm *segment.Metrics, cache *segment.C
 		Name: "shoal_log_retention_trims_total",
 		Help: "Trims this node submitted as leader for retention by bytes or age.",
 	})
-	collectors := []prometheus.Collector{publish, m.publishBytes, m.entries, m.logs, m.streams, m.installs, m.segmentsServed, m.trims,
+	m.capRefusals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_log_cap_refusals_total",
+		Help: "Publishes and PUTs through this node refused because the cluster holds --log-max-logs logs.",
+	})
+	collectors := []prometheus.Collector{publish, m.publishBytes, m.entries, m.logs, m.streams, m.installs, m.segmentsServed, m.trims, m.capRefusals,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_log_disk_bytes",
 			Help: "Size of this node's log segment files.",

@@ -3,6 +3,10 @@ package objectsync
 import (
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"shoal/internal/testcluster"
 )
 
 // The caps on objects and dependency counters: a write that would create
@@ -26,6 +30,15 @@ func TestCluster_Caps(t *testing.T) {
 	r = must(t, n0, "POST", "/v1/objects/deps/d2/bump", "", nil, 409)
 	if !contains(r.body, `"too_many_dependencies"`) {
 		t.Fatalf("a second counter: %s", r.body)
+	}
+	for _, tc := range []struct {
+		n    *testcluster.Node
+		kind string
+	}{{n1, "object"}, {n0, "dependency"}} {
+		m, _ := tc.n.Agent().Module("objectsync")
+		if got := testutil.ToFloat64(m.(*ObjectSync).m.capRefusals.WithLabelValues(tc.kind)); got != 1 {
+			t.Fatalf("%s: shoal_objectsync_cap_refusals_total{kind=%q} = %v, want 1", tc.n.Name, tc.kind, got)
+		}
 	}
 	must(t, n0, "DELETE", "/v1/objects/b", "", nil, 204)
 	putObject(t, n1, "c", 1, `{}`)

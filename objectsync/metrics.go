@@ -17,6 +17,7 @@ type metrics struct {
 	resumes       *prometheus.CounterVec
 	writes        *prometheus.CounterVec
 	errorsDropped prometheus.Counter
+	capRefusals   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -55,7 +56,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.objects, m.subscriptions, m.frames, m.collapses, m.resumes, m.writes, m.errorsDropped} {
+	m.capRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_objectsync_cap_refusals_total",
+		Help: "Writes and bumps through this node refused by the cluster's cap, by kind (object: --objectsync-max-objects, dependency: --objectsync-max-dependencies).",
+	}, []string{"kind"})
+	for _, k := range []string{"object", "dependency"} {
+		m.capRefusals.WithLabelValues(k)
+	}
+	for _, c := range []prometheus.Collector{m.objects, m.subscriptions, m.frames, m.collapses, m.resumes, m.writes, m.errorsDropped, m.capRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register objectsync metrics: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -404,6 +405,16 @@ func (o *ObjectSync) checkCaps(c caps, op byte, payload []byte) error {
 			WithDetail("limit", c.deps)
 	}
 	return nil
+}
+
+// countCap counts a submission the caps refused.
+func (o *ObjectSync) countCap(err error) {
+	switch {
+	case errors.Is(err, ErrTooManyObjects):
+		o.m.capRefusals.WithLabelValues("object").Inc()
+	case errors.Is(err, ErrTooManyDependencies):
+		o.m.capRefusals.WithLabelValues("dependency").Inc()
+	}
 }
 
 // capped returns the command to submit for an opWrite, opStall or opBump

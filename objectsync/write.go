@@ -165,6 +165,7 @@ func (o *ObjectSync) patch(ctx context.Context, id, owner string, from, to docum
 func (o *ObjectSync) submit(ctx context.Context, r modules.Raft, cmd writeCmd) (uint64, error) {
 	op, payload := o.capped(opWrite, encodeWrite(cmd))
 	applied, err := r.Apply(ctx, op, payload)
+	o.countCap(err)
 	if err != nil {
 		if !errors.Is(err, ErrVersionMoved) {
 			o.m.writes.WithLabelValues("error").Inc()
@@ -218,6 +219,7 @@ func (o *ObjectSync) stall(ctx context.Context, id, owner string, ver document.V
 	defer cancel()
 	op, payload := o.capped(opStall, encodeWrite(writeCmd{id: id, owner: owner, to: ver.String(), history: o.cfg.History, maxSize: o.cfg.MaxSize}))
 	_, err = r.Apply(ctx, op, payload)
+	o.countCap(err)
 	return err
 }
 
@@ -259,6 +261,7 @@ func (o *ObjectSync) bump(ctx context.Context, name string) (uint64, error) {
 	}
 	op, payload := o.capped(opBump, encodeID(name))
 	applied, err := r.Apply(ctx, op, payload)
+	o.countCap(err)
 	if err != nil {
 		return 0, err
 	}
