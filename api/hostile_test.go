@@ -366,16 +366,16 @@ func percentile(lat []time.Duration, q float64) time.Duration {
 func streamsOpen(t *testing.T, url string) float64 {
 	t.Helper()
 	r := get(t, url+"/metrics")
-	for _, line := range metricLines(string(r.body), "shoal_http_streams_open ") {
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		return v
+	lines := metricLines(string(r.body), "shoal_http_streams_open ")
+	if len(lines) == 0 {
+		t.Fatalf("no shoal_http_streams_open in /metrics")
 	}
-	t.Fatalf("no shoal_http_streams_open in /metrics")
-	return 0
+	f := strings.Fields(lines[0])
+	v, err := strconv.ParseFloat(f[len(f)-1], 64)
+	if err != nil {
+		t.Fatalf("metric line %q: %v", lines[0], err)
+	}
+	return v
 }
 
 // blockedStreamWriters counts the log-stream handlers of this process
