@@ -75,6 +75,7 @@ const (
 // afterwards the node is ready, no attack connection is left open and the
 // open-streams gauge and goroutine count come back down.
 func TestHostile(t *testing.T) {
+	testcluster.FullRunOnly(t, "a minute of attacks under -race on a loaded two-core CI machine, whose scheduling delays pass its (generous) bounds; the short run keeps TestHostile_StreamOutlivesBodyTimeout")
 	c := testcluster.New(t, 1, testcluster.WithModules("log", "objectsync"),
 		testcluster.WithConfig(func(i int, cfg *agent.Config) {
 			cfg.BodyTimeout = hostileBodyTimeout
