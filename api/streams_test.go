@@ -2,7 +2,10 @@ package api_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,3 +86,60 @@ func TestStreams_Limits(t *testing.T) {
 type errStatus int
 
 func (e errStatus) Error() string { return http.StatusText(int(e)) }
+
+// Websockets count against the same limits as event streams: a client
+// with two streams open gets no third, websocket or not, and another
+// client still does; closing one frees its slot.
+func TestStreams_WebsocketsShareTheLimits(t *testing.T) {
+	c := testcluster.New(t, 1, testcluster.WithModules("objectsync"), testcluster.WithConfig(func(i int, cfg *agent.Config) {
+		cfg.MaxStreams, cfg.MaxStreamsPerClient = 10, 2
+	}))
+	url := c.Leader().URL()
+	dial := func(client string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, url+"/v1/objects/ws", nil)
+		req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-WebSocket-Version": {"13"},
+			"Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-WebSocket-Protocol": {"shoal.objects.v1"},
+			"Authorization": {"Bearer " + client}} // no token configured: the header only names the client
+		return http.DefaultClient.Do(req)
+	}
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	for i := range 2 {
+		r, err := dial("a")
+		if err != nil || r.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("websocket %d of client a: %v %v", i, r, err)
+		}
+		open = append(open, r)
+	}
+	r, err := dial("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "too_many_streams") {
+		t.Fatalf("a third websocket of client a: %d %s", r.StatusCode, b)
+	}
+	if r, err := dial("b"); err != nil || r.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("client b: %v %v", r, err)
+	} else {
+		open = append(open, r)
+	}
+	open[0].Body.Close() // client a closes one
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		r, err := dial("a")
+		if err != nil {
+			return err
+		}
+		if r.StatusCode != http.StatusSwitchingProtocols {
+			r.Body.Close()
+			return fmt.Errorf("after a close: %d", r.StatusCode)
+		}
+		open = append(open, r)
+		return nil
+	})
+}

@@ -89,3 +89,19 @@ func limiterFrom(ctx context.Context) (limitSlot, bool) {
 	s, ok := ctx.Value(limitKey{}).(limitSlot)
 	return s, ok && s.l != nil
 }
+
+// Reserve counts a long-lived connection that is not a Stream (a
+// websocket) against the Limiter ctx carries, if any, as a stream: the
+// node's and the client's limits are one budget for both. It returns the
+// function that gives the slot back (idempotent), or ErrTooManyStreams.
+func Reserve(ctx context.Context) (release func(), err error) {
+	slot, ok := limiterFrom(ctx)
+	if !ok {
+		return func() {}, nil
+	}
+	if err := slot.l.acquire(slot.client); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { slot.l.release(slot.client) }) }, nil
+}

@@ -43,6 +43,9 @@ type Conn struct {
 	logger    *slog.Logger
 	onMessage Handler
 	onClose   func(*Conn)
+	// releaseSlot gives back the stream slot the connection holds (see
+	// sse.Reserve); the hub calls it when it forgets the connection.
+	releaseSlot func()
 
 	ctx    context.Context // cancelled, with the *CloseError as cause, when closing starts
 	cancel context.CancelCauseFunc

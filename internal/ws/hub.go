@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"shoal/internal/httpjson"
+	"shoal/internal/sse"
 )
 
 // Refusals Accept answers with (besides httpjson.ErrShuttingDown after
@@ -142,6 +143,13 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 	if reason, err := h.reserve(); err != nil {
 		return nil, h.refuse(w, r, reason, err)
 	}
+	// The API's limits of streams per node and per client (its token)
+	// count websockets too, when the request carries them.
+	slot, err := sse.Reserve(r.Context())
+	if err != nil {
+		h.release()
+		return nil, h.refuse(w, r, refusedStreamLimit, err)
+	}
 
 	uw := &upgradeWriter{ResponseWriter: w}
 	wsc, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
@@ -149,6 +157,7 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 		OriginPatterns: h.cfg.OriginPatterns,
 	})
 	if err != nil {
+		slot()
 		h.release()
 		if uw.conn == nil && uw.refusal != 0 {
 			return nil, h.refuse(w, r, refusedHandshake, handshakeError(uw.refusal, uw.msg.String()))
@@ -160,6 +169,7 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 		// another spelling the client also offered; we speak ours only.
 		h.abandon(wsc, uw.conn, websocket.StatusProtocolError, "subprotocol mismatch")
 		h.m.closes.WithLabelValues(closedProtocolError).Inc()
+		slot()
 		h.release()
 		return nil, fmt.Errorf("accept websocket: negotiated subprotocol %q, want %q", wsc.Subprotocol(), h.cfg.Subprotocol)
 	}
@@ -171,10 +181,12 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 		h.mu.Unlock()
 		h.abandon(wsc, uw.conn, websocket.StatusGoingAway, goingAwayReason)
 		h.m.closes.WithLabelValues(closedGoingAway).Inc()
+		slot()
 		h.wg.Done()
 		return nil, fmt.Errorf("accept websocket: %w", httpjson.ErrShuttingDown)
 	}
 	c := newConn(h, wsc, uw.conn, r, opts)
+	c.releaseSlot = slot
 	h.conns[c] = struct{}{}
 	h.mu.Unlock()
 	h.m.open.Inc()
@@ -267,6 +279,9 @@ func (h *Hub) remove(c *Conn, label string) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
+	if c.releaseSlot != nil {
+		c.releaseSlot()
+	}
 	h.m.open.Dec()
 	h.m.closes.WithLabelValues(label).Inc()
 }

@@ -32,6 +32,7 @@ const (
 	refusedShuttingDown  = "shutting_down"
 	refusedHandshake     = "bad_handshake" // coder/websocket refused it (version, key, origin, method)
 	refusedNotHijackable = "not_hijackable"
+	refusedStreamLimit   = "stream_limit" // the node's or the client's limit of streams and websockets
 )
 
 // Why a queued or offered frame was not sent: the values of the dropped
@@ -91,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 		closedTooBig, closedBinary, closedUnexpected, closedPingTimeout, closedWriteTimeout, closedWriteFailed, closedProtocolError} {
 		m.closes.WithLabelValues(r)
 	}
-	for _, r := range []string{refusedNotWebsocket, refusedSubprotocol, refusedFull, refusedShuttingDown, refusedHandshake, refusedNotHijackable} {
+	for _, r := range []string{refusedNotWebsocket, refusedSubprotocol, refusedFull, refusedShuttingDown, refusedHandshake, refusedNotHijackable, refusedStreamLimit} {
 		m.refused.WithLabelValues(r)
 	}
 	m.collectors = []prometheus.Collector{m.open, m.sent, m.received, m.dropped, m.closes, m.refused}
