@@ -7,6 +7,7 @@ import (
 
 	"shoal/acl"
 	"shoal/internal/httpjson"
+	"shoal/internal/revoke"
 )
 
 // Scoped tokens (the acl module; docs/security.md, "Tokens"). --token is
@@ -70,21 +71,26 @@ func echoPath(r *http.Request) string {
 	return p
 }
 
-// revocations ends the requests, streams above all, of a token when it is
-// revoked or expires: each request a scoped token authorised runs under
-// a context that the token's revocation cancels.
+// revocations ends the requests, streams and websockets of a token when
+// it is revoked or expires. Each request a scoped token authorised runs
+// under a context that the revocation cancels, and carries the token's
+// revocation channel (internal/revoke) for what outlives the handler (a
+// websocket, once upgraded, leaves the request's context behind).
 type revocations struct {
-	mu   sync.Mutex
-	next uint64
-	open map[string]map[uint64]context.CancelFunc // by accessor id
+	mu       sync.Mutex
+	next     uint64
+	open     map[string]map[uint64]context.CancelFunc // by accessor id
+	channels map[string]chan struct{}                 // by accessor id: closed at its revocation
 }
 
 func newRevocations() *revocations {
-	return &revocations{open: map[string]map[uint64]context.CancelFunc{}}
+	return &revocations{open: map[string]map[uint64]context.CancelFunc{}, channels: map[string]chan struct{}{}}
 }
 
-// track returns r's context, cancelled if accessor is revoked, and the
-// function to call once the request is done.
+// track returns r's context, cancelled if accessor is revoked and
+// carrying its revocation channel, and the function to call once the
+// request is done. There is one channel per token that made a request
+// (at most the cluster's tokens), not one per request.
 func (v *revocations) track(accessor string, r *http.Request) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(r.Context())
 	v.mu.Lock()
@@ -94,8 +100,13 @@ func (v *revocations) track(accessor string, r *http.Request) (context.Context, 
 		v.open[accessor] = map[uint64]context.CancelFunc{}
 	}
 	v.open[accessor][id] = cancel
+	ch := v.channels[accessor]
+	if ch == nil {
+		ch = make(chan struct{})
+		v.channels[accessor] = ch
+	}
 	v.mu.Unlock()
-	return ctx, func() {
+	return revoke.With(ctx, ch), func() {
 		v.mu.Lock()
 		delete(v.open[accessor], id)
 		if len(v.open[accessor]) == 0 {
@@ -106,14 +117,20 @@ func (v *revocations) track(accessor string, r *http.Request) (context.Context, 
 	}
 }
 
-// revoked cancels every request of accessor. It runs on the state
-// machine's goroutine (acl's OnRevoke): cancelling only closes channels.
+// revoked cancels every request of accessor and fires its channel. It
+// runs on the state machine's goroutine (acl's OnRevoke): cancelling and
+// closing only close channels.
 func (v *revocations) revoked(accessor string) {
 	v.mu.Lock()
 	cancels := v.open[accessor]
 	delete(v.open, accessor)
+	ch := v.channels[accessor]
+	delete(v.channels, accessor)
 	v.mu.Unlock()
 	for _, cancel := range cancels {
 		cancel()
+	}
+	if ch != nil {
+		close(ch)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"shoal/internal/testcluster"
 )
 
@@ -222,4 +224,35 @@ func TestACL_ConsoleLogin(t *testing.T) {
 	}
 	wantError(t, login(secret), http.StatusUnauthorized, "wrong_token")
 	wantError(t, login("not-a-token"), http.StatusUnauthorized, "wrong_token")
+}
+
+// A websocket opened with a scoped token is closed (1008) when the token
+// is revoked: the upgraded connection outlives the request, so it watches
+// the token's revocation itself.
+func TestACL_RevokingClosesTheTokensWebsockets(t *testing.T) {
+	const boot = "bootstrap-secret"
+	c := testcluster.New(t, 1, testcluster.WithModules("objectsync", "acl"), testcluster.WithToken(boot))
+	url := c.Leader().URL()
+	secret, accessor := newToken(t, url, boot, "ws", "objects:write:*")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(url, "http://", "ws://", 1)+"/v1/objects/ws?token="+secret,
+		&websocket.DialOptions{Subprotocols: []string{"shoal.objects.v1"}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.CloseNow()
+	if r := call(t, http.MethodDelete, url+"/v1/acl/tokens/"+accessor, "", http.Header{"Authorization": {"Bearer " + boot}}); r.status >= 300 {
+		t.Fatalf("revoke: %s", r)
+	}
+	for {
+		_, _, err := conn.Read(ctx)
+		if err == nil {
+			continue // frames sent before the close
+		}
+		if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("the websocket ended with %v, want a 1008 close", err)
+		}
+		return
+	}
 }

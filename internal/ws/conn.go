@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+
+	"shoal/internal/revoke"
 )
 
 // Errors of Send and Replace.
@@ -46,6 +48,9 @@ type Conn struct {
 	// releaseSlot gives back the stream slot the connection holds (see
 	// sse.Reserve); the hub calls it when it forgets the connection.
 	releaseSlot func()
+	// revoked fires when the credential the connection was opened with
+	// is revoked (revoke.From; nil: never).
+	revoked <-chan struct{}
 
 	ctx    context.Context // cancelled, with the *CloseError as cause, when closing starts
 	cancel context.CancelCauseFunc
@@ -70,9 +75,10 @@ func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts Ac
 		logger:    h.logger.With("conn", id),
 		onMessage: opts.OnMessage, onClose: opts.OnClose,
 		ctx: ctx, cancel: cancel,
-		done:  make(chan struct{}),
-		wake:  make(chan struct{}, 1),
-		queue: make([][]byte, h.cfg.SendQueue),
+		revoked: revoke.From(r.Context()),
+		done:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		queue:   make([][]byte, h.cfg.SendQueue),
 	}
 }
 
@@ -402,6 +408,9 @@ func (c *Conn) keepalive() {
 	for {
 		select {
 		case <-c.ctx.Done():
+			return
+		case <-c.revoked:
+			c.shutdown(&CloseError{Status: websocket.StatusPolicyViolation, Reason: "credential revoked"}, closedRevoked, false)
 			return
 		case <-t.C:
 		}

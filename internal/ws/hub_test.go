@@ -78,9 +78,9 @@ func TestNewHub_Metrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	// 1 gauge, 2 counters, 3 dropped, 12 close and 7 refusal reasons,
+	// 1 gauge, 2 counters, 3 dropped, 13 close and 7 refusal reasons,
 	// all present from the start.
-	if want := 1 + 2 + 3 + 12 + 7; n != want {
+	if want := 1 + 2 + 3 + 13 + 7; n != want {
 		t.Fatalf("got %d series, want %d", n, want)
 	}
 	if _, err := NewHub(cfg); err == nil {

@@ -21,6 +21,7 @@ const (
 	closedWriteTimeout  = "write_timeout"      // a frame not written within WriteTimeout
 	closedWriteFailed   = "write_failed"       // a frame write failed otherwise
 	closedProtocolError = "protocol_error"     // the upgrade negotiated something else
+	closedRevoked       = "revoked"            // the credential it was opened with was revoked
 )
 
 // Why an upgrade was refused: the values of the refused metric's reason
@@ -89,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{closedByCaller, closedGoingAway, closedByPeer, closedPeerGone, closedHandlerError,
-		closedTooBig, closedBinary, closedUnexpected, closedPingTimeout, closedWriteTimeout, closedWriteFailed, closedProtocolError} {
+		closedTooBig, closedBinary, closedUnexpected, closedPingTimeout, closedWriteTimeout, closedWriteFailed, closedProtocolError, closedRevoked} {
 		m.closes.WithLabelValues(r)
 	}
 	for _, r := range []string{refusedNotWebsocket, refusedSubprotocol, refusedFull, refusedShuttingDown, refusedHandshake, refusedNotHijackable, refusedStreamLimit} {
