@@ -209,12 +209,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 		return st, nil
 	}
 	d := newDecoder(b)
-	if m := d.Raw("magic", len(snapshotMagic)); d.Err() == nil && string(m) != snapshotMagic {
-		d.Failf("magic", "bad magic %q", m)
-	}
-	if v := d.Byte("version"); d.Err() == nil && v != snapshotVersion {
-		d.Failf("version", "unsupported version %d", v)
-	}
+	d.Header(snapshotMagic, snapshotVersion)
 	n := d.Uvarint("count")
 	if d.Err() == nil && n > maxTokens {
 		d.Failf("count", "%d tokens", n)

@@ -8,6 +8,7 @@ import (
 	"shoal/acl"
 	"shoal/internal/httpjson"
 	"shoal/internal/revoke"
+	"shoal/modules"
 )
 
 // Scoped tokens (the acl module; docs/security.md, "Tokens"). --token is
@@ -54,21 +55,13 @@ func authorize(t Tokens, secret string, r *http.Request) (acl.Token, error) {
 	}
 	res, ok := acl.ResourceOfRequest(r)
 	if !ok {
-		return acl.Token{}, ErrForbidden.WithMessage("no scoped token allows %s %s: it needs the bootstrap token", r.Method, echoPath(r))
+		return acl.Token{}, ErrForbidden.WithMessage("no scoped token allows %s %s: it needs the bootstrap token", r.Method, modules.Echo(r.URL.Path))
 	}
 	if !tok.Allows(res) {
-		return acl.Token{}, ErrForbidden.WithMessage("token %q does not allow %s", tok.Name, res).WithDetail("required", res.String())
+		required := modules.Echo(res.String()) // the name is the client's: echoed truncated
+		return acl.Token{}, ErrForbidden.WithMessage("token %q does not allow %s", tok.Name, required).WithDetail("required", required)
 	}
 	return tok, nil
-}
-
-// echoPath is the request's path as an error may quote it.
-func echoPath(r *http.Request) string {
-	p := r.URL.Path
-	if len(p) > 128 {
-		p = p[:128] + "…"
-	}
-	return p
 }
 
 // revocations ends the requests, streams and websockets of a token when

@@ -188,10 +188,20 @@ type applyFunc func(st *state, now int64, fx *effects) ([]byte, error)
 
 // decodeCommand decodes a command into the function that applies it.
 func decodeCommand(op byte, payload []byte) (applyFunc, error) {
+	return decodeUnder(op, payload, caps{})
+}
+
+// decodeUnder is decodeCommand for a command under lim, the caps of an
+// opCapped (none for a bare command). The caps are checked with the
+// command decoded once, before it changes anything.
+func decodeUnder(op byte, payload []byte, lim caps) (applyFunc, error) {
 	switch op {
 	case opCreate:
 		c, err := decodeCreate(payload)
 		return func(st *state, now int64, fx *effects) ([]byte, error) {
+			if err := lim.admit(st, kindSemaphore, c.name, true); err != nil {
+				return nil, err
+			}
 			r, err := st.create(c, now, fx)
 			if err != nil {
 				return nil, err
@@ -210,6 +220,10 @@ func decodeCommand(op byte, payload []byte) (applyFunc, error) {
 	case opAcquire:
 		c, err := decodeAcquire(payload)
 		return func(st *state, now int64, fx *effects) ([]byte, error) {
+			// A semaphore acquire creates only with a create_limit.
+			if err := lim.admit(st, c.kind, c.name, c.kind == kindLock || c.createLimit > 0); err != nil {
+				return nil, err
+			}
 			r, err := st.acquire(c, now, fx)
 			if err != nil {
 				return nil, err
@@ -255,17 +269,7 @@ func decodeCommand(op byte, payload []byte) (applyFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		apply, err := decodeCommand(inner, payload)
-		if err != nil {
-			return nil, err
-		}
-		check, err := capCheck(c, inner, payload)
-		return func(st *state, now int64, fx *effects) ([]byte, error) {
-			if err := check(st); err != nil {
-				return nil, err
-			}
-			return apply(st, now, fx)
-		}, err
+		return decodeUnder(inner, payload, c) // inner is opCreate or opAcquire
 	default:
 		return nil, fmt.Errorf("op %d: %w", op, ErrUnknownOp)
 	}
@@ -292,41 +296,19 @@ func (l *Locks) countCap(err error) {
 	}
 }
 
-// capCheck returns the check of an opCapped's caps for its inner opCreate
-// or opAcquire (already decoded once without error): refused, with
-// nothing changed, if it would create a semaphore or a lock while the
-// state holds as many as the cap.
-func capCheck(c caps, op byte, payload []byte) (func(st *state) error, error) {
-	var (
-		k      kind
-		name   string
-		create bool // a semaphore acquire creates only with a limit
-	)
-	switch op {
-	case opCreate:
-		cmd, err := decodeCreate(payload)
-		if err != nil {
-			return nil, err
-		}
-		k, name, create = kindSemaphore, cmd.name, true
-	case opAcquire:
-		cmd, err := decodeAcquire(payload)
-		if err != nil {
-			return nil, err
-		}
-		k, name, create = cmd.kind, cmd.name, cmd.kind == kindLock || cmd.createLimit > 0
-	}
+// admit refuses, with nothing changed, a command that would create
+// (create) the semaphore or lock name of kind k while the state holds as
+// many as its cap (0: no cap).
+func (c caps) admit(st *state, k kind, name string, create bool) error {
 	max, tooMany := c.semaphores, ErrTooManySemaphores
 	if k == kindLock {
 		max, tooMany = c.locks, ErrTooManyLocks
 	}
-	return func(st *state) error {
-		tbl := st.table(k)
-		if !create || max == 0 || tbl[name] != nil || uint64(len(tbl)) < max {
-			return nil
-		}
-		return tooMany.WithMessage("the cluster holds %d %ss, its limit: release or delete some first", len(tbl), k).WithDetail("limit", max)
-	}, nil
+	tbl := st.table(k)
+	if !create || max == 0 || tbl[name] != nil || uint64(len(tbl)) < max {
+		return nil
+	}
+	return tooMany.WithMessage("the cluster holds %d %ss, its limit: release or delete some first", len(tbl), k).WithDetail("limit", max)
 }
 
 // stateCounts are the sizes of the state, for the gauges.

@@ -107,12 +107,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 		return st, nil
 	}
 	d := newDecoder(b)
-	if m := d.Raw("magic", len(snapshotMagic)); d.Err() == nil && string(m) != snapshotMagic {
-		d.Failf("magic", "bad magic %q", m)
-	}
-	if v := d.Byte("version"); d.Err() == nil && v != snapshotVersion {
-		d.Failf("version", "unsupported version %d", v)
-	}
+	d.Header(snapshotMagic, snapshotVersion)
 	st.lastToken = d.Uvarint("last token")
 	count := d.Uvarint("count")
 	var prev *sem

@@ -30,23 +30,25 @@ const (
 	opCapped byte = 5
 )
 
-// encodeCapped wraps the payload of an opAppend or opConfigure (op) with
-// the cap on logs: uvarint cap, op byte, the inner payload.
-func encodeCapped(maxLogs uint64, op byte, payload []byte) []byte {
-	b := make([]byte, 0, binary.MaxVarintLen64+1+len(payload))
-	b = wire.AppendUvarint(b, maxLogs)
-	b = append(b, op)
-	return append(b, payload...)
+// capHead starts an opCapped payload around an opAppend or opConfigure
+// (op) with the cap on logs: uvarint cap, op byte; the inner payload
+// follows, appended to the buffer returned, which has room for size more
+// bytes.
+func capHead(maxLogs uint64, op byte, size int) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+1+size)
+	return append(wire.AppendUvarint(b, maxLogs), op)
 }
 
-// capped returns the command to submit for an opAppend or opConfigure
-// payload: wrapped with --log-max-logs, or as it is without a cap (which
-// a node of the release before opCapped still applies).
-func (l *Log) capped(op byte, payload []byte) (byte, []byte) {
+// submission returns the op to submit an opAppend or opConfigure (op) as,
+// and the buffer to append its payload to: under --log-max-logs, an
+// opCapped whose head is written; without a cap, the bare op (which a
+// node of the release before opCapped still applies). The payload is
+// encoded once, in place: a batch publish is up to 4 MiB.
+func (l *Log) submission(op byte, size int) (byte, []byte) {
 	if l.cfg.MaxLogs == 0 {
-		return op, payload
+		return op, make([]byte, 0, size)
 	}
-	return opCapped, encodeCapped(uint64(l.cfg.MaxLogs), op, payload)
+	return opCapped, capHead(uint64(l.cfg.MaxLogs), op, size)
 }
 
 // countCap counts a submission the cap on logs refused.
@@ -85,12 +87,19 @@ const maxLimitValue = 1 << 62
 // layer, so a state machine never holds an entry the API would refuse.
 
 // encodeAppend encodes c as an opAppend payload.
-func encodeAppend(c appendCmd) []byte {
+func encodeAppend(c appendCmd) []byte { return appendAppend(make([]byte, 0, c.size()), c) }
+
+// size bounds the length of c's encoding.
+func (c appendCmd) size() int {
 	size := 3*binary.MaxVarintLen64 + len(c.log) + binary.MaxVarintLen64
 	for _, e := range c.entries {
 		size += 2*binary.MaxVarintLen64 + len(e.id) + len(e.data)
 	}
-	b := make([]byte, 0, size)
+	return size
+}
+
+// appendAppend appends the opAppend payload of c to b.
+func appendAppend(b []byte, c appendCmd) []byte {
 	b = wire.AppendUvarint(b, c.maxEntries)
 	b = wire.AppendUvarint(b, uint64(c.dedupWindow))
 	b = wire.AppendBytes(b, c.log)

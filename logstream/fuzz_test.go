@@ -161,6 +161,12 @@ type commandSeed struct {
 	payload []byte
 }
 
+// encodeCapped wraps an encoded opAppend or opConfigure payload, as
+// Log.submission and the handlers do.
+func encodeCapped(maxLogs uint64, op byte, payload []byte) []byte {
+	return append(capHead(maxLogs, op, len(payload)), payload...)
+}
+
 func commandSeeds() []commandSeed {
 	valid := appendPayload("orders", 1000, 10*time.Minute, ent("a", `{"x":1}`), ent("", "null"), ent("a", "2"))
 	return []commandSeed{

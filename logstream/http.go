@@ -116,14 +116,14 @@ func (l *Log) handlePublish(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	payload := encodeAppend(appendCmd{
+	cmd := appendCmd{
 		log:         name,
 		maxEntries:  uint64(l.cfg.MaxEntries),
 		dedupWindow: l.cfg.DedupWindow,
 		entries:     entries,
-	})
-	op, payload := l.capped(opAppend, payload)
-	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
+	}
+	op, payload := l.submission(opAppend, cmd.size())
+	applied, err := l.host.Raft().Apply(r.Context(), op, appendAppend(payload, cmd))
 	l.countCap(err)
 	if err != nil {
 		return fmt.Errorf("publish to log %s: %w", name, err)
@@ -330,8 +330,9 @@ func (l *Log) handleConfigure(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	op, payload := l.capped(opConfigure, encodeConfigure(configureCmd{log: name, lim: lim}))
-	applied, err := l.host.Raft().Apply(r.Context(), op, payload)
+	conf := encodeConfigure(configureCmd{log: name, lim: lim})
+	op, payload := l.submission(opConfigure, len(conf))
+	applied, err := l.host.Raft().Apply(r.Context(), op, append(payload, conf...))
 	l.countCap(err)
 	if err != nil {
 		return fmt.Errorf("configure log %s: %w", name, err)

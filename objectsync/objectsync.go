@@ -297,12 +297,9 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	if !cmd.Time.IsZero() {
 		now = cmd.Time.UnixNano()
 	}
+	var lim caps // an opCapped's caps, checked by its inner command's case
 	if cmd.Op == opCapped {
-		var c caps
-		if c, cmd.Op, cmd.Payload, err = decodeCapped(cmd.Payload); err == nil {
-			err = o.checkCaps(c, cmd.Op, cmd.Payload)
-		}
-		if err != nil {
+		if lim, cmd.Op, cmd.Payload, err = decodeCapped(cmd.Payload); err != nil {
 			return nil, fmt.Errorf("apply objectsync command at raft index %d: %w", cmd.Index, err)
 		}
 	}
@@ -310,6 +307,9 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	case opWrite:
 		var c writeCmd
 		if c, err = decodeWrite(cmd.Payload); err == nil {
+			if err = o.admitObject(lim, c.id); err != nil {
+				break
+			}
 			// c.data aliases the payload, which is only valid during the
 			// call: write keeps only the canonical copies it makes.
 			o.mu.Lock()
@@ -326,6 +326,9 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	case opStall:
 		var c writeCmd
 		if c, err = decodeWrite(cmd.Payload); err == nil {
+			if err = o.admitObject(lim, c.id); err != nil {
+				break
+			}
 			if c.patch || len(c.data) > 0 {
 				err = fmt.Errorf("decode stall: %w: a stall carries no data", ErrMalformedCommand)
 				break
@@ -363,6 +366,9 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	case opBump:
 		var name string
 		if name, err = decodeBump(cmd.Payload); err == nil {
+			if err = o.admitDependency(lim, name); err != nil {
+				break
+			}
 			o.mu.Lock()
 			res = o.st.bump(name)
 			o.mu.Unlock()
@@ -383,28 +389,25 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	return res, nil
 }
 
-// checkCaps refuses an opWrite or opStall that would create an object, or
-// an opBump that would create a dependency counter, past its cap. It runs
-// on the FSM goroutine, the state's only writer, and changes nothing.
-// A malformed inner payload is left to its own decoder.
-func (o *ObjectSync) checkCaps(c caps, op byte, payload []byte) error {
-	switch op {
-	case opWrite, opStall:
-		w, err := decodeWrite(payload)
-		if err != nil || c.objects == 0 || o.st.objects[w.id] != nil || uint64(len(o.st.objects)) < c.objects {
-			return nil
-		}
-		return ErrTooManyObjects.WithMessage("the cluster holds %d objects, its limit (--objectsync-max-objects): delete some first", len(o.st.objects)).
-			WithDetail("limit", c.objects)
-	case opBump:
-		name, err := decodeBump(payload)
-		if _, ok := o.st.deps[name]; err != nil || c.deps == 0 || ok || uint64(len(o.st.deps)) < c.deps {
-			return nil
-		}
-		return ErrTooManyDependencies.WithMessage("the cluster holds %d dependency counters, its limit (--objectsync-max-dependencies)", len(o.st.deps)).
-			WithDetail("limit", c.deps)
+// admitObject refuses, with nothing changed, a write or stall that would
+// create object id while the cluster holds lim.objects (0: no cap). It
+// runs on the FSM goroutine, the state's only writer.
+func (o *ObjectSync) admitObject(lim caps, id string) error {
+	if lim.objects == 0 || o.st.objects[id] != nil || uint64(len(o.st.objects)) < lim.objects {
+		return nil
 	}
-	return nil
+	return ErrTooManyObjects.WithMessage("the cluster holds %d objects, its limit (--objectsync-max-objects): delete some first", len(o.st.objects)).
+		WithDetail("limit", lim.objects)
+}
+
+// admitDependency refuses a bump that would create counter name past
+// lim.deps (0: no cap).
+func (o *ObjectSync) admitDependency(lim caps, name string) error {
+	if _, ok := o.st.deps[name]; ok || lim.deps == 0 || uint64(len(o.st.deps)) < lim.deps {
+		return nil
+	}
+	return ErrTooManyDependencies.WithMessage("the cluster holds %d dependency counters, its limit (--objectsync-max-dependencies)", len(o.st.deps)).
+		WithDetail("limit", lim.deps)
 }
 
 // countCap counts a submission the caps refused.

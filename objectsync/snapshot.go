@@ -132,12 +132,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 		return st, nil
 	}
 	d := newDecoder(b)
-	if m := d.Raw("magic", len(snapshotMagic)); d.Err() == nil && string(m) != snapshotMagic {
-		d.Failf("magic", "bad magic %q", m)
-	}
-	if v := d.Byte("version"); d.Err() == nil && v != snapshotVersion {
-		d.Failf("version", "unsupported version %d", v)
-	}
+	d.Header(snapshotMagic, snapshotVersion)
 	n := d.Count("object count", 8)
 	prev := ""
 	for i := 0; i < n && d.Err() == nil; i++ {

@@ -171,6 +171,17 @@ func (d *Decoder) Uint64LE(field string) uint64 {
 	return binary.LittleEndian.Uint64(b)
 }
 
+// Header reads a format's magic and version byte and records a failure
+// unless they are magic and version (the head of a module's snapshot).
+func (d *Decoder) Header(magic string, version byte) {
+	if m := d.Raw("magic", len(magic)); d.err == nil && string(m) != magic {
+		d.Failf("magic", "bad magic %q", m)
+	}
+	if v := d.Byte("version"); d.err == nil && v != version {
+		d.Failf("version", "unsupported version %d", v)
+	}
+}
+
 // Raw reads exactly n bytes, without a length prefix. The result aliases
 // the input (its capacity ends at its length, so appending to it copies);
 // a caller that keeps it after the input may change must copy it.

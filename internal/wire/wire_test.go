@@ -210,3 +210,25 @@ func TestDecoder_BytesAliasAndStringsCopy(t *testing.T) {
 		t.Fatalf("appending to decoded bytes overwrote the input: %q", in)
 	}
 }
+
+func TestDecoder_Header(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // the failing field, "" for none
+	}{
+		{"SNAP\x02", ""},
+		{"SNAX\x02", "magic"},
+		{"SNAP\x03", "version"},
+		{"SN", "magic"},
+	} {
+		d := wire.NewDecoder([]byte(tc.in))
+		d.Header("SNAP", 2)
+		var fe *wire.FieldError
+		switch err := d.Err(); {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.want != "" && (!errors.As(err, &fe) || fe.Field != tc.want):
+			t.Errorf("%q: got %v, want a failure of %s", tc.in, err, tc.want)
+		}
+	}
+}
