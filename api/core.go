@@ -23,7 +23,9 @@ var errNotReady = httpjson.Errorf(http.StatusServiceUnavailable, "not_ready", "t
 // needs a leader, so a lost quorum does not make an orchestrator restart
 // every node.
 func (s *server) live(w http.ResponseWriter, r *http.Request) error {
-	if st := s.Raft.Stats(); st.State == "shutdown" {
+	if s.Raft == nil {
+		// A client: its process runs, which is all live says.
+	} else if st := s.Raft.Stats(); st.State == "shutdown" {
 		return &httpjson.Error{Status: http.StatusServiceUnavailable, Code: "not_live", Message: "raft is shut down"}
 	}
 	httpjson.WriteJSON(w, http.StatusOK, map[string]any{"status": "live"})
@@ -38,11 +40,17 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) error {
 	if s.Stopping() {
 		checks["node"] = "shutting down"
 	}
-	if id, _ := s.Raft.Leader(); id == "" {
-		checks["leader"] = "no raft leader is known"
-	}
-	if ok, why := s.Raft.CaughtUp(); !ok {
-		checks["applied"] = why
+	if s.Raft == nil {
+		if err := s.Forward.Ready(); err != nil {
+			checks["servers"] = err.Error()
+		}
+	} else {
+		if id, _ := s.Raft.Leader(); id == "" {
+			checks["leader"] = "no raft leader is known"
+		}
+		if ok, why := s.Raft.CaughtUp(); !ok {
+			checks["applied"] = why
+		}
 	}
 	for _, mod := range s.Modules.Modules() {
 		if rc, ok := mod.(modules.ReadinessChecker); ok {
@@ -80,6 +88,58 @@ type raftStatus struct {
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) error {
+	out := map[string]any{
+		"node":    s.NodeName,
+		"role":    membership.RoleServer,
+		"members": s.aliveMembers(),
+		"modules": s.Modules.IDs(),
+		"version": s.Version,
+	}
+	if s.Raft != nil {
+		out["raft"], out["leader"] = s.raftStatus()
+	} else {
+		// A client has no Raft state: the cluster's is a server's
+		// (GET /v1/raft/peers, /v1/members, forwarded).
+		out["role"] = membership.RoleClient
+	}
+	if s.Alarms != nil {
+		out["alarms"] = map[string]any{"disk_full": orEmpty(s.Alarms())}
+	}
+	if s.Security != nil {
+		out["security"] = s.Security()
+	}
+	self := s.Members.LocalMember().Meta.RaftModules
+	mismatched := map[string]string{}
+	for _, m := range s.Members.Members() {
+		if p := memberProblem(self, m); p != "" {
+			mismatched[m.Name] = p
+		}
+	}
+	if len(mismatched) > 0 && s.Raft != nil {
+		out["mismatched_members"] = mismatched
+	}
+	for _, mod := range s.Modules.Modules() {
+		if sr, ok := mod.(modules.StatusReporter); ok {
+			out[mod.ID()] = sr.Status()
+		}
+	}
+	httpjson.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// aliveMembers counts the members gossip sees alive (or suspect).
+func (s *server) aliveMembers() int {
+	alive := 0
+	for _, m := range s.Members.Members() {
+		if m.Status == membership.StatusAlive || m.Status == membership.StatusSuspect {
+			alive++
+		}
+	}
+	return alive
+}
+
+// raftStatus is a server's Raft state and leader, for /v1/status.
+func (s *server) raftStatus() (raftStatus, string) {
 	st := s.Raft.Stats()
 	rs := raftStatus{State: st.State, Term: st.Term, CommitIndex: st.CommitIndex,
 		AppliedIndex: st.AppliedIndex, LastIndex: st.LastIndex, Halted: st.Halted, Voters: []string{}, NonVoters: []string{}}
@@ -95,43 +155,7 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) error {
 		sort.Strings(rs.NonVoters)
 	}
 	leader, _ := s.Raft.Leader()
-	alive := 0
-	for _, m := range s.Members.Members() {
-		if m.Status == membership.StatusAlive || m.Status == membership.StatusSuspect {
-			alive++
-		}
-	}
-	out := map[string]any{
-		"node":    s.NodeName,
-		"leader":  leader,
-		"raft":    rs,
-		"members": alive,
-		"modules": s.Modules.IDs(),
-		"version": s.Version,
-	}
-	if s.Alarms != nil {
-		out["alarms"] = map[string]any{"disk_full": orEmpty(s.Alarms())}
-	}
-	if s.Security != nil {
-		out["security"] = s.Security()
-	}
-	self := s.Members.LocalMember().Meta.RaftModules
-	mismatched := map[string]string{}
-	for _, m := range s.Members.Members() {
-		if p := memberProblem(self, m); p != "" {
-			mismatched[m.Name] = p
-		}
-	}
-	if len(mismatched) > 0 {
-		out["mismatched_members"] = mismatched
-	}
-	for _, mod := range s.Modules.Modules() {
-		if sr, ok := mod.(modules.StatusReporter); ok {
-			out[mod.ID()] = sr.Status()
-		}
-	}
-	httpjson.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return rs, leader
 }
 
 type memberJSON struct {
@@ -140,7 +164,8 @@ type memberJSON struct {
 	Status       string   `json:"status"`
 	HTTPAddr     string   `json:"http_addr"`
 	RaftAddr     string   `json:"raft_addr"`
-	RaftSuffrage string   `json:"raft_suffrage"`
+	Role         string   `json:"role"`          // server or client
+	RaftSuffrage string   `json:"raft_suffrage"` // voter, nonvoter, or "" (a client; a server not added yet)
 	Leader       bool     `json:"leader"`
 	Modules      []string `json:"modules"`
 	RaftModules  []string `json:"raft_modules"`
@@ -167,7 +192,7 @@ func (s *server) membersList(w http.ResponseWriter, r *http.Request) error {
 	self := s.Members.LocalMember().Meta.RaftModules
 	for _, m := range s.Members.Members() {
 		out = append(out, memberJSON{Name: m.Name, Addr: m.Addr, Status: string(m.Status), HTTPAddr: m.Meta.HTTPAddr,
-			RaftAddr: m.Meta.RaftAddr, RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader,
+			RaftAddr: m.Meta.RaftAddr, Role: string(roleOf(m.Meta)), RaftSuffrage: suffrage[m.Name], Leader: m.Name == leader,
 			Modules: orEmpty(m.Meta.Modules), RaftModules: orEmpty(m.Meta.RaftModules), Version: m.Meta.Version,
 			Zone: m.Meta.Zone, Problem: memberProblem(self, m)})
 	}
@@ -305,13 +330,22 @@ func (s *server) keyringRun(w http.ResponseWriter, r *http.Request, op, key stri
 }
 
 // memberProblem says why a member is kept out of Raft ("" if it is not):
-// it runs other raft modules than this node. Only members that announce a
-// cluster port (servers) are compared.
+// it runs other raft modules than this node. Only servers are compared
+// (clients run none).
 func memberProblem(self []string, m membership.Member) string {
-	if m.Meta.RaftAddr == "" || m.Status == membership.StatusLeft {
+	if m.Meta.RaftAddr == "" || m.Meta.IsClient() || m.Status == membership.StatusLeft {
 		return ""
 	}
 	return consensus.ModuleMismatch(self, m.Meta.RaftModules)
+}
+
+// roleOf is a member's role; a member that announces none (the local
+// member before its meta is read back) is a server.
+func roleOf(m membership.Meta) membership.Role {
+	if m.IsClient() {
+		return membership.RoleClient
+	}
+	return membership.RoleServer
 }
 
 func orEmpty(s []string) []string {

@@ -92,6 +92,18 @@ type Deps struct {
 	// Keyring runs a keyring operation (list, install, use, remove) on
 	// every alive member and returns their answers.
 	Keyring func(ctx context.Context, op, key string) (any, error)
+	// Forward, on a client (--role client, Raft nil), serves on a server
+	// every request this node has no route for: Raft modules, Raft
+	// management, members, backups. Nil on servers.
+	Forward Forwarder
+}
+
+// Forwarder carries a client's requests to a server (the agent's, over
+// the cluster port).
+type Forwarder interface {
+	http.Handler
+	// Ready says why no request could be forwarded now (nil: it could).
+	Ready() error
 }
 
 type server struct {
@@ -190,7 +202,29 @@ func New(d Deps) (http.Handler, error) {
 			}
 		})
 	})
+	if d.Forward != nil {
+		return ui.Wrap(forwardUnrouted(r, d.Forward)), nil
+	}
 	return ui.Wrap(r), nil
+}
+
+// forwardUnrouted serves with local what it has a route for, and the rest
+// with forward: on a client, the routes of Raft modules and of Raft
+// management are a server's. A request forwarded meets none of this
+// node's middleware; the server's checks it (token, limits, CORS), with
+// the caller's address.
+func forwardUnrouted(local chi.Router, forward http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet // middleware.GetHead serves HEAD as GET
+		}
+		if local.Match(chi.NewRouteContext(), method, r.URL.Path) || (r.Method == http.MethodOptions && local.Match(chi.NewRouteContext(), http.MethodGet, r.URL.Path)) {
+			local.ServeHTTP(w, r)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	})
 }
 
 // allowedMethods lists the methods routes answers on path, for the Allow
@@ -206,17 +240,22 @@ func allowedMethods(routes chi.Routes, path string) string {
 	return strings.Join(allow, ", ")
 }
 
-// routes is the node's own route table.
+// routes is the node's own route table. A client (Forward set) serves
+// what needs no Raft; members (with their suffrage), Raft peers and
+// backups are a server's, and reach one through forwardUnrouted.
 func (s *server) routes(r chi.Router) {
 	r.Get("/status", httpjson.Handle(s.status))
-	r.Get("/members", httpjson.Handle(s.membersList))
 	r.Post("/cluster/join", httpjson.Handle(s.join))
 	r.Post("/cluster/leave", httpjson.Handle(s.leave))
+	r.Get("/keyring", httpjson.Handle(s.keyringList))
+	r.Post("/keyring/{op:install|use|remove}", httpjson.Handle(s.keyringChange))
+	if s.Forward != nil {
+		return
+	}
+	r.Get("/members", httpjson.Handle(s.membersList))
 	r.Get("/raft/peers", httpjson.Handle(s.raftPeers))
 	r.Delete("/raft/peers/{name}", httpjson.Handle(s.onLeader(s.removePeer)))
 	r.Post("/raft/transfer-leadership", httpjson.Handle(s.onLeader(s.transferLeadership)))
 	r.Get("/snapshot", httpjson.Handle(s.snapshotSave))
 	r.Put("/snapshot", httpjson.Handle(s.snapshotRestore))
-	r.Get("/keyring", httpjson.Handle(s.keyringList))
-	r.Post("/keyring/{op:install|use|remove}", httpjson.Handle(s.keyringChange))
 }

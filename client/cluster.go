@@ -11,7 +11,10 @@ import (
 
 // Status is a node's view of itself and the cluster, from GET /v1/status.
 type Status struct {
-	Node    string     `json:"node"`
+	Node string `json:"node"`
+	// Role is "server" or "client" (a light member: it has no Raft state,
+	// so Leader and Raft are empty).
+	Role    string     `json:"role"`
 	Leader  string     `json:"leader"`
 	Raft    RaftStatus `json:"raft"`
 	Members int        `json:"members"`
@@ -35,7 +38,7 @@ type RaftStatus struct {
 }
 
 // statusKeys are the top-level keys Status decodes into fields.
-var statusKeys = []string{"node", "leader", "raft", "members", "modules", "version"}
+var statusKeys = []string{"node", "role", "leader", "raft", "members", "modules", "version"}
 
 // UnmarshalJSON decodes the known fields and keeps the others in Sections.
 func (s *Status) UnmarshalJSON(b []byte) error {
@@ -99,6 +102,8 @@ type Member struct {
 	Addr     string `json:"addr"`
 	Status   string `json:"status"`
 	HTTPAddr string `json:"http_addr"`
+	// Role is "server" or "client" (a light member, never in Raft).
+	Role string `json:"role"`
 	// RaftSuffrage is "voter", "nonvoter", or "" when the node is not in
 	// the Raft configuration.
 	RaftSuffrage string `json:"raft_suffrage"`

@@ -111,6 +111,29 @@ func LocalTiming() Timing {
 	return t
 }
 
+// MaxRaftMultiplier bounds Timing.Scaled's multiplier, as Consul bounds
+// its raft_multiplier: beyond 10, a lost leader takes tens of seconds to
+// replace.
+const MaxRaftMultiplier = 10
+
+// Scaled returns t with the heartbeat, election and lease timeouts
+// multiplied by m (1 to MaxRaftMultiplier; the commit timeout is kept).
+// The leader sends each server a heartbeat every HeartbeatTimeout/10:
+// with S servers it sends 10(S-1)/m a second, and a follower starts an
+// election only after m seconds without one. A larger m trades slower
+// failover for fewer heartbeats and fewer spurious elections on a loaded
+// machine (docs/scaling.md, "Raft timing").
+func (t Timing) Scaled(m int) Timing {
+	if m <= 1 {
+		return t
+	}
+	d := time.Duration(m)
+	t.HeartbeatTimeout *= d
+	t.ElectionTimeout *= d
+	t.LeaderLeaseTimeout *= d
+	return t
+}
+
 // DefaultSnapshotBytes bounds the Raft log a restart replays to 64 MiB of
 // commands (see snapshotbytes.go).
 const DefaultSnapshotBytes = 64 << 20

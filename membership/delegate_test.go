@@ -200,19 +200,26 @@ func TestChannel_SetHandlerTwicePanics(t *testing.T) {
 }
 
 func TestMeta_EncodeDecode(t *testing.T) {
-	meta := Meta{HTTPAddr: "10.0.0.1:8080", RaftAddr: "10.0.0.1:8300", Modules: []string{"kv"}, Version: "1.2.3", BootstrapExpect: 3, HasRaftState: true}
-	for _, leaving := range []bool{false, true} {
-		buf, err := encodeMeta(meta, leaving)
-		if err != nil {
-			t.Fatalf("encode: %v", err)
+	server := Meta{HTTPAddr: "10.0.0.1:8080", RaftAddr: "10.0.0.1:8300", Modules: []string{"kv"}, Version: "1.2.3", BootstrapExpect: 3, HasRaftState: true, Role: RoleServer}
+	client := Meta{HTTPAddr: "10.0.0.2:8080", RaftAddr: "10.0.0.2:8300", Modules: []string{"kv"}, Version: "1.2.3", Role: RoleClient}
+	for _, meta := range []Meta{server, client} {
+		for _, leaving := range []bool{false, true} {
+			buf, err := encodeMeta(meta, leaving)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			got, gotLeaving, err := decodeMeta(buf)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !got.Equal(meta) || gotLeaving != leaving || got.IsClient() != (meta.Role == RoleClient) {
+				t.Fatalf("got %+v leaving=%v, want %+v leaving=%v", got, gotLeaving, meta, leaving)
+			}
 		}
-		got, gotLeaving, err := decodeMeta(buf)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		if !got.Equal(meta) || gotLeaving != leaving {
-			t.Fatalf("got %+v leaving=%v, want %+v leaving=%v", got, gotLeaving, meta, leaving)
-		}
+	}
+	// A node of a version before roles says nothing: it is a server.
+	if got, _, err := decodeMeta([]byte(`{"h":"10.0.0.3:8080","r":"10.0.0.3:8300"}`)); err != nil || got.Role != RoleServer {
+		t.Fatalf("meta without a role: got %+v, %v", got, err)
 	}
 	if got, _, err := decodeMeta(nil); err != nil || !got.Equal(Meta{}) {
 		t.Fatalf("empty meta: got %+v, %v", got, err)

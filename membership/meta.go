@@ -34,7 +34,26 @@ type Meta struct {
 	// HasRaftState reports that the node already has Raft state (it is or
 	// was in a cluster).
 	HasRaftState bool
+	// Role is RoleServer (Raft) or RoleClient (a light member: gossip
+	// only; it forwards Raft modules' requests to a server).
+	Role Role
 }
+
+// Role is a node's part in the cluster (--role).
+type Role string
+
+const (
+	// RoleServer holds Raft state: a voter or a non-voter.
+	RoleServer Role = "server"
+	// RoleClient is a light member: it takes part in gossip and kv, holds
+	// no Raft state, is never added to Raft, and forwards the requests of
+	// Raft modules to a server over the cluster port.
+	RoleClient Role = "client"
+)
+
+// IsClient reports whether the member is a light member. Nodes of
+// versions before roles advertise none: they are servers.
+func (m Meta) IsClient() bool { return m.Role == RoleClient }
 
 // Clone returns a copy of m that shares no memory with it.
 func (m Meta) Clone() Meta {
@@ -47,7 +66,7 @@ func (m Meta) Clone() Meta {
 func (m Meta) Equal(o Meta) bool {
 	return m.HTTPAddr == o.HTTPAddr && m.RaftAddr == o.RaftAddr &&
 		slices.Equal(m.Modules, o.Modules) && slices.Equal(m.RaftModules, o.RaftModules) && m.Version == o.Version &&
-		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState && m.Zone == o.Zone && m.DiskFull == o.DiskFull
+		m.BootstrapExpect == o.BootstrapExpect && m.HasRaftState == o.HasRaftState && m.Zone == o.Zone && m.DiskFull == o.DiskFull && m.IsClient() == o.IsClient()
 }
 
 // wireMeta is Meta on the wire: short keys keep it well below 512 bytes.
@@ -64,6 +83,7 @@ type wireMeta struct {
 	Zone            string   `json:"z,omitempty"`
 	DiskFull        bool     `json:"d,omitempty"`
 	HasRaftState    bool     `json:"s,omitempty"`
+	Client          bool     `json:"c,omitempty"` // Role client; servers say nothing
 	Leaving         bool     `json:"l,omitempty"`
 }
 
@@ -80,6 +100,7 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 		Zone:            m.Zone,
 		DiskFull:        m.DiskFull,
 		HasRaftState:    m.HasRaftState,
+		Client:          m.IsClient(),
 		Leaving:         true,
 	}
 	withFlag, err := json.Marshal(w)
@@ -110,7 +131,12 @@ func decodeMeta(buf []byte) (meta Meta, leaving bool, err error) {
 	if err := json.Unmarshal(buf, &w); err != nil {
 		return Meta{}, false, fmt.Errorf("decode meta: %w", err)
 	}
+	role := RoleServer
+	if w.Client {
+		role = RoleClient
+	}
 	return Meta{
+		Role:            role,
 		HTTPAddr:        w.HTTPAddr,
 		RaftAddr:        w.RaftAddr,
 		Modules:         w.Modules,

@@ -52,6 +52,10 @@ type Agent struct {
 	// apiHandler is the API's handler, published for peer calls that
 	// serve forwarded leader-only requests (leaderapi.go).
 	apiHandler atomic.Pointer[http.Handler]
+	// forward carries a client's Raft-module requests to a server (nil on
+	// servers); forwarded serves them on a server (nil on clients).
+	forward   *apiForwarder
+	forwarded *forwardedAPI
 	// apiCert is the API's TLS certificate (nil without --tls-cert).
 	apiCert *apiCert
 	// disk is the disk alarm (nil with MinFreeDisk 0).
@@ -116,14 +120,26 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IsClient() {
+		infos = withoutRaftModules(infos)
+	}
 	a.mods, err = modules.NewManager(infos, cfg.ModuleConfigs, a.newHost)
 	if err != nil {
 		return nil, err
 	}
 
-	if err := a.startConsensus(adv); err != nil {
+	if err := a.startClusterPort(); err != nil {
 		return nil, err
 	}
+	if cfg.IsClient() {
+		a.raftAddr = net.JoinHostPort(adv, strconv.Itoa(a.port.Addr().(*net.TCPAddr).Port))
+		if a.forward, err = newAPIForwarder(a); err != nil {
+			return nil, err
+		}
+	} else if err := a.startConsensus(adv); err != nil {
+		return nil, err
+	}
+	a.serveCluster()
 	if err := a.startMembership(adv); err != nil {
 		return nil, err
 	}
@@ -146,10 +162,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		go a.watchDisk()
 	}
 
-	handler, err := api.New(api.Deps{
+	deps := api.Deps{
 		NodeName:            cfg.NodeName,
 		Version:             cfg.Version,
-		Raft:                a.node,
 		Members:             a.members,
 		Modules:             a.mods,
 		Registry:            a.registry,
@@ -170,7 +185,13 @@ func New(cfg Config) (_ *Agent, err error) {
 		},
 		OnLeader: a.ForwardToLeader,
 		Alarms:   a.DiskAlarms,
-	})
+	}
+	if a.forward != nil {
+		deps.Forward = a.forward
+	} else {
+		deps.Raft = a.node // never a nil *Node in the interface
+	}
+	handler, err := api.New(deps)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +236,8 @@ func New(cfg Config) (_ *Agent, err error) {
 	a.startClustering()
 	role := "joining"
 	switch {
+	case cfg.IsClient():
+		role = "client: joining gossip, forwarding raft modules' requests to servers"
 	case cfg.BootstrapSelf:
 		role = "bootstrapped a one-node cluster"
 	case a.cfg.Recover:
@@ -258,6 +281,7 @@ func (a *Agent) startConsensus(advHost string) error {
 			ccfg.TrailingLogs = a.cfg.SnapshotThreshold
 		}
 	}
+	ccfg.Timing = ccfg.Timing.Scaled(a.cfg.RaftMultiplier)
 	ccfg.OnElected = a.cfg.OnElected
 	ccfg.Logger = a.logger.With("component", "raft")
 	ccfg.Registerer = a.registry
@@ -272,6 +296,28 @@ func (a *Agent) startConsensus(advHost string) error {
 	if err != nil {
 		return err
 	}
+	a.node, err = consensus.New(ccfg, fsm, consensus.Deps{
+		Port:         a.port,
+		Forwarder:    a.peers,
+		Cluster:      clusterView{a},
+		OnLeadership: a.leader.set,
+	})
+	if err != nil {
+		return err
+	}
+	a.raftNode.Store(a.node)
+	a.raftAddr = a.node.Addr()
+	if a.cfg.BootstrapSelf {
+		if err := a.node.BootstrapSelf(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startClusterPort opens the cluster port (Raft, peer calls and streams,
+// all authenticated by it) and the peer RPC client and server on it.
+func (a *Agent) startClusterPort() error {
 	sec, err := a.openSecurity()
 	if err != nil {
 		return err
@@ -295,35 +341,25 @@ func (a *Agent) startConsensus(advHost string) error {
 		DecodeError: peerCodec.decode,
 		Logger:      a.logger.With("component", "peerrpc"),
 	})}
-	a.node, err = consensus.New(ccfg, fsm, consensus.Deps{
-		Port:         a.port,
-		Forwarder:    a.peers,
-		Cluster:      clusterView{a},
-		OnLeadership: a.leader.set,
-	})
-	if err != nil {
-		return err
-	}
-	a.raftNode.Store(a.node)
-	a.raftAddr = a.node.Addr()
 	a.rpc, err = peerrpc.NewServer(a.port, peerrpc.ServerConfig{
 		EncodeError: peerCodec.encode,
 		Logger:      a.logger.With("component", "peerrpc"),
 		Registerer:  a.registry,
 	})
-	if err != nil {
-		return err
+	return err
+}
+
+// serveCluster registers what this node serves other nodes: consensus
+// and forwarded requests on a server, keyring and module calls on every
+// node.
+func (a *Agent) serveCluster() {
+	if a.node != nil {
+		a.serveConsensus(a.rpc)
+		a.rpc.Handle(methodLeaderAPI, a.serveLeaderAPI)
+		a.forwarded = a.serveForwardedAPI()
 	}
-	a.serveConsensus(a.rpc)
-	a.rpc.Handle(methodLeaderAPI, a.serveLeaderAPI)
 	a.serveKeyring(a.rpc)
 	a.serveModules(a.rpc)
-	if a.cfg.BootstrapSelf {
-		if err := a.node.BootstrapSelf(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (a *Agent) startMembership(advHost string) error {
@@ -343,7 +379,12 @@ func (a *Agent) startMembership(advHost string) error {
 		Version:         a.cfg.Version,
 		BootstrapExpect: a.cfg.BootstrapExpect,
 		Zone:            a.cfg.Zone,
-		HasRaftState:    a.node.HasState(),
+		Role:            membership.RoleServer,
+	}
+	if a.node != nil {
+		mcfg.Meta.HasRaftState = a.node.HasState()
+	} else {
+		mcfg.Meta.Role = membership.RoleClient
 	}
 	if a.cfg.Local {
 		mcfg.Timing = membership.LocalTiming()
@@ -391,7 +432,7 @@ func (a *Agent) startClustering() {
 			a.node.RunBootstrapExpect(a.ctx, a.cfg.BootstrapExpect)
 		}()
 	}
-	if !a.node.HasState() {
+	if a.node != nil && !a.node.HasState() {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -440,6 +481,18 @@ func (a *Agent) resolveAdvertised(host string) (string, error) {
 		a.logger.Info("the advertised host does not resolve yet; retrying", "host", host, "err", err)
 		time.Sleep(wait) // start-up only: nothing else runs on this node yet
 	}
+}
+
+// withoutRaftModules drops the modules that keep state in Raft: a client
+// runs the others (kv) and forwards the requests of these to a server.
+func withoutRaftModules(infos []modules.Info) []modules.Info {
+	out := make([]modules.Info, 0, len(infos))
+	for _, info := range infos {
+		if _, raft := info.New().(modules.RaftHandler); !raft {
+			out = append(out, info)
+		}
+	}
+	return out
 }
 
 // raftModuleIDs lists the enabled modules that keep state in Raft, sorted.
@@ -554,25 +607,26 @@ func (a *Agent) Kill() error {
 func (a *Agent) stopAll(ctx context.Context) error {
 	var errs []error
 	a.cancel()
-	var shutdownDone chan error
-	if a.httpSrv != nil && a.killed {
-		errs = append(errs, a.httpSrv.Close())
-	} else if a.httpSrv != nil {
-		shutdownDone = make(chan error, 1)
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		go func() { shutdownDone <- a.httpSrv.Shutdown(sctx) }()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var shutdowns []func() error
+	if a.httpSrv != nil {
+		shutdowns = append(shutdowns, a.shutdownHTTP(sctx, a.httpSrv))
 	} else if a.httpLn != nil {
 		errs = append(errs, a.httpLn.Close())
+	}
+	if a.forwarded != nil {
+		shutdowns = append(shutdowns, a.shutdownHTTP(sctx, a.forwarded.srv))
 	}
 	if a.mods != nil {
 		a.leader.detach()
 		errs = append(errs, a.mods.Stop(ctx)) // ends streams so Shutdown can finish
 	}
-	if shutdownDone != nil {
-		if err := <-shutdownDone; err != nil {
-			errs = append(errs, a.httpSrv.Close())
-		}
+	for _, wait := range shutdowns {
+		errs = append(errs, wait())
+	}
+	if a.forward != nil {
+		a.forward.close()
 	}
 	if a.node != nil && a.killed {
 		errs = append(errs, a.node.Close())
@@ -595,6 +649,23 @@ func (a *Agent) stopAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// shutdownHTTP starts stopping srv (gracefully unless the node is killed)
+// and returns the wait for it: a server still busy at ctx's end is closed.
+func (a *Agent) shutdownHTTP(ctx context.Context, srv *http.Server) func() error {
+	if a.killed {
+		err := srv.Close()
+		return func() error { return err }
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	return func() error {
+		if err := <-done; err != nil {
+			return srv.Close()
+		}
+		return nil
+	}
+}
+
 // Leave removes the node from the cluster for good: it hands leadership
 // away, announces a gossip leave (the leader's autopilot then removes it
 // from Raft), waits until it is out of the Raft configuration, and stops.
@@ -603,13 +674,17 @@ func (a *Agent) Leave(ctx context.Context) error {
 	a.leaveOnce.Do(func() {
 		a.stopping.Store(true)
 		a.logger.Info("leaving the cluster")
-		if terr := a.node.StepDown(); terr != nil {
-			a.logger.Warn("leadership transfer before leave", "err", terr)
+		if a.node != nil {
+			if terr := a.node.StepDown(); terr != nil {
+				a.logger.Warn("leadership transfer before leave", "err", terr)
+			}
 		}
 		if lerr := a.members.Leave(5 * time.Second); lerr != nil {
 			a.logger.Warn("gossip leave", "err", lerr)
 		}
-		a.waitRemoved(ctx)
+		if a.node != nil {
+			a.waitRemoved(ctx) // a client is in no Raft configuration
+		}
 		if merr := markLeft(a.cfg.DataDir); merr != nil {
 			a.logger.Error("the leave marker could not be written: a restart would rejoin", "err", merr)
 		}

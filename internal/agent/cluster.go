@@ -56,8 +56,18 @@ type clusterHandle struct{ h *moduleHost }
 
 func (c clusterHandle) a() *Agent { return c.h.a }
 
-func (c clusterHandle) Leader() (modules.Server, bool) {
+// leaderID is the Raft leader's name ("" if none is known, or on a
+// client, which follows no Raft log).
+func (c clusterHandle) leaderID() string {
+	if c.a().node == nil {
+		return ""
+	}
 	id, _ := c.a().node.Leader()
+	return id
+}
+
+func (c clusterHandle) Leader() (modules.Server, bool) {
+	id := c.leaderID()
 	if id == "" {
 		return modules.Server{}, false
 	}
@@ -72,6 +82,9 @@ func (c clusterHandle) Leader() (modules.Server, bool) {
 }
 
 func (c clusterHandle) Servers() []modules.Server {
+	if c.a().node == nil {
+		return nil
+	}
 	cfg, err := c.a().node.Configuration()
 	if err != nil {
 		return nil
@@ -108,7 +121,7 @@ func (c clusterHandle) Call(ctx context.Context, node, method string, body []byt
 }
 
 func (c clusterHandle) CallLeader(ctx context.Context, method string, body []byte) ([]byte, error) {
-	id, _ := c.a().node.Leader()
+	id := c.leaderID()
 	if id == "" {
 		return nil, fmt.Errorf("call %s on the leader: %w: no leader is known", method, modules.ErrNotDelivered)
 	}

@@ -11,6 +11,7 @@ import (
 	"shoal/consensus"
 	"shoal/internal/faultnet"
 	"shoal/internal/keyring"
+	"shoal/membership"
 	"shoal/modules"
 )
 
@@ -99,9 +100,16 @@ type Config struct {
 	// RaftVoters is the size of the Raft voter set: 1, 3, 5 or 7 (0 means
 	// consensus's default, 5). Servers beyond it are non-voters.
 	RaftVoters int
+	// RaftMultiplier scales Raft's heartbeat, election and lease timeouts
+	// (consensus.Timing.Scaled): 1 to 10, 0 means 1.
+	RaftMultiplier int
 	// Zone is this node's zone (rack, availability zone): voters spread
 	// over zones. Empty means none.
 	Zone string
+	// Role is membership.RoleServer (empty: the default) or
+	// membership.RoleClient: a light member that holds no Raft state and
+	// forwards the requests of Raft modules to a server (docs/scaling.md).
+	Role membership.Role
 	// RaftLogStore is the Raft log store: consensus.LogStoreWAL or
 	// consensus.LogStoreBolt (see consensus.OpenStores for the migration
 	// from bolt to wal); empty means consensus's default.
@@ -171,8 +179,16 @@ func (c Config) Validate() error {
 		return errors.New("snapshot threshold must be at least 1")
 	case c.DeadNodeReap <= 0:
 		return errors.New("dead-node-reap must be positive")
+	case c.RaftMultiplier < 0 || c.RaftMultiplier > consensus.MaxRaftMultiplier:
+		return fmt.Errorf("raft multiplier %d: want 1 to %d", c.RaftMultiplier, consensus.MaxRaftMultiplier)
 	case len(c.Zone) > 64:
 		return errors.New("zone must be at most 64 bytes")
+	case c.Role != "" && c.Role != membership.RoleServer && c.Role != membership.RoleClient:
+		return fmt.Errorf("role %q: want server or client", c.Role)
+	case c.IsClient() && (c.BootstrapExpect > 0 || c.BootstrapSelf || c.Recover):
+		return errors.New("a client (--role client) holds no raft state: it cannot bootstrap (--bootstrap-expect, --dev) or --recover a cluster; it joins one that servers form")
+	case c.IsClient() && len(c.Join) == 0:
+		return errors.New("a client (--role client) needs --join: it serves nothing on its own")
 	}
 	if c.RaftVoters != 0 {
 		if err := consensus.ValidVoters(c.RaftVoters); err != nil {
@@ -215,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// IsClient reports whether the node is a light member (--role client).
+func (c Config) IsClient() bool { return c.Role == membership.RoleClient }
 
 func countSet(vals ...string) int {
 	n := 0

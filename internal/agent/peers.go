@@ -187,6 +187,9 @@ func (c clusterView) Members() []consensus.Member {
 	members := g.Members()
 	out := make([]consensus.Member, 0, len(members))
 	for _, m := range members {
+		if m.Meta.IsClient() {
+			continue // never in Raft: autopilot and bootstrap do not see it
+		}
 		out = append(out, consensusMember(m))
 	}
 	return out
@@ -227,7 +230,7 @@ func (c clusterView) RaftAddr(name string) (string, bool) {
 		return "", false
 	}
 	m, ok := g.Member(name)
-	if !ok || m.Status == membership.StatusLeft || m.Meta.RaftAddr == "" {
+	if !ok || m.Status == membership.StatusLeft || m.Meta.RaftAddr == "" || m.Meta.IsClient() {
 		return "", false
 	}
 	return m.Meta.RaftAddr, true

@@ -17,6 +17,7 @@ import (
 	"shoal/consensus"
 	"shoal/internal/agent"
 	"shoal/internal/logging"
+	"shoal/membership"
 	"shoal/modules"
 )
 
@@ -104,6 +105,14 @@ func newAgentOptions(fs *flag.FlagSet) *agentOptions {
 	})
 	fs.StringVar(&c.RaftLogStore, "raft-log-store", c.RaftLogStore, "raft log and stable store: wal (hashicorp/raft-wal) or bolt (raft-boltdb); with wal, a data directory holding a bolt store is migrated once at start (raft/raft.db becomes raft.db.migrated); a directory holding a wal refuses bolt")
 	fs.IntVar(&c.RaftVoters, "raft-voters", consensus.DefaultConfig().MaxVoters, "size of the raft voter set: 1, 3, 5 or 7; autopilot keeps min(this, servers) voters (odd) and makes other servers non-voters (read replicas), replacing a voter down for 30s with a caught-up non-voter")
+	fs.Func("role", "server (holds raft state: a voter or a read replica) or client (a light member: gossip and kv only; requests for raft modules are forwarded to a server over the cluster port) (default server)", func(s string) error {
+		c.Role = membership.Role(s)
+		if c.Role != membership.RoleServer && c.Role != membership.RoleClient {
+			return fmt.Errorf("want server or client")
+		}
+		return nil
+	})
+	fs.IntVar(&c.RaftMultiplier, "raft-multiplier", 1, "scale raft's heartbeat (1s), election (1s) and leader lease (500ms) timeouts by this factor, 1 to 10: the leader sends each server 10 heartbeats a second divided by it, and a leader is replaced after about this many seconds; raise it on loaded or slow machines (docs/scaling.md)")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "this node's zone (rack, availability zone): raft voters are spread over zones")
 	fs.DurationVar(&c.DeadNodeReap, "dead-node-reap", c.DeadNodeReap, "remove a server from raft after it has been dead this long (if quorum stays safe)")
 	for _, info := range modules.Registered() {

@@ -69,7 +69,7 @@ func TestMain_Commands(t *testing.T) {
 	runCases(t, []cliCase{
 		{name: "status", args: a("status"), wantOut: []string{"node:", "n1", "leader:", "n2", "follower, term 7, commit 42, applied 41", "voters:", "n1, n2", "non-voters:", "modules:", "log:", "logs 2", "v1.2.3"}, wantNotOut: []string{"{"}},
 		{name: "status json", args: a("status", "--json"), wantOut: []string{`"node": "n1"`, `"commit_index": 42`}},
-		{name: "members", args: a("members"), wantOut: []string{"NAME", "SUFFRAGE", "LEADER", "n1", "10.0.0.1:7946", "alive", "voter", "yes", "n9"}},
+		{name: "members", args: a("members"), wantOut: []string{"NAME", "ROLE", "SUFFRAGE", "LEADER", "n1", "10.0.0.1:7946", "alive", "server", "voter", "yes", "n9", "client"}},
 		{name: "members json", args: a("members", "--json"), wantOut: []string{`"raft_suffrage": "voter"`, `"http_addr": "10.0.0.9:7480"`}},
 		{name: "health", args: a("health"), wantOut: []string{"ready"}},
 		{name: "health live", args: a("health", "--live"), wantOut: []string{"live"}},

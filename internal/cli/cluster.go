@@ -31,11 +31,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "node:\t%s\n", s.Node)
-		fmt.Fprintf(tw, "leader:\t%s\n", orDash(s.Leader))
-		fmt.Fprintf(tw, "version:\t%s\n", orDash(s.Version))
-		fmt.Fprintf(tw, "raft:\t%s, term %d, commit %d, applied %d\n", orDash(s.Raft.State), s.Raft.Term, s.Raft.CommitIndex, s.Raft.AppliedIndex)
-		fmt.Fprintf(tw, "voters:\t%s\n", joinOrDash(s.Raft.Voters))
-		fmt.Fprintf(tw, "non-voters:\t%s\n", joinOrDash(s.Raft.NonVoters))
+		if s.Role == "client" {
+			// A light member has no Raft state of its own.
+			fmt.Fprintf(tw, "role:\tclient (no raft state; shoal members and shoal raft peers show the servers)\n")
+			fmt.Fprintf(tw, "version:\t%s\n", orDash(s.Version))
+		} else {
+			fmt.Fprintf(tw, "leader:\t%s\n", orDash(s.Leader))
+			fmt.Fprintf(tw, "version:\t%s\n", orDash(s.Version))
+			fmt.Fprintf(tw, "raft:\t%s, term %d, commit %d, applied %d\n", orDash(s.Raft.State), s.Raft.Term, s.Raft.CommitIndex, s.Raft.AppliedIndex)
+			fmt.Fprintf(tw, "voters:\t%s\n", joinOrDash(s.Raft.Voters))
+			fmt.Fprintf(tw, "non-voters:\t%s\n", joinOrDash(s.Raft.NonVoters))
+		}
 		fmt.Fprintf(tw, "members:\t%d\n", s.Members)
 		fmt.Fprintf(tw, "modules:\t%s\n", joinOrDash(s.Modules))
 		for _, name := range s.SectionNames() {
@@ -55,8 +61,8 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return c.fail(err)
 		}
-		return printList(c.cmdline, out.json(), ms, "NAME\tADDR\tSTATUS\tSUFFRAGE\tLEADER\tPROBLEM", func(m client.Member) string {
-			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.RaftSuffrage), yesOrDash(m.Leader), orDash(m.Problem))
+		return printList(c.cmdline, out.json(), ms, "NAME\tADDR\tSTATUS\tROLE\tSUFFRAGE\tLEADER\tPROBLEM", func(m client.Member) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", m.Name, m.Addr, orDash(m.Status), orDash(m.Role), orDash(m.RaftSuffrage), yesOrDash(m.Leader), orDash(m.Problem))
 		})
 	})
 }

@@ -38,7 +38,7 @@ func newFake(t *testing.T, f *fakeNode) *httptest.Server {
 		}
 	}
 	h("GET /v1/status", raw(`{"node":"n1","leader":"n2","raft":{"state":"follower","term":7,"commit_index":42,"applied_index":41,"voters":["n1","n2"],"non_voters":[]},"members":3,"modules":["log"],"version":"v1.2.3","log":{"logs": 2}}`))
-	h("GET /v1/members", raw(`{"members":[{"name":"n1","addr":"10.0.0.1:7946","status":"alive","http_addr":"10.0.0.1:7480","raft_suffrage":"voter","leader":true},{"name":"n9","addr":"10.0.0.9:7946","status":"alive","http_addr":"10.0.0.9:7480","raft_suffrage":"","leader":false}]}`))
+	h("GET /v1/members", raw(`{"members":[{"name":"n1","addr":"10.0.0.1:7946","status":"alive","http_addr":"10.0.0.1:7480","role":"server","raft_suffrage":"voter","leader":true},{"name":"n9","addr":"10.0.0.9:7946","status":"alive","http_addr":"10.0.0.9:7480","role":"client","raft_suffrage":"","leader":false}]}`))
 	h("GET /v1/raft/peers", raw(`{"peers":[{"id":"n1","address":"10.0.0.1:7947","suffrage":"voter","leader":true},{"id":"n2","address":"10.0.0.2:7947","suffrage":"nonvoter","leader":false}]}`))
 	h("GET /v1/logs", raw(`{"logs":[{"name":"orders","first_index":1,"last_index":3,"entries":3}]}`))
 	h("GET /v1/health/live", raw(`{"status":"live"}`))

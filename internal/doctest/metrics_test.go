@@ -42,6 +42,10 @@ var absentAtRest = map[string]string{
 	"shoal_replication_acked_bytes":      "labelled by follower: only on the replication leader, once it has followers",
 	"shoal_replication_lag_bytes":        "labelled by follower: only on the replication leader, once it has followers",
 	"shoal_replication_lag_seconds":      "labelled by follower: only on the replication leader, once it has followers",
+	// A client's forwarder exists only on clients (--role client); the
+	// test's node is a server.
+	"shoal_forwarded_requests_total":     "registered only on clients (--role client)",
+	"shoal_forwarded_requests_in_flight": "registered only on clients (--role client)",
 }
 
 // notMetrics are backticked shoal_ names in the docs that are not metric

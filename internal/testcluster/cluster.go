@@ -14,6 +14,7 @@ import (
 	"shoal/internal/faultnet"
 	"shoal/internal/logging"
 	"shoal/internal/testlog"
+	"shoal/membership"
 	"shoal/modules"
 )
 
@@ -146,6 +147,13 @@ func (c *Cluster) AddNodeWith(f func(cfg *agent.Config)) *Node {
 	return c.addNode(0, f)
 }
 
+// AddClient starts a light member (--role client): gossip and kv only,
+// never in Raft, forwarding the requests of Raft modules to a server.
+func (c *Cluster) AddClient() *Node {
+	c.t.Helper()
+	return c.addNode(0, func(cfg *agent.Config) { cfg.Role = membership.RoleClient })
+}
+
 func (c *Cluster) addNode(expect int, edit func(cfg *agent.Config)) *Node {
 	c.t.Helper()
 	i := len(c.nodes)
@@ -250,7 +258,7 @@ func (c *Cluster) leader(nodes []*Node) (*Node, error) {
 	var leader *Node
 	for _, n := range nodes {
 		a := n.Agent()
-		if a == nil {
+		if a == nil || a.Raft() == nil { // down, or a client
 			continue
 		}
 		if a.Raft().LeaderReady() {
@@ -264,7 +272,7 @@ func (c *Cluster) leader(nodes []*Node) (*Node, error) {
 		return nil, errors.New("no leader yet")
 	}
 	for _, n := range nodes {
-		if a := n.Agent(); a != nil {
+		if a := n.Agent(); a != nil && a.Raft() != nil {
 			if id, _ := a.Raft().Leader(); id != leader.Name {
 				return nil, fmt.Errorf("%s sees leader %q, not %s", n.Name, id, leader.Name)
 			}
