@@ -14,6 +14,7 @@ package helmchart
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +28,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -55,6 +58,19 @@ var valueSets = []struct {
 		"auth":                map[string]any{"enabled": false},
 		"podDisruptionBudget": map[string]any{"enabled": false},
 		"fullnameOverride":    "a-rather-long-name-for-a-release-of-shoal-in-a-namespace",
+	}},
+	{"clients as a Deployment", "default", "shoal", map[string]any{
+		"clients": map[string]any{"enabled": true, "replicas": 4},
+	}},
+	{"clients as a DaemonSet, servers only in the Service, TLS, existing secret", "prod", "edge", map[string]any{
+		"auth":    map[string]any{"existingSecret": "shoal-credentials"},
+		"tls":     map[string]any{"secretName": "shoal-tls"},
+		"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
+		"clients": map[string]any{
+			"enabled": true, "kind": "DaemonSet", "inService": false, "hostPort": 7480,
+			"extraArgs":   []any{"--kv-gossip-interval", "500ms"},
+			"tolerations": []any{map[string]any{"operator": "Exists"}},
+		},
 	}},
 }
 
@@ -197,11 +213,12 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	authOn := auth["enabled"].(bool)
 	existing := auth["existingSecret"].(string)
 	persistence := v["persistence"].(map[string]any)["enabled"].(bool)
-	tlsSecret := v["tls"].(map[string]any)["secretName"].(string)
 	pdbOn := v["podDisruptionBudget"].(map[string]any)["enabled"].(bool)
 	smOn := v["metrics"].(map[string]any)["serviceMonitor"].(map[string]any)["enabled"].(bool)
+	clients := v["clients"].(map[string]any)
+	clientsOn := clients["enabled"].(bool)
 
-	// The kinds, and nothing else.
+	// The kinds, and nothing else: no client workload unless enabled.
 	want := []string{"Service", "StatefulSet"}
 	if pdbOn {
 		want = append(want, "PodDisruptionBudget")
@@ -211,6 +228,9 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	}
 	if smOn {
 		want = append(want, "ServiceMonitor")
+	}
+	if clientsOn {
+		want = append(want, clients["kind"].(string))
 	}
 	var kinds []string
 	for k := range r.objects {
@@ -236,95 +256,38 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 		t.Errorf("the StatefulSet's selector %v does not select its pods %v", spec.Selector.MatchLabels, podLabels)
 	}
 	pod := spec.Template.Spec
-	if len(pod.Containers) != 1 {
-		t.Fatalf("%d containers, want 1", len(pod.Containers))
-	}
-	c := pod.Containers[0]
 
-	// The agent's flags: bootstrap-expect is the replica count, and every
-	// node joins the stable DNS names of all replicas.
-	args := map[string]string{}
-	for _, a := range c.Args[1:] {
-		k, val, _ := strings.Cut(a, "=")
-		args[k] = val
-	}
-	if c.Args[0] != "agent" {
-		t.Errorf("args %v: want the agent command first", c.Args)
-	}
-	if got := args["--bootstrap-expect"]; got != fmt.Sprint(replicas) {
-		t.Errorf("--bootstrap-expect=%s, want %d (the replicas)", got, replicas)
-	}
+	// Every node joins the stable DNS names of all replicas; the
+	// credentials come from the chart's Secret or the existing one.
 	var joins []string
 	for i := range replicas {
 		joins = append(joins, fmt.Sprintf("%s-%d.%s.%s.svc.cluster.local:7482", stsName, i, spec.ServiceName, namespace))
 	}
-	if got := args["--join"]; got != strings.Join(joins, ",") {
-		t.Errorf("--join=%s, want %s", got, strings.Join(joins, ","))
+	secretName := existing
+	if secretName == "" {
+		secretName = stsName
 	}
-	for flag, val := range map[string]string{
-		"--node-name": "$(POD_NAME)", "--data-dir": "/data",
-		// The stable DNS name, not the pod IP, which changes when pods are
-		// recreated (issue 9).
-		"--advertise": fmt.Sprintf("$(POD_NAME).%s.%s.svc.cluster.local", spec.ServiceName, namespace),
-		"--http-addr": "0.0.0.0:7480", "--raft-addr": "0.0.0.0:7481", "--gossip-addr": "0.0.0.0:7482",
-	} {
-		if args[flag] != val {
-			t.Errorf("%s=%s, want %s", flag, args[flag], val)
-		}
-	}
-	env := map[string]corev1.EnvVar{}
-	for _, e := range c.Env {
-		env[e.Name] = e
-	}
-	if e := env["POD_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
-		t.Errorf("POD_NAME is not the pod's name: %+v", e)
-	}
+	server := checkAgent(t, v, "server", pod, strings.Join(joins, ","), secretName)
+	c := server.c
+	args := server.args
 
-	// Ports and probes.
-	ports := map[string]corev1.ContainerPort{}
-	for _, p := range c.Ports {
-		ports[p.Name] = p
+	// The servers' own flags: bootstrap-expect is the replica count.
+	if got := args["--bootstrap-expect"]; got != fmt.Sprint(replicas) {
+		t.Errorf("--bootstrap-expect=%s, want %d (the replicas)", got, replicas)
 	}
-	for name, want := range map[string]corev1.ContainerPort{
-		"http": {ContainerPort: 7480, Protocol: "TCP"}, "raft": {ContainerPort: 7481, Protocol: "TCP"},
-		"gossip-tcp": {ContainerPort: 7482, Protocol: "TCP"}, "gossip-udp": {ContainerPort: 7482, Protocol: "UDP"},
-		"replication": {ContainerPort: 7483, Protocol: "TCP"},
-	} {
-		if p := ports[name]; p.ContainerPort != want.ContainerPort || p.Protocol != want.Protocol {
-			t.Errorf("container port %s: %+v, want %d/%s", name, p, want.ContainerPort, want.Protocol)
-		}
+	// The stable DNS name, not the pod IP, which changes when pods are
+	// recreated (issue 9).
+	if want := fmt.Sprintf("$(POD_NAME).%s.%s.svc.cluster.local", spec.ServiceName, namespace); args["--advertise"] != want {
+		t.Errorf("--advertise=%s, want %s", args["--advertise"], want)
 	}
-	checkProbe(t, "readiness", c.ReadinessProbe, "/v1/health/ready")
-	checkProbe(t, "liveness", c.LivenessProbe, "/v1/health/live")
-
-	// Non-root, read-only root file system, a writable data volume.
-	psc, sc := pod.SecurityContext, c.SecurityContext
-	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 || psc.FSGroup == nil {
-		t.Errorf("pod security context %+v: want runAsNonRoot, a non-root runAsUser and an fsGroup", psc)
+	if _, ok := args["--role"]; ok {
+		t.Errorf("servers run with --role=%s, want the default (server)", args["--role"])
 	}
-	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Errorf("container security context %+v: want a read-only root and no privilege escalation", sc)
+	if server.ports["http"].HostPort != 0 {
+		t.Errorf("servers publish the API on a hostPort")
 	}
-	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
-		t.Errorf("resources %+v: want CPU and memory requests", c.Resources)
-	}
-	if len(c.VolumeMounts) < 1 || c.VolumeMounts[0].MountPath != "/data" || c.VolumeMounts[0].Name != "data" {
-		t.Errorf("volume mounts %+v, want data on /data", c.VolumeMounts)
-	}
-	// With TLS: the Secret on /tls, the flags, HTTPS probes and SHOAL_ADDR.
-	if tlsSecret != "" {
-		mounted := false
-		for _, m := range c.VolumeMounts {
-			mounted = mounted || (m.Name == "tls" && m.MountPath == "/tls" && m.ReadOnly)
-		}
-		secretVol := false
-		for _, vol := range pod.Volumes {
-			secretVol = secretVol || (vol.Name == "tls" && vol.Secret != nil && vol.Secret.SecretName == tlsSecret)
-		}
-		if !mounted || !secretVol || !slices.Contains(c.Args, "--tls-cert=/tls/tls.crt") || !slices.Contains(c.Args, "--tls-key=/tls/tls.key") ||
-			c.ReadinessProbe.HTTPGet.Scheme != "HTTPS" || c.LivenessProbe.HTTPGet.Scheme != "HTTPS" || !strings.HasPrefix(env["SHOAL_ADDR"].Value, "https://") {
-			t.Errorf("tls.secretName %q: want the Secret mounted on /tls, --tls-cert/--tls-key, HTTPS probes and an https SHOAL_ADDR; got mounts %+v args %v", tlsSecret, c.VolumeMounts, c.Args)
-		}
+	if p := server.ports["replication"]; p.ContainerPort != 7483 || p.Protocol != "TCP" {
+		t.Errorf("container port replication: %+v, want 7483/TCP", p)
 	}
 	if persistence {
 		if len(spec.VolumeClaimTemplates) != 1 || spec.VolumeClaimTemplates[0].Name != "data" {
@@ -336,33 +299,15 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 35 {
 		t.Errorf("terminationGracePeriodSeconds %v: the agent needs up to 30 s to stop cleanly", pod.TerminationGracePeriodSeconds)
 	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Errorf("resources %+v: want CPU and memory requests", c.Resources)
+	}
+	// The default anti-affinity spreads the servers, not the clients.
+	terms := pod.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution
+	if len(terms) != 1 || !matches(t, terms[0].PodAffinityTerm.LabelSelector, podLabels) || matches(t, terms[0].PodAffinityTerm.LabelSelector, clientPodLabels(spec.Selector.MatchLabels)) {
+		t.Errorf("the servers' anti-affinity %+v: want it to select server pods only", terms)
+	}
 
-	// The token: from the chart's Secret or the existing one, or none.
-	secretName := ""
-	if authOn {
-		e := env["SHOAL_TOKEN"]
-		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			t.Fatalf("SHOAL_TOKEN is not taken from a Secret: %+v", e)
-		}
-		secretName = e.ValueFrom.SecretKeyRef.Name
-		if existing != "" && secretName != existing {
-			t.Errorf("SHOAL_TOKEN from Secret %s, want the existing %s", secretName, existing)
-		}
-	} else if _, ok := env["SHOAL_TOKEN"]; ok {
-		t.Errorf("auth disabled, yet SHOAL_TOKEN is set")
-	}
-	// The cluster secret is always set: without it any pod that reaches
-	// the cluster or gossip port could join (issue 10).
-	cs := env["SHOAL_CLUSTER_SECRET"]
-	if cs.ValueFrom == nil || cs.ValueFrom.SecretKeyRef == nil || cs.ValueFrom.SecretKeyRef.Optional != nil && *cs.ValueFrom.SecretKeyRef.Optional {
-		t.Fatalf("SHOAL_CLUSTER_SECRET is not taken from a Secret: %+v", cs)
-	}
-	if secretName == "" {
-		secretName = cs.ValueFrom.SecretKeyRef.Name
-	}
-	if cs.ValueFrom.SecretKeyRef.Name != secretName {
-		t.Errorf("SHOAL_CLUSTER_SECRET from Secret %s, the token from %s", cs.ValueFrom.SecretKeyRef.Name, secretName)
-	}
 	if existing == "" {
 		var s corev1.Secret
 		if name := r.one(t, "Secret", &s); name != secretName {
@@ -408,6 +353,11 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	if !headless.Spec.PublishNotReadyAddresses {
 		t.Errorf("the headless Service must publish pods before they are ready: they become ready only once they found each other")
 	}
+	// Server pods of an earlier chart version, without the component
+	// label, must stay in it: their DNS names are their Raft addresses.
+	if !selects(headless.Spec.Selector, spec.Selector.MatchLabels) {
+		t.Errorf("the headless Service selects %v: server pods labelled %v (before an upgrade) would lose their DNS names", headless.Spec.Selector, spec.Selector.MatchLabels)
+	}
 	var hp []string
 	for _, p := range headless.Spec.Ports {
 		hp = append(hp, fmt.Sprintf("%s:%d/%s", p.Name, p.Port, p.Protocol))
@@ -426,8 +376,13 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 		if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
 			t.Errorf("PodDisruptionBudget maxUnavailable %v, want 1", pdb.Spec.MaxUnavailable)
 		}
-		if pdb.Spec.Selector == nil || !selects(pdb.Spec.Selector.MatchLabels, podLabels) {
-			t.Errorf("the PodDisruptionBudget does not select the pods")
+		// The servers, also those of an earlier chart version (no
+		// component label); never the clients.
+		if !matches(t, pdb.Spec.Selector, podLabels) || !matches(t, pdb.Spec.Selector, spec.Selector.MatchLabels) {
+			t.Errorf("the PodDisruptionBudget does not select the server pods")
+		}
+		if matches(t, pdb.Spec.Selector, clientPodLabels(spec.Selector.MatchLabels)) {
+			t.Errorf("the PodDisruptionBudget selects client pods")
 		}
 	}
 
@@ -465,6 +420,189 @@ func checkRendered(t *testing.T, r rendered, namespace string) {
 	if !strings.Contains(r.notes, stsName) {
 		t.Errorf("NOTES.txt does not name the StatefulSet %s:\n%s", stsName, r.notes)
 	}
+
+	if clientsOn {
+		clientLabels := checkClients(t, r, strings.Join(joins, ","), secretName)
+		if !selects(headless.Spec.Selector, clientLabels) {
+			t.Errorf("the headless Service (which the ServiceMonitor scrapes) does not select the clients %v", clientLabels)
+		}
+		if inService := clients["inService"].(bool); selects(client.Spec.Selector, clientLabels) != inService {
+			t.Errorf("clients.inService is %v, but the client Service selects %v and the clients are %v", inService, client.Spec.Selector, clientLabels)
+		}
+	}
+}
+
+// agentPod is the agent container of a pod template, with its flags,
+// environment variables and ports by name.
+type agentPod struct {
+	c     corev1.Container
+	args  map[string]string
+	env   map[string]corev1.EnvVar
+	ports map[string]corev1.ContainerPort
+}
+
+// checkAgent checks what the pods of servers and clients (what) share:
+// one container running the agent with the pod's name, the listeners, the
+// servers to join, the API, cluster and gossip ports, the probes, the
+// security context, the data volume, TLS, and the credentials from
+// secretName.
+func checkAgent(t *testing.T, v chartutil.Values, what string, pod corev1.PodSpec, join, secretName string) agentPod {
+	t.Helper()
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%s: %d containers, want 1", what, len(pod.Containers))
+	}
+	a := agentPod{c: pod.Containers[0], args: map[string]string{}, env: map[string]corev1.EnvVar{}, ports: map[string]corev1.ContainerPort{}}
+	c := a.c
+	if c.Args[0] != "agent" {
+		t.Errorf("%s: args %v: want the agent command first", what, c.Args)
+	}
+	for _, arg := range c.Args[1:] {
+		k, val, _ := strings.Cut(arg, "=")
+		a.args[k] = val
+	}
+	for flag, val := range map[string]string{
+		"--node-name": "$(POD_NAME)", "--data-dir": "/data", "--join": join,
+		"--http-addr": "0.0.0.0:7480", "--raft-addr": "0.0.0.0:7481", "--gossip-addr": "0.0.0.0:7482",
+	} {
+		if a.args[flag] != val {
+			t.Errorf("%s: %s=%s, want %s", what, flag, a.args[flag], val)
+		}
+	}
+	for _, e := range c.Env {
+		a.env[e.Name] = e
+	}
+	if e := a.env["POD_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+		t.Errorf("%s: POD_NAME is not the pod's name: %+v", what, e)
+	}
+
+	// Ports and probes.
+	for _, p := range c.Ports {
+		a.ports[p.Name] = p
+	}
+	for name, want := range map[string]corev1.ContainerPort{
+		"http": {ContainerPort: 7480, Protocol: "TCP"}, "raft": {ContainerPort: 7481, Protocol: "TCP"},
+		"gossip-tcp": {ContainerPort: 7482, Protocol: "TCP"}, "gossip-udp": {ContainerPort: 7482, Protocol: "UDP"},
+	} {
+		if p := a.ports[name]; p.ContainerPort != want.ContainerPort || p.Protocol != want.Protocol {
+			t.Errorf("%s: container port %s: %+v, want %d/%s", what, name, p, want.ContainerPort, want.Protocol)
+		}
+	}
+	checkProbe(t, what+" readiness", c.ReadinessProbe, "/v1/health/ready")
+	checkProbe(t, what+" liveness", c.LivenessProbe, "/v1/health/live")
+
+	// Non-root, read-only root file system, a writable data volume.
+	psc, sc := pod.SecurityContext, c.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 || psc.FSGroup == nil {
+		t.Errorf("%s: pod security context %+v: want runAsNonRoot, a non-root runAsUser and an fsGroup", what, psc)
+	}
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("%s: container security context %+v: want a read-only root and no privilege escalation", what, sc)
+	}
+	if len(c.VolumeMounts) < 1 || c.VolumeMounts[0].MountPath != "/data" || c.VolumeMounts[0].Name != "data" {
+		t.Errorf("%s: volume mounts %+v, want data on /data", what, c.VolumeMounts)
+	}
+	// With TLS: the Secret on /tls, the flags, HTTPS probes and SHOAL_ADDR.
+	if tlsSecret := v["tls"].(map[string]any)["secretName"].(string); tlsSecret != "" {
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			mounted = mounted || (m.Name == "tls" && m.MountPath == "/tls" && m.ReadOnly)
+		}
+		secretVol := false
+		for _, vol := range pod.Volumes {
+			secretVol = secretVol || (vol.Name == "tls" && vol.Secret != nil && vol.Secret.SecretName == tlsSecret)
+		}
+		if !mounted || !secretVol || a.args["--tls-cert"] != "/tls/tls.crt" || a.args["--tls-key"] != "/tls/tls.key" ||
+			c.ReadinessProbe.HTTPGet.Scheme != "HTTPS" || c.LivenessProbe.HTTPGet.Scheme != "HTTPS" || !strings.HasPrefix(a.env["SHOAL_ADDR"].Value, "https://") {
+			t.Errorf("%s: tls.secretName %q: want the Secret mounted on /tls, --tls-cert/--tls-key, HTTPS probes and an https SHOAL_ADDR; got mounts %+v args %v", what, tlsSecret, c.VolumeMounts, c.Args)
+		}
+	}
+
+	// The token (unless auth is disabled) and the cluster secret (always:
+	// without it any pod that reaches the cluster or gossip port could
+	// join, issue 10), from the one Secret.
+	wantEnv := []string{"SHOAL_CLUSTER_SECRET"}
+	if v["auth"].(map[string]any)["enabled"].(bool) {
+		wantEnv = append(wantEnv, "SHOAL_TOKEN")
+	} else if _, ok := a.env["SHOAL_TOKEN"]; ok {
+		t.Errorf("%s: auth disabled, yet SHOAL_TOKEN is set", what)
+	}
+	for _, name := range wantEnv {
+		e := a.env[name]
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Optional != nil && *e.ValueFrom.SecretKeyRef.Optional {
+			t.Fatalf("%s: %s is not taken from a Secret: %+v", what, name, e)
+		}
+		if e.ValueFrom.SecretKeyRef.Name != secretName {
+			t.Errorf("%s: %s from Secret %s, want %s", what, name, e.ValueFrom.SecretKeyRef.Name, secretName)
+		}
+	}
+	return a
+}
+
+// checkClients checks the client workload (clients.kind): client agents
+// that join the servers and never bootstrap, on an emptyDir, advertising
+// the pod IP. It returns the clients' pod labels.
+func checkClients(t *testing.T, r rendered, join, secretName string) map[string]string {
+	t.Helper()
+	clients := r.values["clients"].(map[string]any)
+	kind := clients["kind"].(string)
+	var (
+		name     string
+		selector *metav1.LabelSelector
+		tmpl     corev1.PodTemplateSpec
+	)
+	switch kind {
+	case "Deployment":
+		var d appsv1.Deployment
+		name = r.one(t, kind, &d)
+		selector, tmpl = d.Spec.Selector, d.Spec.Template
+		if want := toInt(t, clients["replicas"]); d.Spec.Replicas == nil || int(*d.Spec.Replicas) != want {
+			t.Errorf("client Deployment replicas %v, want %d", d.Spec.Replicas, want)
+		}
+	case "DaemonSet":
+		var d appsv1.DaemonSet
+		name = r.one(t, kind, &d)
+		selector, tmpl = d.Spec.Selector, d.Spec.Template
+	default:
+		t.Fatalf("clients.kind %q", kind)
+	}
+	if !matches(t, selector, tmpl.Labels) || tmpl.Labels["app.kubernetes.io/component"] != "client" {
+		t.Errorf("the %s's selector %+v does not select its pods %v, or they are not labelled clients", kind, selector, tmpl.Labels)
+	}
+	pod := tmpl.Spec
+	a := checkAgent(t, r.values, "client", pod, join, secretName)
+	if got := a.args["--role"]; got != "client" {
+		t.Errorf("client: --role=%q, want client", got)
+	}
+	for _, flag := range []string{"--bootstrap-expect", "--dead-node-reap", "--raft-voters"} {
+		if _, ok := a.args[flag]; ok {
+			t.Errorf("client: %s is set: a client holds no Raft state", flag)
+		}
+	}
+	if a.args["--advertise"] != "$(POD_IP)" {
+		t.Errorf("client: --advertise=%s, want $(POD_IP): a client's pod has no DNS name", a.args["--advertise"])
+	}
+	if e := a.env["POD_IP"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+		t.Errorf("client: POD_IP is not the pod's IP: %+v", e)
+	}
+	if len(a.ports) != 4 {
+		t.Errorf("client: ports %v, want the API, cluster and gossip ports only", a.ports)
+	}
+	if got, want := a.ports["http"].HostPort, toInt(t, clients["hostPort"]); int(got) != want {
+		t.Errorf("client: the API's hostPort is %d, want %d (clients.hostPort)", got, want)
+	}
+	if len(pod.Volumes) < 1 || pod.Volumes[0].Name != "data" || pod.Volumes[0].EmptyDir == nil {
+		t.Errorf("client: volumes %+v, want an emptyDir named data first", pod.Volumes)
+	}
+	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < 35 {
+		t.Errorf("client: terminationGracePeriodSeconds %v: the agent needs up to 30 s to stop cleanly", pod.TerminationGracePeriodSeconds)
+	}
+	if lim := a.c.Resources.Limits.Memory(); a.c.Resources.Requests.Memory().IsZero() || lim.IsZero() {
+		t.Errorf("client: resources %+v: want a memory request and limit", a.c.Resources)
+	}
+	if !strings.Contains(r.notes, name) {
+		t.Errorf("NOTES.txt does not name the client %s %s:\n%s", kind, name, r.notes)
+	}
+	return tmpl.Labels
 }
 
 func checkProbe(t *testing.T, what string, p *corev1.Probe, path string) {
@@ -485,6 +623,28 @@ func selects(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// matches reports whether selector, with its expressions, is non-empty
+// and matches podLabels.
+func matches(t *testing.T, selector *metav1.LabelSelector, podLabels map[string]string) bool {
+	t.Helper()
+	if selector == nil || len(selector.MatchLabels)+len(selector.MatchExpressions) == 0 {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		t.Fatalf("label selector %+v: %v", selector, err)
+	}
+	return sel.Matches(labels.Set(podLabels))
+}
+
+// clientPodLabels are the labels the chart gives client pods, from the
+// release's selector labels.
+func clientPodLabels(selectorLabels map[string]string) map[string]string {
+	l := maps.Clone(selectorLabels)
+	l["app.kubernetes.io/component"] = "client"
+	return l
 }
 
 func toInt(t *testing.T, v any) int {
@@ -509,6 +669,8 @@ func TestChart_Failures(t *testing.T) {
 		"bad log level":   {"agent": map[string]any{"logLevel": "loud"}},
 		"short grace":     {"terminationGracePeriodSeconds": 5},
 		"replicas string": {"replicas": "three"},
+		"clients kind":    {"clients": map[string]any{"enabled": true, "kind": "StatefulSet"}},
+		"clients memory":  {"clients": map[string]any{"goMemLimit": "lots"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			opts := chartutil.ReleaseOptions{Name: "shoal", Namespace: "default", IsInstall: true}
