@@ -24,14 +24,15 @@ type Config struct {
 	// command that may create one.
 	MaxObjects      int
 	MaxDependencies int
-	// Linger is how long an object without subscribers is kept
-	// (--objectsync-linger). Not enforced yet: see docs/objectsync.md.
+	// Linger is how long an object without subscribers anywhere in the
+	// cluster is kept, unless a connected master holds it
+	// (--objectsync-linger); the leader drops it after that.
 	Linger time.Duration
-	// ProduceTimeout is how long a producer may take
-	// (--objectsync-produce-timeout). Producers are not implemented yet.
+	// ProduceTimeout is how long a producer may take (or stay stalled)
+	// before another is asked (--objectsync-produce-timeout).
 	ProduceTimeout time.Duration
 	// MinReproduceInterval rate-limits re-production of one object
-	// (--objectsync-min-reproduce-interval). Producers are not implemented yet.
+	// (--objectsync-min-reproduce-interval): requests in between coalesce.
 	MinReproduceInterval time.Duration
 	// MaxSubscriptions bounds the ids and patterns one connection
 	// subscribes to (--objectsync-max-subscriptions).
@@ -119,9 +120,9 @@ func (c Config) Validate() error {
 func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.IntVar(&c.MaxSize, "objectsync-max-size", c.MaxSize, "largest object, in bytes of canonical JSON")
 	fs.IntVar(&c.History, "objectsync-history", c.History, "patches kept per object so that a reconnecting client gets patches instead of the full object")
-	fs.DurationVar(&c.Linger, "objectsync-linger", c.Linger, "how long an object nobody subscribes to is kept (not enforced yet)")
-	fs.DurationVar(&c.ProduceTimeout, "objectsync-produce-timeout", c.ProduceTimeout, "how long a producer may take before another is asked (producers not implemented yet)")
-	fs.DurationVar(&c.MinReproduceInterval, "objectsync-min-reproduce-interval", c.MinReproduceInterval, "shortest interval between two productions of one object (producers not implemented yet)")
+	fs.DurationVar(&c.Linger, "objectsync-linger", c.Linger, "how long an object nobody in the cluster subscribes to is kept before the leader drops it (a connected master keeps it)")
+	fs.DurationVar(&c.ProduceTimeout, "objectsync-produce-timeout", c.ProduceTimeout, "how long a producer may take, or stay stalled, before another producer is asked")
+	fs.DurationVar(&c.MinReproduceInterval, "objectsync-min-reproduce-interval", c.MinReproduceInterval, "shortest interval between two productions of one object: dependency bumps in between coalesce into one")
 	fs.IntVar(&c.MaxObjects, "objectsync-max-objects", c.MaxObjects, "objects the cluster may hold: a write that would create one more is refused (409 too_many_objects; 0: no cap)")
 	fs.IntVar(&c.MaxDependencies, "objectsync-max-dependencies", c.MaxDependencies, "named dependency counters the cluster may hold: a bump that would create one more is refused (409 too_many_dependencies; 0: no cap)")
 	fs.IntVar(&c.MaxSubscriptions, "objectsync-max-subscriptions", c.MaxSubscriptions, "ids and patterns one connection may subscribe to")
