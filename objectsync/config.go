@@ -48,6 +48,10 @@ type Config struct {
 	// PingInterval is how often a websocket is pinged to detect a dead
 	// link (--objectsync-ping-interval).
 	PingInterval time.Duration
+	// FlowWindow bounds the bytes a subscriber has been sent but has not
+	// shown it read (--objectsync-flow-window; ws.Config.FlowWindow):
+	// past it, frames queue, and a full queue collapses into full states.
+	FlowWindow int64
 }
 
 // Defaults of Config, in one place.
@@ -62,6 +66,7 @@ const (
 	DefaultMaxWatches           = 1000
 	DefaultSendQueue            = 64
 	DefaultPingInterval         = 30 * time.Second
+	DefaultFlowWindow           = 64 << 10
 	DefaultMaxObjects           = 100_000
 	DefaultMaxDependencies      = 10_000
 )
@@ -78,7 +83,7 @@ func DefaultConfig() Config {
 		MaxSize: DefaultMaxSize, History: DefaultHistory, Linger: DefaultLinger,
 		ProduceTimeout: DefaultProduceTimeout, MinReproduceInterval: DefaultMinReproduceInterval,
 		MaxSubscriptions: DefaultMaxSubscriptions, MaxConnections: DefaultMaxConnections,
-		MaxWatches: DefaultMaxWatches, SendQueue: DefaultSendQueue, PingInterval: DefaultPingInterval,
+		MaxWatches: DefaultMaxWatches, SendQueue: DefaultSendQueue, PingInterval: DefaultPingInterval, FlowWindow: DefaultFlowWindow,
 		MaxObjects: DefaultMaxObjects, MaxDependencies: DefaultMaxDependencies,
 	}
 }
@@ -109,6 +114,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("objectsync-send-queue must be at least 2, got %d: %w", c.SendQueue, ErrInvalidConfig)
 	case c.MaxObjects < 0 || c.MaxDependencies < 0:
 		return fmt.Errorf("objectsync-max-objects and objectsync-max-dependencies must not be negative (0 is no cap), got %d and %d: %w", c.MaxObjects, c.MaxDependencies, ErrInvalidConfig)
+	case c.FlowWindow < 0:
+		return fmt.Errorf("objectsync-flow-window must not be negative (0 is no bound), got %d: %w", c.FlowWindow, ErrInvalidConfig)
 	case c.PingInterval <= 0:
 		return fmt.Errorf("objectsync-ping-interval must be positive, got %s: %w", c.PingInterval, ErrInvalidConfig)
 	}
@@ -130,6 +137,7 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.IntVar(&c.MaxWatches, "objectsync-max-watches", c.MaxWatches, "SSE watches this node holds open")
 	fs.IntVar(&c.SendQueue, "objectsync-send-queue", c.SendQueue, "frames queued for one subscriber before its updates collapse into full states")
 	fs.DurationVar(&c.PingInterval, "objectsync-ping-interval", c.PingInterval, "how often a websocket is pinged to detect a dead link")
+	fs.Int64Var(&c.FlowWindow, "objectsync-flow-window", c.FlowWindow, "bytes a subscriber may have been sent without having read them (a ping's pong tells): past it, its updates queue and collapse into full states, so a slow subscriber is never minutes behind (0: no bound)")
 }
 
 var (

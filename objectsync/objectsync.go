@@ -123,6 +123,7 @@ func (o *ObjectSync) Provision(host modules.Host) error {
 	// object gets a too_large error frame rather than a closed socket.
 	wc.MaxMessageBytes = int64(2*cfg.MaxSize + 64<<10)
 	wc.SendQueue = cfg.SendQueue
+	wc.FlowWindow = cfg.FlowWindow
 	wc.PingInterval = cfg.PingInterval
 	wc.PingTimeout = min(wc.PingTimeout, cfg.PingInterval)
 	// Every origin, here: the API refuses a handshake from a page of

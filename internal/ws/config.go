@@ -32,6 +32,15 @@ type Config struct {
 	// SendQueue is how many frames may wait for a connection's writer;
 	// Send refuses a frame that does not fit (ErrQueueFull).
 	SendQueue int
+	// FlowWindow bounds the bytes written to a client that it has not
+	// shown it read (0: no bound). Socket buffers hold megabytes, so a
+	// client that reads more slowly than it is sent to would otherwise
+	// fall behind without bound while its queue stays empty. Once half
+	// the window is out, the writer pings; the pong comes back after the
+	// client has read everything before the ping, and acknowledges it.
+	// With a whole window unacknowledged the writer waits, frames queue,
+	// and a full queue is the caller's to handle (Replace).
+	FlowWindow int64
 	// WriteTimeout bounds the write of one frame: a client that does not
 	// read a whole frame in that long is disconnected.
 	WriteTimeout time.Duration
@@ -111,6 +120,9 @@ func (c Config) Validate() error {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("%w: origin pattern %q: %w", ErrInvalidConfig, p, err)
 		}
+	}
+	if c.FlowWindow < 0 {
+		return fmt.Errorf("%w: flow window must not be negative, got %d", ErrInvalidConfig, c.FlowWindow)
 	}
 	if c.Registerer != nil && !validMetricPrefix(c.MetricPrefix) {
 		return fmt.Errorf("%w: metric prefix %q is not a Prometheus metric name", ErrInvalidConfig, c.MetricPrefix)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -58,6 +59,15 @@ type Conn struct {
 	wake   chan struct{}  // one token: the queue has frames for the writer
 	loops  sync.WaitGroup // the reader and the keepalive; the writer waits for them
 
+	// The flow window (Config.FlowWindow): sent is the bytes the writer
+	// has written (the writer's alone), acked those the client has shown
+	// it read, probing whether a ping is out to learn more, and ack wakes
+	// a writer that waits for it.
+	sent    int64
+	acked   atomic.Int64
+	probing atomic.Bool
+	ack     chan struct{}
+
 	mu      sync.Mutex
 	queue   [][]byte // ring buffer of SendQueue frames
 	head, n int
@@ -78,6 +88,7 @@ func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts Ac
 		revoked: revoke.From(r.Context()),
 		done:    make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+		ack:     make(chan struct{}, 1),
 		queue:   make([][]byte, h.cfg.SendQueue),
 	}
 }
@@ -284,6 +295,9 @@ func (c *Conn) writeQueued() {
 				return
 			}
 		}
+		if !c.awaitWindow() {
+			return
+		}
 		// Not the connection's context: cancelling it must not cut a frame
 		// in half; shutdown bounds the write with a deadline instead.
 		ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
@@ -298,7 +312,56 @@ func (c *Conn) writeQueued() {
 			return
 		}
 		c.hub.m.sent.Inc()
+		c.sent += int64(len(frame))
+		c.probe()
 	}
+}
+
+// awaitWindow waits, if the flow window is full, until the client has
+// read enough of it; false if the connection started to close meanwhile.
+// Frames queue up while it waits.
+func (c *Conn) awaitWindow() bool {
+	w := c.hub.cfg.FlowWindow
+	if w <= 0 || c.sent-c.acked.Load() < w {
+		return true
+	}
+	c.hub.m.flowWaits.Inc()
+	for c.sent-c.acked.Load() >= w {
+		c.probe() // a pong that acknowledged less than needed: ask again
+		select {
+		case <-c.ack:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// probe pings the client once half the flow window is unacknowledged and
+// no ping is out: its pong acknowledges every byte written before it.
+// A pong that does not come within PingTimeout closes the connection as
+// dead, as the keepalive's does. The probe is one of the connection's
+// loops: finish waits for it (closing the connection ends its ping).
+func (c *Conn) probe() {
+	w := c.hub.cfg.FlowWindow
+	if w <= 0 || c.sent-c.acked.Load() < w/2 || c.probing.Load() {
+		return
+	}
+	c.probing.Store(true)
+	at := c.sent
+	c.loops.Add(1)
+	go func() {
+		defer c.loops.Done()
+		if !c.ping() {
+			return
+		}
+		c.acked.Store(at)
+		c.probing.Store(false)
+		select {
+		case c.ack <- struct{}{}:
+		default:
+		}
+	}()
 }
 
 // finish closes the connection (handshake or not, as shutdown decided),
@@ -414,18 +477,25 @@ func (c *Conn) keepalive() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure,
-				Reason: fmt.Sprintf("no pong within %s", c.hub.cfg.PingTimeout)}, closedPingTimeout, true)
+		if !c.ping() {
 			return
 		}
-		if err != nil {
-			return // the connection closed; the reader reports why
-		}
 	}
+}
+
+// ping pings the client and waits for the pong, at most PingTimeout:
+// false if none came. Without a pong in time the connection is closed as
+// dead; on another failure it was closing already, and the reader
+// reports why.
+func (c *Conn) ping() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure,
+			Reason: fmt.Sprintf("no pong within %s", c.hub.cfg.PingTimeout)}, closedPingTimeout, true)
+	}
+	return err == nil
 }
 
 // StatusCode is a websocket close status (RFC 6455 section 7.4).

@@ -452,3 +452,61 @@ func TestConn_WriteTimeout(t *testing.T) {
 	}
 	s.closesWith(t, closedWriteTimeout, 1)
 }
+
+// TestConn_FlowWindowBoundsWhatASlowClientHasUnread: with a flow window,
+// a client that reads nothing is written at most the window (and one
+// frame) before the writer waits: the queue then fills and overflows,
+// for the module to collapse, instead of socket buffers absorbing
+// megabytes. Once the client reads, the pong releases the writer and
+// every frame arrives, in order.
+func TestConn_FlowWindowBoundsWhatASlowClientHasUnread(t *testing.T) {
+	const frameBytes = 1 << 10
+	small := func(i int) []byte { return []byte(fmt.Sprintf("%06d", i) + strings.Repeat("x", frameBytes-6)) }
+	cfg := testConfig()
+	cfg.SendQueue = 4
+	cfg.FlowWindow = 64 << 10
+	cfg.PingTimeout = time.Minute // the client reads late on purpose
+	s := newServer(t, cfg, AcceptOptions{})
+	slow := dial(t, s, testProtocol)
+	conn := s.next(t)
+
+	// Queue frames until the queue stays full: the writer is waiting.
+	accepted := 0
+	for stuck := false; !stuck; {
+		if accepted > 4000 { // 4 MB: what socket buffers alone would take
+			t.Fatalf("%d frames accepted without the writer waiting", accepted)
+		}
+		if conn.Send(small(accepted)) == nil {
+			accepted++
+			continue
+		}
+		stuck = true
+		for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			if conn.Queued() < cfg.SendQueue {
+				stuck = false // only a burst: the writer is draining
+				break
+			}
+		}
+	}
+	if max := int(cfg.FlowWindow/frameBytes) + 1 + cfg.SendQueue; accepted > max {
+		t.Fatalf("%d frames accepted for a client that reads nothing, want at most %d (the window, one frame, the queue)", accepted, max)
+	}
+	if got := testutil.ToFloat64(s.hub.m.flowWaits); got < 1 {
+		t.Fatalf("got %v flow waits, want at least 1", got)
+	}
+
+	// The client reads: its pongs release the writer, and everything
+	// queued arrives in order.
+	slow.read()
+	for i := range accepted {
+		if got := seq(slow.receive(t)); got != i {
+			t.Fatalf("got frame %d, want %d", got, i)
+		}
+	}
+	if err := conn.Send(small(accepted)); err != nil {
+		t.Fatalf("send after the client caught up: %v", err)
+	}
+	if got := seq(slow.receive(t)); got != accepted {
+		t.Fatalf("got frame %d, want %d", got, accepted)
+	}
+}

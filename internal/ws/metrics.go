@@ -54,6 +54,9 @@ type metrics struct {
 	dropped  *prometheus.CounterVec
 	closes   *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	// flowWaits counts the writer's waits for a client to read its flow
+	// window (Config.FlowWindow).
+	flowWaits prometheus.Counter
 }
 
 // newMetrics creates the hub's metrics named prefix_..., and registers
@@ -83,6 +86,9 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: name("refused_total"), Help: "Websocket upgrades refused, by reason.",
 		}, []string{"reason"}),
+		flowWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: name("flow_waits_total"), Help: "Times a connection's writer waited for its client to read what it had been sent (the flow window).",
+		}),
 	}
 	// Initialise the label values, so they read 0 rather than being absent
 	// until the first event.
@@ -96,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 	for _, r := range []string{refusedNotWebsocket, refusedSubprotocol, refusedFull, refusedShuttingDown, refusedHandshake, refusedNotHijackable, refusedStreamLimit} {
 		m.refused.WithLabelValues(r)
 	}
-	m.collectors = []prometheus.Collector{m.open, m.sent, m.received, m.dropped, m.closes, m.refused}
+	m.collectors = []prometheus.Collector{m.open, m.sent, m.received, m.dropped, m.closes, m.refused, m.flowWaits}
 	if reg == nil {
 		return m, nil
 	}
