@@ -24,13 +24,25 @@ type Tokens interface {
 	OnRevoke(fn func(accessor string))
 }
 
+// TokenResolver is Tokens on a node that asks elsewhere (a client, which
+// holds no tokens): it may fail to know. Resolve returns the token, or
+// httpjson.ErrUnauthorized if the secret names none, or another error
+// (503) if it could not find out.
+type TokenResolver interface {
+	Tokens
+	Resolve(secret string) (acl.Token, error)
+}
+
 // ErrForbidden: the token is valid but none of its rules allows the
 // request; it carries "required" (the rule that would).
 var ErrForbidden = httpjson.Errorf(http.StatusForbidden, "forbidden", "this token does not allow the request")
 
-// tokens finds the acl module among the node's modules (nil if it does
-// not run).
+// tokens is Deps.Tokens, else the acl module among the node's modules
+// (nil if it does not run).
 func (s *server) tokens() Tokens {
+	if s.Deps.Tokens != nil {
+		return s.Deps.Tokens
+	}
 	if s.Modules == nil {
 		return nil
 	}
@@ -49,9 +61,17 @@ func authorize(t Tokens, secret string, r *http.Request) (acl.Token, error) {
 	if t == nil {
 		return acl.Token{}, httpjson.ErrUnauthorized
 	}
-	tok, ok := t.Authenticate(secret)
-	if !ok {
-		return acl.Token{}, httpjson.ErrUnauthorized
+	var tok acl.Token
+	if tr, remote := t.(TokenResolver); remote {
+		var err error
+		if tok, err = tr.Resolve(secret); err != nil {
+			return acl.Token{}, err
+		}
+	} else {
+		var ok bool
+		if tok, ok = t.Authenticate(secret); !ok {
+			return acl.Token{}, httpjson.ErrUnauthorized
+		}
 	}
 	res, ok := acl.ResourceOfRequest(r)
 	if !ok {

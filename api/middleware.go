@@ -221,12 +221,6 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		var err error = httpjson.ErrUnauthorized
-		if ok && strings.EqualFold(scheme, "Bearer") && s.scoped == nil && s.Forward != nil {
-			// A client holds no tokens but the bootstrap one: a server,
-			// which has the acl module's, decides (and serves).
-			s.Forward.ServeHTTP(w, r)
-			return
-		}
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			var tok acl.Token
 			if tok, err = authorize(s.scoped, got, r); err == nil {

@@ -92,6 +92,9 @@ type Deps struct {
 	// Keyring runs a keyring operation (list, install, use, remove) on
 	// every alive member and returns their answers.
 	Keyring func(ctx context.Context, op, key string) (any, error)
+	// Tokens, if set, resolves scoped tokens instead of the acl module:
+	// a client's (a TokenResolver asking servers).
+	Tokens Tokens
 	// Forward, on a client (--role client, Raft nil), serves on a server
 	// every request this node has no route for: Raft modules, Raft
 	// management, members, backups. Nil on servers.

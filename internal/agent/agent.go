@@ -188,6 +188,13 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	if a.forward != nil {
 		deps.Forward = a.forward
+		tokens := newRemoteTokens(a.forward)
+		deps.Tokens = tokens
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			tokens.run(a.ctx)
+		}()
 	} else {
 		deps.Raft = a.node // never a nil *Node in the interface
 	}
@@ -357,6 +364,7 @@ func (a *Agent) serveCluster() {
 		a.serveConsensus(a.rpc)
 		a.rpc.Handle(methodLeaderAPI, a.serveLeaderAPI)
 		a.forwarded = a.serveForwardedAPI()
+		a.serveTokens()
 	}
 	a.serveKeyring(a.rpc)
 	a.serveModules(a.rpc)

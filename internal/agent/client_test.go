@@ -179,22 +179,43 @@ func TestClient_ServesEveryModuleThroughAServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := newAPIClient(t, light, tok.SecretID)
+	var apiErr *client.Error
 	// Known on the server the client picks once that server has applied
 	// the create.
 	testcluster.Eventually(t, 10*time.Second, func() error {
 		_, err := reader.Read(ctx, "events", 1, 10, false)
 		return err
 	})
+	before = forwarded(t, light.Agent().Registry())
 	if _, err := reader.KVGet(ctx, "config/a"); err != nil {
 		t.Fatalf("a scoped kv read on the client: %v", err)
 	}
-	var apiErr *client.Error
+	if got := forwarded(t, light.Agent().Registry()); got != before {
+		t.Fatalf("a kv read with a scoped token was forwarded: the client resolves tokens and serves kv itself")
+	}
+	if _, err := reader.KVPut(ctx, "config/a", "2"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden {
+		t.Fatalf("a kv write the token does not allow, on the client: %v, want 403", err)
+	}
 	if _, err := reader.Publish(ctx, "events", "", json.RawMessage(`{}`)); !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden {
 		t.Fatalf("a publish the token does not allow: %v, want 403", err)
 	}
 	if _, err := newAPIClient(t, light, "wrong").Read(ctx, "events", 1, 10, false); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("a wrong token through the client: %v, want 401", err)
 	}
+	if _, err := newAPIClient(t, light, "wrong").KVGet(ctx, "config/a"); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("a wrong token for the client's kv: %v, want 401", err)
+	}
+	// Revoked on a server: the client's own kv refuses it too, once its
+	// cached resolution is asked for again (1 s with the tests' timing).
+	if err := server.RevokeToken(ctx, tok.AccessorID); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, 20*time.Second, func() error {
+		if _, err := reader.KVGet(ctx, "config/a"); !errors.Is(err, client.ErrUnauthorized) {
+			return fmt.Errorf("a revoked token on the client's kv: %v, want 401", err)
+		}
+		return nil
+	})
 
 	// Never in Raft, after all of it.
 	cfg, err := c.Leader().Agent().Raft().Configuration()
