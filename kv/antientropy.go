@@ -200,17 +200,22 @@ func (k *KV) saveInterval() time.Duration {
 	return min(max(k.cfg.TombstoneTTL/4, 100*time.Millisecond), 10*time.Second)
 }
 
-// loop runs the periodic work every GossipInterval until Stop.
+// loop runs the periodic work every GossipInterval until Stop; a synced
+// node with no round in flight sleeps through the ticks until its next
+// round instead (see idleTicks).
 func (k *KV) loop() {
-	t := time.NewTicker(k.cfg.GossipInterval)
+	k.tick(1)
+	steps := k.idleTicks()
+	t := time.NewTimer(time.Duration(steps) * k.cfg.GossipInterval)
 	defer t.Stop()
-	k.tick()
 	for {
 		select {
 		case <-k.ctx.Done():
 			return
 		case <-t.C:
-			k.tick()
+			k.tick(steps)
+			steps = k.idleTicks()
+			t.Reset(time.Duration(steps) * k.cfg.GossipInterval)
 		case <-k.askNext:
 			if !k.isSynced() {
 				k.syncStep(k.peers(), k.cfg.now())
@@ -219,10 +224,27 @@ func (k *KV) loop() {
 	}
 }
 
-// tick is one step of the loop: expire rounds, start a round (synced) or
-// drive the full sync (unsynced), collect tombstones and save the last
-// sync time when due.
-func (k *KV) tick() {
+// idleTicks is how many gossip intervals the loop may sleep: one while
+// anything needs the tick (a full sync, a round waiting for its answer
+// or its timeout), else the ticks until the next round is due. An idle
+// node (a round every maxPace intervals) then wakes once per round, not
+// five times a second: at rest the wake-ups, not the work, are most of a
+// node's CPU. What a tick also does waits at most that long: the purge of
+// expired keys (reads check expiry themselves) and noticing a change in
+// the peers (a joining node asks for its sync itself).
+func (k *KV) idleTicks() int {
+	k.ae.mu.Lock()
+	defer k.ae.mu.Unlock()
+	if !k.ae.synced || len(k.ae.rounds) > 0 {
+		return 1
+	}
+	return max(1, k.ae.wait+1) // the tick that finds wait at 0 starts the round
+}
+
+// tick is one step of the loop, standing for steps gossip intervals:
+// expire rounds, start a round (synced) or drive the full sync
+// (unsynced), collect tombstones and save the last sync time when due.
+func (k *KV) tick(steps int) {
 	now := k.cfg.now()
 	peers := k.peers()
 	k.ae.mu.Lock()
@@ -248,6 +270,7 @@ func (k *KV) tick() {
 		}
 	}
 	synced := k.ae.synced
+	k.ae.wait -= steps - 1 // the intervals slept through
 	roundDue := synced && k.ae.wait <= 0
 	if roundDue {
 		k.ae.wait = k.ae.pace
@@ -315,7 +338,7 @@ func (k *KV) startRound(peers []string, now time.Time) {
 	k.m.hooks.WithLabelValues("before_gossip").Inc()
 	// The root alone: most rounds find the trees equal, and then cost
 	// one hash each way; a difference costs one more round trip.
-	k.send(peer, message{Type: msgDigest, Ref: ref, Level: 0, Nodes: k.st.hashes(0, []int{0})})
+	k.sendRound(peer, message{Type: msgDigest, Ref: ref, Level: 0, Nodes: k.st.hashes(0, []int{0})})
 	k.m.hooks.WithLabelValues("after_gossip").Inc()
 }
 
@@ -331,7 +354,7 @@ func (k *KV) onDigest(m message, now time.Time) {
 	level := int(m.Level)
 	diff := k.st.mismatched(level, m.Nodes)
 	if len(diff) == 0 {
-		k.send(m.From, message{Type: msgPush, Ref: m.Ref, Final: true})
+		k.sendRound(m.From, message{Type: msgPush, Ref: m.Ref, Final: true})
 		k.roundDone(m.From, m.Ref)
 		return
 	}
@@ -340,10 +363,10 @@ func (k *KV) onDigest(m message, now time.Time) {
 		diff = sample(diff, maxL2Expand)
 	}
 	if level < treeDepth {
-		k.send(m.From, message{Type: msgDigest, Ref: m.Ref, Level: uint8(level + 1), Nodes: k.st.hashes(level+1, children(diff))})
+		k.sendRound(m.From, message{Type: msgDigest, Ref: m.Ref, Level: uint8(level + 1), Nodes: k.st.hashes(level+1, children(diff))})
 		return
 	}
-	k.send(m.From, message{Type: msgSummary, Ref: m.Ref, Leaves: k.st.summaries(diff)})
+	k.sendRound(m.From, message{Type: msgSummary, Ref: m.Ref, Leaves: k.st.summaries(diff)})
 }
 
 // sample returns at most n of xs, chosen at random, so that a difference

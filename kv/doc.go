@@ -70,7 +70,10 @@
 // levels of fanout 16 above them, each node's hash the XOR of the hashes of
 // the (key, version, tombstone) entries below it, updated in O(depth) per
 // change. Every --kv-gossip-interval a synced node starts a round with one
-// random peer, over reliable TCP messages (Gossip.SendTo):
+// random peer. Digests, summaries and the empty push that ends a round go
+// in one UDP packet when they fit a gossip packet (Gossip.SendBestEffort:
+// a lost one is a round that times out); pushes with entries and full
+// syncs over TCP (Gossip.SendTo):
 //
 //	A → B  digest: A's root hash
 //	B → A  done, if it matches; else B's 16 level-1 hashes

@@ -9,16 +9,33 @@ import (
 
 // outMsg is one message waiting in the outbox.
 type outMsg struct {
-	to  string
-	msg []byte
+	to         string
+	msg        []byte
+	bestEffort bool // UDP (sendRound), else TCP
 }
 
 // send queues m for to without blocking; with the outbox full it is
 // dropped (and counted): anti-entropy and sync retry.
 func (k *KV) send(to string, m message) {
+	k.queue(to, m, false)
+}
+
+// sendRound queues a message of an anti-entropy round's comparison (a
+// digest, a summary, the empty push that ends a round): in one UDP packet
+// when it fits a gossip packet. A round at rest is one digest and one
+// empty push every few seconds per node, and a TCP connection for each
+// cost more than everything else a node does at rest; one lost is one
+// round that times out (roundTimeout), and the next compares again.
+// Entries (pushes with entries, pulls) and full syncs stay on TCP.
+func (k *KV) sendRound(to string, m message) {
+	k.queue(to, m, true)
+}
+
+func (k *KV) queue(to string, m message, round bool) {
 	m.From = k.node
+	b := encodeMessage(m)
 	select {
-	case k.outbox <- outMsg{to: to, msg: encodeMessage(m)}:
+	case k.outbox <- outMsg{to: to, msg: b, bestEffort: round && len(b) <= maxBroadcast}:
 	default:
 		k.m.dropped.WithLabelValues("outbox_full").Inc()
 	}
@@ -47,9 +64,14 @@ func (k *KV) sender() {
 		case <-k.ctx.Done():
 			return
 		case o := <-k.outbox:
-			ctx, cancel := context.WithTimeout(k.ctx, k.sendTimeout())
-			err := k.host.Gossip().SendTo(ctx, o.to, o.msg)
-			cancel()
+			var err error
+			if o.bestEffort {
+				err = k.host.Gossip().SendBestEffort(o.to, o.msg)
+			} else {
+				ctx, cancel := context.WithTimeout(k.ctx, k.sendTimeout())
+				err = k.host.Gossip().SendTo(ctx, o.to, o.msg)
+				cancel()
+			}
 			if err != nil {
 				if k.ctx.Err() == nil {
 					k.m.dropped.WithLabelValues("send_failed").Inc()

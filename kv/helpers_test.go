@@ -107,6 +107,12 @@ func (g fakeGossip) SendTo(ctx context.Context, node string, msg []byte) error {
 	return nil
 }
 
+// SendBestEffort delivers like SendTo: the fake network loses nothing
+// that reaches a reachable node.
+func (g fakeGossip) SendBestEffort(node string, msg []byte) error {
+	return g.SendTo(context.Background(), node, msg)
+}
+
 func (g fakeGossip) Members() []modules.Member {
 	g.net.mu.Lock()
 	defer g.net.mu.Unlock()

@@ -213,26 +213,13 @@ func (c *Channel) queued() int {
 // member must be known and alive or suspect (ErrUnknownNode, ErrNodeDown).
 func (c *Channel) SendTo(ctx context.Context, node string, msg []byte) error {
 	m := c.m
-	if err := m.usable(); errors.Is(err, ErrShutdown) {
-		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
-	}
-	mem, ok := m.Member(node)
-	if !ok {
-		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, ErrUnknownNode)
-	}
-	if !mem.Up() {
-		return fmt.Errorf("send to %s on channel %d: member is %s: %w", node, c.tag, mem.Status, ErrNodeDown)
-	}
-	to, err := nodeAt(mem)
+	to, frame, err := c.direct(node, msg)
 	if err != nil {
-		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
 	}
-	frame := make([]byte, 2+len(msg))
-	frame[0], frame[1] = directTag, c.tag
-	copy(frame[2:], msg)
 
 	done := make(chan error, 1)
 	m.sendMu.Lock()
@@ -255,6 +242,45 @@ func (c *Channel) SendTo(ctx context.Context, node string, msg []byte) error {
 	case <-ctx.Done():
 		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, ctx.Err())
 	}
+}
+
+// SendBestEffort sends msg to the member called node in one UDP packet
+// (memberlist's SendBestEffort), at once: no connection, no delivery
+// guarantee. The receiver's handler gets it as it gets SendTo's. The
+// member must be known and alive or suspect.
+func (c *Channel) SendBestEffort(node string, msg []byte) error {
+	to, frame, err := c.direct(node, msg)
+	if err != nil {
+		return err
+	}
+	if err := c.m.ml.SendBestEffort(to, frame); err != nil {
+		return fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
+	}
+	return nil
+}
+
+// direct resolves node for a direct message (known, alive or suspect) and
+// frames msg for it: [directTag][tag][msg].
+func (c *Channel) direct(node string, msg []byte) (*memberlist.Node, []byte, error) {
+	m := c.m
+	if err := m.usable(); errors.Is(err, ErrShutdown) {
+		return nil, nil, fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
+	}
+	mem, ok := m.Member(node)
+	if !ok {
+		return nil, nil, fmt.Errorf("send to %s on channel %d: %w", node, c.tag, ErrUnknownNode)
+	}
+	if !mem.Up() {
+		return nil, nil, fmt.Errorf("send to %s on channel %d: member is %s: %w", node, c.tag, mem.Status, ErrNodeDown)
+	}
+	to, err := nodeAt(mem)
+	if err != nil {
+		return nil, nil, fmt.Errorf("send to %s on channel %d: %w", node, c.tag, err)
+	}
+	frame := make([]byte, 2+len(msg))
+	frame[0], frame[1] = directTag, c.tag
+	copy(frame[2:], msg)
+	return to, frame, nil
 }
 
 // nodeAt is the memberlist node to address mem at.

@@ -314,6 +314,31 @@ func TestChannel_BroadcastKeyReplacesQueued(t *testing.T) {
 	}
 }
 
+// TestChannel_SendBestEffort: a message in one UDP packet reaches the
+// member's handler as a direct message, as SendTo's does; an unknown
+// member is an error, not a send.
+func TestChannel_SendBestEffort(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	h := &recordingHandler{}
+	nodes[1].Channel(5).SetHandler(h)
+	// UDP may lose a packet even on loopback: send until one arrives.
+	eventually(t, 5*time.Second, func() error {
+		if err := nodes[0].Channel(5).SendBestEffort("n1", []byte("hello")); err != nil {
+			return err
+		}
+		if got := h.messages(); len(got) == 0 || got[0] != "hello" {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(nodes[1].metrics.received.WithLabelValues(kindDirect)); got < 1 {
+		t.Errorf("direct metric: got %v, want at least 1", got)
+	}
+	if err := nodes[0].Channel(5).SendBestEffort("nobody", []byte("x")); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("send to unknown: got %v, want ErrUnknownNode", err)
+	}
+}
+
 func TestChannel_SendTo(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
 	h := &recordingHandler{}

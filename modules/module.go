@@ -203,6 +203,12 @@ type Gossip interface {
 	Spread(key string, msg []byte, fanout int) error
 	// SendTo sends msg reliably (over TCP) to one member by name.
 	SendTo(ctx context.Context, node string, msg []byte) error
+	// SendBestEffort sends msg to one member by name in one UDP packet,
+	// at once and without a connection: it may be lost. For small
+	// messages that a protocol repeats anyway (a periodic comparison),
+	// where a TCP connection each would cost more than the message. msg
+	// must fit a gossip packet (about 1,200 bytes).
+	SendBestEffort(node string, msg []byte) error
 	// Members lists the members currently alive or suspect, this node included.
 	Members() []Member
 }

@@ -111,6 +111,14 @@ func (g gossipHandle) SendTo(ctx context.Context, node string, msg []byte) error
 	return ch.SendTo(ctx, node, msg)
 }
 
+func (g gossipHandle) SendBestEffort(node string, msg []byte) error {
+	ch, err := g.channel()
+	if err != nil {
+		return err
+	}
+	return ch.SendBestEffort(node, msg)
+}
+
 func (g gossipHandle) Members() []modules.Member {
 	local := g.h.a.cfg.NodeName
 	var out []modules.Member
