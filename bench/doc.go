@@ -9,6 +9,7 @@
 //	bench/run files [-total 1GiB] [-files 1000] [-peer-fsync]   (replication vs rsync and raw TCP)
 //	bench/run objects [-subscribers 1000] [-duration 30s] [-idle 1000]  (objectsync vs centrifuge)
 //	bench/run log-retention [-entries 10000000] [-size 256] [-nodes 1,3] [-repo ..]  (issue #15: RSS, disk, restart of a full log vs a JetStream stream)
+//	bench/run kv [-sizes 16,64] [-shapes nonvoters,clients] [-parts convergence,antientropy,gossipsim]  (kv propagation vs Serf; docs/scaling.md)
 //	cd bench && go run . log
 //
 // Each scenario is a subcommand in its own file that registers itself from

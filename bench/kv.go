@@ -25,7 +25,7 @@ import (
 func init() {
 	register(scenario{
 		name:    "kv",
-		summary: "kv write propagation on 16 and 64 agents vs Serf user events; idle cost of 100,000 keys vs memberlist push/pull",
+		summary: "kv write propagation on 16 and 64 agents (all servers, or 5 servers and clients) vs Serf user events; idle cost of 100,000 keys vs memberlist push/pull; gossip of 256 in-process members",
 		run:     runKV,
 	})
 }
@@ -33,6 +33,7 @@ func init() {
 // kvFlags are the kv scenario's settings.
 type kvFlags struct {
 	sizes      []int
+	shapes     []string
 	writes     int
 	rate       float64
 	valueBytes int
@@ -45,6 +46,9 @@ type kvFlags struct {
 	aeKeys   int
 	aeWindow time.Duration
 	repo     string
+
+	simNodes  int
+	simWindow time.Duration
 }
 
 func parseKVFlags(args []string) (kvFlags, error) {
@@ -52,29 +56,37 @@ func parseKVFlags(args []string) (kvFlags, error) {
 	fs := flag.NewFlagSet("bench kv", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	sizes := fs.String("sizes", "16,64", "comma-separated cluster sizes of the convergence part")
+	shapes := fs.String("shapes", strings.Join(kvShapes, ","), "comma-separated shapes of the convergence part's shoal cluster: nonvoters (every agent a server: 5 voters, the others non-voters), clients (5 servers, the others --role client)")
 	fs.IntVar(&f.writes, "writes", 1000, "writes (shoal) and user events (Serf) per cluster size, spread round-robin over the nodes")
 	fs.Float64Var(&f.rate, "rate", 20, "writes per second, cluster-wide (at 64 nodes, gossip carries about 25/s: each node sends each write 8 times, about a dozen per packet, 15 packets a second)")
 	fs.IntVar(&f.valueBytes, "value-bytes", 64, "bytes of each value (Serf: of each event's payload)")
 	fs.DurationVar(&f.idle, "idle", 10*time.Second, "idle time measured before the writes (the gossip baseline)")
 	fs.DurationVar(&f.settle, "settle", 90*time.Second, "longest wait after the last write for every node to have every write")
 	fs.DurationVar(&f.tail, "tail", 10*time.Second, "time after the writes' span that their gossip bytes are counted")
-	parts := fs.String("parts", "convergence,antientropy", "parts to run: convergence, antientropy")
+	parts := fs.String("parts", "convergence,antientropy", "parts to run: convergence, antientropy, gossipsim")
 	fs.IntVar(&f.aeNodes, "ae-nodes", 64, "agents of the anti-entropy part")
 	fs.IntVar(&f.aeKeys, "ae-keys", 100000, "keys held by every node in the anti-entropy part")
 	fs.DurationVar(&f.aeWindow, "ae-window", 60*time.Second, "idle time measured in the anti-entropy part (memberlist pushes/pulls once a minute at 64 nodes)")
 	fs.StringVar(&f.repo, "repo", "..", "shoal repository to build the binary from")
+	fs.IntVar(&f.simNodes, "sim-nodes", 256, "in-process memberlist nodes of the gossipsim part")
+	fs.DurationVar(&f.simWindow, "sim-window", 0, "idle time measured in the gossipsim part (0: two push/pull intervals at -sim-nodes)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: bench kv [flags]
 
-Part convergence: for each size, start that many shoal agents, then as many
-Serf agents (LAN profile: 200 ms gossip, as shoal), on 127.0.0.1; watch
-every node, issue the writes (shoal kv PUTs, Serf user events) at a fixed
-rate over the nodes, and time each until every node has it. Gossip bytes
-are what the agents count on the wire (shoal's metrics, Serf's statsd).
+Part convergence: for each size, start that many shoal agents once per
+shape, then as many Serf agents (LAN profile: 200 ms gossip, as shoal), on
+127.0.0.1; watch every node, issue the writes (shoal kv PUTs, Serf user
+events) at a fixed rate over all the nodes (clients included), and time
+each until every node has it. Gossip bytes are what the agents count on
+the wire (shoal's metrics, Serf's statsd); CPU is the agents' processes'.
 
 Part antientropy: 64 shoal agents holding 100,000 keys, idle: gossip bytes
 per node per second, then the same keyspace as memberlist push/pull state
 on 64 in-process memberlist nodes.
+
+Part gossipsim (not run by default): 256 in-process memberlist nodes with
+the agent's gossip timing, at rest: bytes sent per node per second and
+this process's CPU per node.
 
 flags:`)
 		fs.PrintDefaults()
@@ -95,10 +107,19 @@ flags:`)
 	f.parts = map[string]bool{}
 	for p := range strings.SplitSeq(*parts, ",") {
 		p = strings.TrimSpace(p)
-		if p != "convergence" && p != "antientropy" {
+		if p != "convergence" && p != "antientropy" && p != "gossipsim" {
 			return f, fmt.Errorf("-parts: unknown part %q", p)
 		}
 		f.parts[p] = true
+	}
+	for s := range strings.SplitSeq(*shapes, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(kvShapes, s) {
+			return f, fmt.Errorf("-shapes: unknown shape %q (want %s)", s, strings.Join(kvShapes, ", "))
+		}
+		if !slices.Contains(f.shapes, s) {
+			f.shapes = append(f.shapes, s)
+		}
 	}
 	switch {
 	case f.writes < 1 || f.rate <= 0:
@@ -110,6 +131,8 @@ flags:`)
 		return f, errors.New("-idle, -settle, -tail and -ae-window must be positive")
 	case f.aeNodes < 2 || f.aeKeys < 1:
 		return f, errors.New("-ae-nodes must be at least 2 and -ae-keys positive")
+	case f.simNodes < 2 || f.simWindow < 0:
+		return f, errors.New("-sim-nodes must be at least 2 and -sim-window not negative")
 	}
 	return f, nil
 }
@@ -130,24 +153,31 @@ func runKV(ctx context.Context, args []string, out io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	fmt.Fprintln(out, "building shoal from", f.repo)
-	shoalBin, err := buildShoal(ctx, e, f.repo)
-	if err != nil {
-		return err
+	// The gossipsim part runs in this process: it needs neither binary.
+	var shoalBin, serfBin string
+	var versions [][2]string
+	if f.parts["convergence"] || f.parts["antientropy"] {
+		fmt.Fprintln(out, "building shoal from", f.repo)
+		if shoalBin, err = buildShoal(ctx, e, f.repo); err != nil {
+			return err
+		}
+		shoalVersion := "unknown"
+		if b, err := command(ctx, "", shoalBin, "version"); err == nil {
+			shoalVersion = strings.TrimSpace(string(b))
+		}
+		versions = append(versions, [2]string{"shoal", shoalVersion})
 	}
-	serfBin, err := findSerf(ctx, out)
-	if err != nil {
-		return err
+	if f.parts["convergence"] {
+		if serfBin, err = findSerf(ctx, out); err != nil {
+			return err
+		}
+		versions = append(versions, [2]string{"serf", serfVersion(ctx, serfBin)})
 	}
-	m := describeMachine(ctx, e.dir)
-	shoalVersion := "unknown"
-	if b, err := command(ctx, "", shoalBin, "version"); err == nil {
-		shoalVersion = strings.TrimSpace(string(b))
-	}
-	m.print(out, [][2]string{{"shoal", shoalVersion}, {"serf", serfVersion(ctx, serfBin)}})
+	describeMachine(ctx, e.dir).print(out, versions)
 	fmt.Fprintln(out)
 
 	if f.parts["convergence"] {
+		f.shapes = supportedShapes(ctx, out, shoalBin, f.shapes)
 		for _, n := range f.sizes {
 			if err := convergencePart(ctx, out, e, f, shoalBin, serfBin, n); err != nil {
 				return err
@@ -159,31 +189,30 @@ func runKV(ctx context.Context, args []string, out io.Writer) (err error) {
 			return err
 		}
 	}
+	if f.parts["gossipsim"] {
+		if err := gossipSimPart(ctx, out, f); err != nil {
+			return err
+		}
+	}
 	e.printNotable(out)
 	return nil
 }
 
-// convergencePart compares shoal and Serf on n agents each, one cluster
-// at a time (each has the machine to itself).
+// convergencePart compares shoal, in each shape, and Serf on n agents
+// each, one cluster at a time (each has the machine to itself).
 func convergencePart(ctx context.Context, out io.Writer, e *env, f kvFlags, shoalBin, serfBin string, n int) error {
 	fmt.Fprintf(out, "== convergence, %d agents: %d writes at %.0f/s over the nodes, %d-byte values ==\n", n, f.writes, f.rate, f.valueBytes)
 	run := newRunID()
 
-	sc, err := startShoalCluster(e, shoalBin, fmt.Sprintf("shoal%d", n), n, min(n, 3), "--log-level", "warn")
-	if err != nil {
-		return err
+	var shoalRes []propResult
+	for _, shape := range f.shapes {
+		res, err := shoalShapeRun(ctx, out, e, f, shoalBin, n, shape, run)
+		if err != nil {
+			return err
+		}
+		res.print(out)
+		shoalRes = append(shoalRes, res)
 	}
-	if err := waitShoalKV(ctx, sc, 2*time.Minute); err != nil {
-		stopShoal(sc)
-		return err
-	}
-	e.markLogs()
-	shoalRes, err := measurePropagation(ctx, shoalKVSystem(sc, run), f)
-	stopShoal(sc)
-	if err != nil {
-		return fmt.Errorf("shoal: %w", err)
-	}
-	shoalRes.print(out)
 
 	serf, err := startSerf(e, serfBin, fmt.Sprintf("serf%d", n), n)
 	if err != nil {
@@ -203,7 +232,11 @@ func convergencePart(ctx context.Context, out io.Writer, e *env, f kvFlags, shoa
 		return fmt.Errorf("serf: %w", err)
 	}
 	serfRes.print(out)
-	printConvergenceRatio(out, shoalRes, serfRes)
+	fmt.Fprintf(out, "-- %d agents, summary --\n", n)
+	printShapeSummary(out, append(slices.Clone(shoalRes), serfRes))
+	for _, s := range shoalRes {
+		printConvergenceRatio(out, s, serfRes)
+	}
 	fmt.Fprintln(out)
 	return nil
 }
@@ -677,12 +710,36 @@ func measurePropagation(ctx context.Context, sys gossipSystem, f kvFlags) (propR
 	return res, nil
 }
 
+// latencies returns the convergence p50, p99 and max, "-" without any.
+func (r propResult) latencies() (p50, p99, mx string) {
+	if len(r.converged) == 0 {
+		return "-", "-", "-"
+	}
+	return ms(percentile(r.converged, 0.5)), ms(percentile(r.converged, 0.99)), ms(r.converged[len(r.converged)-1])
+}
+
+// cores returns the average cores the processes used over the phase,
+// false when it was not measured.
+func (u cpuUse) cores() (float64, bool) {
+	if u.err != nil || u.total == 0 {
+		return 0, false
+	}
+	wall := u.total.Seconds() / float64(runtime.NumCPU())
+	return u.servers.Seconds() / wall, true
+}
+
+// coresText is cores as text, "-" when not measured.
+func (u cpuUse) coresText() string {
+	c, ok := u.cores()
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", c)
+}
+
 func (r propResult) print(out io.Writer) {
 	tw := newTable(out, "system\tnodes\twrites\tconverged\tp50\tp99\tmax\tmissing deliveries\tidle B/node/s\tload B/node/s\tload window\t")
-	p50, p99, mx := "-", "-", "-"
-	if len(r.converged) > 0 {
-		p50, p99, mx = ms(percentile(r.converged, 0.5)), ms(percentile(r.converged, 0.99)), ms(r.converged[len(r.converged)-1])
-	}
+	p50, p99, mx := r.latencies()
 	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.1fs\t\n", r.system, r.nodes, r.writes, len(r.converged),
 		p50, p99, mx, r.missing, r.idleRate, r.loadRate, r.loadWindow.Seconds())
 	_ = tw.Flush()
@@ -690,11 +747,10 @@ func (r propResult) print(out io.Writer) {
 		fmt.Fprintf(out, "  %s: %d writes failed; the first: %s\n", r.system, r.writeErrors, r.firstErr)
 	}
 	cores := func(u cpuUse) string {
-		if u.err != nil || u.total == 0 {
+		if _, ok := u.cores(); !ok {
 			return "-"
 		}
-		wall := u.total.Seconds() / float64(runtime.NumCPU())
-		return fmt.Sprintf("%.2f cores (machine %.0f%% busy)", u.servers.Seconds()/wall, 100*float64(u.busy)/float64(u.total))
+		return fmt.Sprintf("%s cores (machine %.0f%% busy)", u.coresText(), 100*float64(u.busy)/float64(u.total))
 	}
 	fmt.Fprintf(out, "  %s agents' CPU: idle %s, load %s\n", r.system, cores(r.idleCPU), cores(r.loadCPU))
 	fmt.Fprintf(out, "  %s bytes per node in the load window: udp %.0f  tcp %.0f", r.system, r.breakdown.udp, r.breakdown.tcp)
@@ -706,26 +762,6 @@ func (r propResult) print(out io.Writer) {
 			r.system, b.viaBroadcast, b.viaAE, 100*b.viaAE/(b.viaBroadcast+b.viaAE), b.pushesSent, b.pushesDeferred)
 	}
 	fmt.Fprintln(out)
-}
-
-// printConvergenceRatio prints shoal against Serf: the target is a p99
-// convergence no slower, with no more bytes per node.
-func printConvergenceRatio(out io.Writer, s, f propResult) {
-	if len(s.converged) < s.writes || len(f.converged) == 0 || f.loadRate == 0 {
-		fmt.Fprintf(out, "ratio shoal/serf: shoal converged %d of %d writes, serf %d of %d\n", len(s.converged), s.writes, len(f.converged), f.writes)
-		return
-	}
-	p99 := float64(percentile(s.converged, 0.99)) / float64(percentile(f.converged, 0.99))
-	bytes := s.loadRate / f.loadRate
-	verdict := "met"
-	if p99 > 1 || bytes > 1 {
-		verdict = "NOT met"
-	}
-	fmt.Fprintf(out, "ratio shoal/serf at %d nodes: p99 convergence %.2f×, p50 %.2f×, bytes/node/s under load %.2f×, idle %.2f×   target (p99 ≤ 1.00×, bytes ≤ 1.00×): %s\n",
-		s.nodes, p99, float64(percentile(s.converged, 0.5))/float64(percentile(f.converged, 0.5)), bytes, s.idleRate/f.idleRate, verdict)
-	if len(f.converged) < f.writes {
-		fmt.Fprintf(out, "  (serf delivered %d of %d events to every node)\n", len(f.converged), f.writes)
-	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

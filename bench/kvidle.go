@@ -3,18 +3,14 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"shoal/membership"
 )
@@ -28,7 +24,7 @@ func antiEntropyPart(ctx context.Context, out io.Writer, e *env, f kvFlags, shoa
 	n := f.aeNodes
 	fmt.Fprintf(out, "== anti-entropy cost, %d agents, idle with 0 and with %d keys (%d-byte values) ==\n", n, f.aeKeys, f.valueBytes)
 	run := newRunID()
-	c, err := startShoalCluster(e, shoalBin, fmt.Sprintf("ae%d", n), n, min(n, 3), "--log-level", "warn")
+	c, err := startKVCluster(e, shoalBin, fmt.Sprintf("ae%d", n), n, shapeNonvoters)
 	if err != nil {
 		return err
 	}
@@ -259,87 +255,20 @@ func (s *fullState) MergeRemoteState(buf []byte, _ bool) { s.merged.Add(int64(le
 // pushPullTag is the channel the baseline's state travels on.
 const pushPullTag = 200
 
-// measurePushPull starts n memberlist nodes in this process, through
-// shoal's membership package with the agent's default (LAN) timing, each
-// holding state as push/pull state, and measures the gossip they send
-// over window once all have joined.
+// measurePushPull starts n memberlist nodes in this process (see
+// startSimCluster), each holding state as push/pull state, and measures
+// the gossip they send over window once all have joined.
 func measurePushPull(ctx context.Context, n int, state []byte, window time.Duration) (idleCost, error) {
-	type node struct {
-		m   *membership.Membership
-		reg *prometheus.Registry
-	}
-	nodes := make([]node, 0, n)
-	defer func() {
-		for _, nd := range nodes {
-			_ = nd.m.Shutdown()
-		}
-	}()
 	handler := &fullState{state: state}
-	for i := range n {
-		cfg := membership.DefaultConfig()
-		cfg.NodeName = "m" + strconv.Itoa(i+1)
-		cfg.BindAddr = "127.0.0.1:0"
-		reg := prometheus.NewRegistry()
-		cfg.Registerer = reg
-		m, err := membership.New(cfg)
-		if err != nil {
-			return idleCost{}, fmt.Errorf("push/pull node %d: %w", i+1, err)
-		}
+	c, err := startSimCluster(ctx, "push/pull", n, func(m *membership.Membership) {
 		m.Channel(pushPullTag).SetHandler(handler)
-		nodes = append(nodes, node{m: m, reg: reg})
-		if i > 0 {
-			if _, err := m.Join([]string{nodes[0].m.LocalMember().Addr}); err != nil {
-				return idleCost{}, fmt.Errorf("push/pull node %d join: %w", i+1, err)
-			}
-		}
-		if ctx.Err() != nil {
-			return idleCost{}, ctx.Err()
-		}
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		all := true
-		for _, nd := range nodes {
-			if up := countAlive(nd.m.Members()); up != n {
-				all = false
-				break
-			}
-		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			return idleCost{}, errors.New("push/pull nodes did not all see each other within 2 minutes")
-		}
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-			return idleCost{}, err
-		}
-	}
-	sum := func() (float64, error) {
-		total := 0.0
-		for _, nd := range nodes {
-			v, err := gatheredSum(nd.reg, "shoal_membership_sent_bytes_total")
-			if err != nil {
-				return 0, err
-			}
-			total += v
-		}
-		return total, nil
-	}
-	b0, err := sum()
+	})
 	if err != nil {
 		return idleCost{}, err
 	}
-	t0 := time.Now()
-	if err := sleepCtx(ctx, window); err != nil {
-		return idleCost{}, err
-	}
-	b1, err := sum()
-	if err != nil {
-		return idleCost{}, err
-	}
-	d := time.Since(t0)
-	return idleCost{rate: (b1 - b0) / float64(n) / d.Seconds(), window: d}, nil
+	defer c.shutdown()
+	cost, err := c.measure(ctx, window)
+	return cost.idleCost, err
 }
 
 func countAlive(ms []membership.Member) int {
@@ -350,24 +279,6 @@ func countAlive(ms []membership.Member) int {
 		}
 	}
 	return n
-}
-
-// gatheredSum sums every series of the counter name in reg.
-func gatheredSum(reg *prometheus.Registry, name string) (float64, error) {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0, err
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return total, nil
 }
 
 // newTable returns a right-aligned table writer with its header written.

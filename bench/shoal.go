@@ -22,6 +22,7 @@ type shoalNode struct {
 	client     *client.Client // HTTP/1.1 with keep-alive, as curl speaks
 	client2    *client.Client // HTTP/2 with prior knowledge (h2c): one multiplexed connection
 	args       []string       // the agent's command line, to restart it
+	light      bool           // a light member (--role client): gossip and kv, no Raft
 }
 
 // shoalCluster is a shoal cluster of agents started by the benchmark.
@@ -69,7 +70,8 @@ func startShoalCluster(e *env, bin, label string, n, expect int, extra ...string
 
 // add starts n more agents. Of the cluster's agents, the first expect get
 // --bootstrap-expect expect; every agent but the first joins the first.
-func (c *shoalCluster) add(e *env, n, expect int) error {
+// The new agents get the cluster's extra flags, then flags.
+func (c *shoalCluster) add(e *env, n, expect int, flags ...string) error {
 	first := len(c.nodes)
 	for i := range n {
 		node := &shoalNode{name: fmt.Sprintf("n%d", first+i+1)}
@@ -107,6 +109,7 @@ func (c *shoalCluster) add(e *env, n, expect int) error {
 			args = append(args, "--join", c.nodes[0].gossipAddr)
 		}
 		args = append(args, c.extra...)
+		args = append(args, flags...)
 		node.args = args
 		p, err := e.start(c.label+"-"+node.name, c.bin, args...)
 		if err != nil {
@@ -115,6 +118,17 @@ func (c *shoalCluster) add(e *env, n, expect int) error {
 		node.proc = p
 	}
 	return nil
+}
+
+// addClients starts n more agents as light members (--role client): they
+// join the first agent's gossip and hold no Raft state.
+func (c *shoalCluster) addClients(e *env, n int) error {
+	first := len(c.nodes)
+	err := c.add(e, n, 0, "--role", "client")
+	for _, node := range c.nodes[first:] {
+		node.light = true
+	}
+	return err
 }
 
 // restart starts the stopped agents nodes again, on their data and ports,
@@ -131,7 +145,8 @@ func (c *shoalCluster) restart(e *env, nodes []*shoalNode) error {
 }
 
 // wait polls until every agent is ready and all agree on one leader, or
-// fails at the deadline or as soon as an agent exits.
+// fails at the deadline or as soon as an agent exits. A light member need
+// not know the leader, but if it names one it must be the servers' one.
 func (c *shoalCluster) wait(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -167,10 +182,12 @@ func (c *shoalCluster) check(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", node.name, err)
 		}
-		if st.Leader == "" {
+		switch {
+		case st.Leader != "":
+			leaders[st.Leader] = true
+		case !node.light:
 			return fmt.Errorf("%s: no leader", node.name)
 		}
-		leaders[st.Leader] = true
 	}
 	if len(leaders) != 1 {
 		return fmt.Errorf("nodes disagree on the leader: %v", leaders)
