@@ -86,9 +86,13 @@ type Client struct {
 	done   chan struct{}
 	errs   chan Error
 
-	mu       sync.Mutex
-	conn     *websocket.Conn // nil between connections
-	states   map[string]State
+	mu     sync.Mutex
+	conn   *websocket.Conn  // nil between connections
+	states map[string]State // Object nil: not encoded since the last patch (see values)
+	// values are the states' objects decoded: patches apply to them in
+	// place (document.ApplyValue), and an object is encoded only when
+	// read (objectLocked), not at every patch.
+	values   map[string]any
 	exact    map[string]bool
 	patterns map[string]bool
 	masters  map[string]bool
@@ -167,7 +171,7 @@ func Dial(ctx context.Context, urls []string, opts Options) (*Client, error) {
 	}
 	c := &Client{
 		urls: append([]string(nil), urls...), opts: opts, done: make(chan struct{}),
-		errs: make(chan Error, opts.ErrorBuffer), states: map[string]State{}, exact: map[string]bool{},
+		errs: make(chan Error, opts.ErrorBuffer), states: map[string]State{}, values: map[string]any{}, exact: map[string]bool{},
 		patterns: map[string]bool{}, masters: map[string]bool{}, waiters: map[string]*waiter{},
 		changed: make(chan struct{}),
 	}
@@ -267,7 +271,7 @@ func (c *Client) attach(conn *websocket.Conn) {
 	// subscription covers, so that one removed meanwhile does not linger.
 	for id := range c.states {
 		if !c.exact[id] {
-			delete(c.states, id)
+			c.forgetLocked(id)
 		}
 	}
 	for id := range c.exact {
@@ -351,11 +355,16 @@ func (c *Client) handle(m protocol.Message) {
 	defer c.mu.Unlock()
 	switch m.Type {
 	case protocol.TypeObject:
-		obj, err := document.Canonical(m.Object)
+		var v any
 		ver, verr := document.ParseVersion(m.Version)
-		if err != nil || verr != nil {
+		if json.Unmarshal(m.Object, &v) != nil || verr != nil {
 			return
 		}
+		obj, err := document.Encode(v)
+		if err != nil {
+			return
+		}
+		c.values[m.ID] = v
 		c.replaceLocked(m.ID, State{Version: ver.String(), Object: obj})
 		c.stats.Objects++
 	case protocol.TypePatch:
@@ -364,25 +373,20 @@ func (c *Client) handle(m protocol.Message) {
 		to, terr := document.ParseVersion(m.To)
 		if !ok || ferr != nil || terr != nil || st.Version != from.String() {
 			c.stats.Violations++
-			delete(c.states, m.ID)
+			c.forgetLocked(m.ID)
 			break
 		}
-		p, err := document.Patch(m.Patch)
+		v, obj, err := c.patchLocked(m.ID, m.Patch)
 		if err != nil {
 			c.stats.Violations++
-			delete(c.states, m.ID)
+			c.forgetLocked(m.ID)
 			break
 		}
-		obj, err := document.Apply(st.Object, p, 0)
-		if err != nil {
-			c.stats.Violations++
-			delete(c.states, m.ID)
-			break
-		}
+		c.values[m.ID] = v
 		c.replaceLocked(m.ID, State{Version: to.String(), Object: obj})
 		c.stats.Patches++
 	case protocol.TypeRemoved:
-		delete(c.states, m.ID)
+		c.forgetLocked(m.ID)
 	case protocol.TypeProduce:
 		if p := c.producer; p != nil {
 			c.workers.Add(1)
@@ -424,6 +428,50 @@ func (c *Client) handle(m protocol.Message) {
 		}
 	}
 	c.notifyLocked()
+}
+
+// patchLocked applies patch to id's object: to the decoded value in
+// place when document.ApplyValue takes the patch (the object's encoding
+// is then made when read), else with document.Apply, as the servers do.
+// The caller holds c.mu and checked the versions.
+func (c *Client) patchLocked(id string, raw json.RawMessage) (any, []byte, error) {
+	p, err := document.Patch(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := document.ApplyValue(c.values[id], p)
+	if !errors.Is(err, document.ErrNotSimple) {
+		return v, nil, err
+	}
+	obj, err := document.Apply(c.objectLocked(id), p, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := json.Unmarshal(obj, &v); err != nil {
+		return nil, nil, err
+	}
+	return v, obj, nil
+}
+
+// objectLocked returns id's object encoded, encoding it if a patch
+// changed it since it was last read. The caller holds c.mu.
+func (c *Client) objectLocked(id string) []byte {
+	st := c.states[id]
+	if st.Object == nil {
+		obj, err := document.Encode(c.values[id])
+		if err != nil {
+			return nil // a decoded JSON value always encodes
+		}
+		st.Object = obj
+		c.states[id] = st
+	}
+	return st.Object
+}
+
+// forgetLocked drops what the client holds of id. The caller holds c.mu.
+func (c *Client) forgetLocked(id string) {
+	delete(c.states, id)
+	delete(c.values, id)
 }
 
 // replaceLocked installs a new state of id, counting a regression if its
@@ -515,6 +563,9 @@ func (c *Client) Get(id string) (State, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, ok := c.states[id]
+	if ok {
+		st.Object = c.objectLocked(id)
+	}
 	return st, ok
 }
 
@@ -524,6 +575,7 @@ func (c *Client) States() map[string]State {
 	defer c.mu.Unlock()
 	out := make(map[string]State, len(c.states))
 	for k, v := range c.states {
+		v.Object = c.objectLocked(k)
 		out[k] = v
 	}
 	return out

@@ -8,7 +8,7 @@ import (
 )
 
 func newTestClient() *Client {
-	return &Client{states: map[string]State{}, exact: map[string]bool{}, patterns: map[string]bool{},
+	return &Client{states: map[string]State{}, values: map[string]any{}, exact: map[string]bool{}, patterns: map[string]bool{},
 		masters: map[string]bool{}, waiters: map[string]*waiter{}, changed: make(chan struct{}), errs: make(chan Error, 8)}
 }
 
@@ -30,7 +30,18 @@ func TestClient_CountsViolations(t *testing.T) {
 	if st, _ := c.Get("a"); st.Version != "3" || string(st.Object) != `{"n":3}` {
 		t.Fatalf("got %+v", st)
 	}
-	if s := c.Stats(); s.Violations != 0 || s.Regressions != 0 || s.Patches != 1 {
+	// A patch applied in place, one left to Apply (a copy), and reads in
+	// between: each read is the object at that version.
+	c.handle(msg(`{"type":"patch","id":"a","from":3,"to":4,"patch":[{"op":"add","path":"/l","value":[1]}]}`))
+	c.handle(msg(`{"type":"patch","id":"a","from":4,"to":5,"patch":[{"op":"copy","from":"/l","path":"/m"}]}`))
+	if st, _ := c.Get("a"); st.Version != "5" || string(st.Object) != `{"l":[1],"m":[1],"n":3}` {
+		t.Fatalf("got %+v", st)
+	}
+	c.handle(msg(`{"type":"patch","id":"a","from":5,"to":6,"patch":[{"op":"add","path":"/m/-","value":2}]}`))
+	if st, _ := c.States()["a"]; st.Version != "6" || string(st.Object) != `{"l":[1],"m":[1,2],"n":3}` {
+		t.Fatalf("got %+v", st)
+	}
+	if s := c.Stats(); s.Violations != 0 || s.Regressions != 0 || s.Patches != 4 {
 		t.Fatalf("a good stream: %+v", s)
 	}
 	// A gap: a patch from 4 while the client holds 3.

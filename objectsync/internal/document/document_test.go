@@ -165,13 +165,10 @@ func TestVersion_Compare(t *testing.T) {
 	}
 }
 
-// FuzzApply checks that applying any patch to any object never panics,
-// is deterministic, and yields a canonical object or an error.
-func FuzzApply(f *testing.F) {
-	f.Add([]byte(`{"a":1,"b":[1,2]}`), []byte(`[{"op":"replace","path":"/a","value":2}]`))
-	f.Add([]byte(`{"a":{"b":{}}}`), []byte(`[{"op":"copy","from":"/a","path":"/a/b/c"}]`))
-	f.Add([]byte(`{}`), []byte(`[{"op":"move","from":"/x","path":"/y"}]`))
-	f.Add([]byte(`{"a":[]}`), []byte(`[{"op":"add","path":"/a/-","value":{"k":[1,2]}},{"op":"test","path":"/a/0/k/1","value":2}]`))
+// fuzzPatches runs check on every canonical object and patch the fuzzer
+// makes of its inputs, from the patch fuzzers' seeds.
+func fuzzPatches(f *testing.F, check func(t *testing.T, doc, patch []byte)) {
+	addPatchSeeds(f)
 	f.Fuzz(func(t *testing.T, docIn, patchIn []byte) {
 		doc, err := Object(docIn, 1<<16)
 		if err != nil {
@@ -181,6 +178,23 @@ func FuzzApply(f *testing.F) {
 		if err != nil {
 			return
 		}
+		check(t, doc, patch)
+	})
+}
+
+// addPatchSeeds adds the (object, patch) seeds of the patch fuzzers.
+func addPatchSeeds(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":[1,2]}`), []byte(`[{"op":"replace","path":"/a","value":2}]`))
+	f.Add([]byte(`{"a":{"b":{}}}`), []byte(`[{"op":"copy","from":"/a","path":"/a/b/c"}]`))
+	f.Add([]byte(`{}`), []byte(`[{"op":"move","from":"/x","path":"/y"}]`))
+	f.Add([]byte(`{"a":[]}`), []byte(`[{"op":"add","path":"/a/-","value":{"k":[1,2]}},{"op":"test","path":"/a/0/k/1","value":2}]`))
+	f.Add([]byte(`{"a":[1,2,3]}`), []byte(`[{"op":"remove","path":"/a/1"},{"op":"add","path":"/a/0","value":0}]`))
+}
+
+// FuzzApply checks that applying any patch to any object never panics,
+// is deterministic, and yields a canonical object or an error.
+func FuzzApply(f *testing.F) {
+	fuzzPatches(f, func(t *testing.T, doc, patch []byte) {
 		a, errA := Apply(doc, patch, 1<<16)
 		b, errB := Apply(doc, patch, 1<<16)
 		if (errA == nil) != (errB == nil) || !bytes.Equal(a, b) {
