@@ -57,7 +57,16 @@ type Conn struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}  // closed when the connection is closed and gone from the hub
 	wake   chan struct{}  // one token: the queue has frames for the writer
-	loops  sync.WaitGroup // the reader and the keepalive; the writer waits for them
+	loops  sync.WaitGroup // the reader, the revocation watch, flow probes; the writer waits for them
+
+	// The keepalive is a timer, not a goroutine: most connections are
+	// idle, and a goroutine's stack was a sixth of an idle connection's
+	// memory. pingTimer fires keepalive; pingsStopped (under pingMu) ends
+	// the re-arming, and pinging counts a keepalive in progress.
+	pingMu       sync.Mutex
+	pingTimer    *time.Timer
+	pingsStopped bool
+	pinging      sync.WaitGroup
 
 	// The flow window (Config.FlowWindow): sent is the bytes the writer
 	// has written (the writer's alone), acked those the client has shown
@@ -268,9 +277,13 @@ func (c *Conn) kill() {
 
 // start runs the connection's goroutines.
 func (c *Conn) start() {
-	c.loops.Add(2)
+	c.loops.Add(1)
 	go c.read()
-	go c.keepalive()
+	if c.revoked != nil {
+		c.loops.Add(1)
+		go c.watchRevoked()
+	}
+	c.armPing()
 	go c.write()
 }
 
@@ -381,6 +394,7 @@ func (c *Conn) finish() {
 		_ = c.raw.SetDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
 		_ = c.ws.Close(cause.Status, cause.Reason) // an error means the peer did not take part; it is closed either way
 	}
+	c.stopPings()
 	c.loops.Wait()
 
 	c.hub.remove(c, label)
@@ -462,25 +476,56 @@ func (c *Conn) handlerFailed(err error) {
 	c.shutdown(&CloseError{Status: websocket.StatusInternalError, Reason: "internal error"}, closedHandlerError, false)
 }
 
-// keepalive is the keepalive goroutine: it pings every PingInterval and
-// drops the connection when a pong does not come within PingTimeout.
-func (c *Conn) keepalive() {
+// watchRevoked closes the connection when its credential is revoked
+// (only connections opened with a revocable credential have it).
+func (c *Conn) watchRevoked() {
 	defer c.loops.Done()
-	t := time.NewTicker(c.hub.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.revoked:
-			c.shutdown(&CloseError{Status: websocket.StatusPolicyViolation, Reason: "credential revoked"}, closedRevoked, false)
-			return
-		case <-t.C:
-		}
-		if !c.ping() {
-			return
-		}
+	select {
+	case <-c.ctx.Done():
+	case <-c.revoked:
+		c.shutdown(&CloseError{Status: websocket.StatusPolicyViolation, Reason: "credential revoked"}, closedRevoked, false)
 	}
+}
+
+// armPing schedules the next keepalive ping, PingInterval from now,
+// unless the connection is closing.
+func (c *Conn) armPing() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if c.pingsStopped || c.ctx.Err() != nil {
+		return
+	}
+	c.pingTimer = time.AfterFunc(c.hub.cfg.PingInterval, c.keepalive)
+}
+
+// keepalive runs on the timer's goroutine: it pings, and drops the
+// connection when the pong does not come within PingTimeout (ping), or
+// arms the next ping.
+func (c *Conn) keepalive() {
+	c.pingMu.Lock()
+	if c.pingsStopped {
+		c.pingMu.Unlock()
+		return
+	}
+	c.pinging.Add(1)
+	c.pingMu.Unlock()
+	defer c.pinging.Done()
+	if c.ctx.Err() != nil || !c.ping() {
+		return
+	}
+	c.armPing()
+}
+
+// stopPings stops the keepalive and waits for a ping in progress (the
+// connection is closed already, which ends it).
+func (c *Conn) stopPings() {
+	c.pingMu.Lock()
+	c.pingsStopped = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.pingMu.Unlock()
+	c.pinging.Wait()
 }
 
 // ping pings the client and waits for the pong, at most PingTimeout:

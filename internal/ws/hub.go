@@ -111,8 +111,9 @@ type Handler func(ctx context.Context, c *Conn, msg []byte) error
 
 // Accept upgrades r to a websocket connection that speaks the hub's
 // subprotocol and returns it, open and tracked by the hub until it closes;
-// its reader, writer and keepalive have started (OnMessage may run before
-// Accept returns). The handler returns afterwards; the connection lives on
+// its reader and writer have started and its keepalive is armed
+// (OnMessage may run before Accept returns). The handler returns
+// afterwards; the connection lives on
 // (http.Server has handed it over).
 //
 // Accept answers every failure itself: before the upgrade with the API's
