@@ -49,14 +49,13 @@ type ACL struct {
 	revokeMu  sync.Mutex
 	onRevoked []func(accessor string)
 
-	life         sync.Mutex
-	ctx          context.Context // cancelled by Stop
-	cancel       context.CancelFunc
-	stopped      bool
-	wg           sync.WaitGroup
-	leaderCancel context.CancelFunc // ends the current expiry loop
-	leaderDone   chan struct{}      // closed when the last expiry loop returned
-	leading      atomic.Bool
+	life    sync.Mutex
+	ctx     context.Context // cancelled by Stop
+	cancel  context.CancelFunc
+	stopped bool
+	wg      sync.WaitGroup
+	expiry  modules.LeaderLoop // the expiry loop, while this node leads
+	leading atomic.Bool
 
 	// now is the clock of Authenticate and the expiry loop (tests replace
 	// it before Provision).
@@ -114,10 +113,7 @@ func (a *ACL) Stop(ctx context.Context) error {
 	if !a.stopped {
 		a.stopped = true
 		a.cancel()
-		if a.leaderCancel != nil {
-			a.leaderCancel()
-			a.leaderCancel = nil
-		}
+		a.expiry.Stop()
 	}
 	a.life.Unlock()
 	done := make(chan struct{})

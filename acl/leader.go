@@ -26,27 +26,13 @@ func (a *ACL) LeadershipChanged(isLeader bool) {
 	a.life.Lock()
 	defer a.life.Unlock()
 	if !isLeader {
-		if a.leaderCancel != nil {
-			a.leaderCancel()
-			a.leaderCancel = nil
-		}
+		a.expiry.Stop()
 		return
 	}
-	if a.stopped || a.leaderCancel != nil || a.host == nil {
+	if a.stopped || a.host == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(a.ctx)
-	prev, done := a.leaderDone, make(chan struct{})
-	a.leaderCancel, a.leaderDone = cancel, done
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		defer close(done)
-		if prev != nil {
-			<-prev // its context is cancelled: it returns promptly
-		}
-		a.lead(ctx)
-	}()
+	a.expiry.Start(a.ctx, &a.wg, a.lead)
 }
 
 // lead is the expiry loop of one term.

@@ -41,27 +41,13 @@ func (l *Locks) LeadershipChanged(isLeader bool) {
 	l.life.Lock()
 	defer l.life.Unlock()
 	if !isLeader {
-		if l.leaderCancel != nil {
-			l.leaderCancel()
-			l.leaderCancel = nil
-		}
+		l.expiry.Stop()
 		return
 	}
-	if l.stopped || l.leaderCancel != nil || l.host == nil {
+	if l.stopped || l.host == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(l.ctx)
-	prev, done := l.leaderDone, make(chan struct{})
-	l.leaderCancel, l.leaderDone = cancel, done
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer close(done)
-		if prev != nil {
-			<-prev // its context is cancelled: it returns promptly
-		}
-		l.lead(ctx)
-	}()
+	l.expiry.Start(l.ctx, &l.wg, l.lead)
 }
 
 // Expiry loop pacing.

@@ -49,16 +49,15 @@ type Locks struct {
 	// expiry loop looks for the next deadline again.
 	changed chan struct{}
 
-	life         sync.Mutex
-	ctx          context.Context // cancelled by Stop
-	cancel       context.CancelFunc
-	stopped      bool
-	stopCh       chan struct{} // closed by Stop
-	wg           sync.WaitGroup
-	leaderCancel context.CancelFunc // ends the current expiry loop
-	leaderDone   chan struct{}      // closed when the last expiry loop returned
-	leading      atomic.Bool
-	waiting      atomic.Int64 // requests of this node blocked in a queue
+	life    sync.Mutex
+	ctx     context.Context // cancelled by Stop
+	cancel  context.CancelFunc
+	stopped bool
+	stopCh  chan struct{} // closed by Stop
+	wg      sync.WaitGroup
+	expiry  modules.LeaderLoop // the expiry loop, while this node leads
+	leading atomic.Bool
+	waiting atomic.Int64 // requests of this node blocked in a queue
 }
 
 // watch is one waiting request's mailbox.
@@ -120,10 +119,7 @@ func (l *Locks) Stop(ctx context.Context) error {
 		l.stopped = true
 		close(l.stopCh)
 		l.cancel()
-		if l.leaderCancel != nil {
-			l.leaderCancel()
-			l.leaderCancel = nil
-		}
+		l.expiry.Stop()
 	}
 	l.life.Unlock()
 	done := make(chan struct{})
