@@ -247,6 +247,7 @@ func TestClient_WithoutServersAnswers503(t *testing.T) {
 	cfg.Role = membership.RoleClient
 	cfg.Join = []string{deadAddr}
 	cfg.Local = true
+	cfg.BodyTimeout = 300 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -275,6 +276,21 @@ func TestClient_WithoutServersAnswers503(t *testing.T) {
 	}
 	if resp, body := get("/v1/kv/some/key"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "key_not_found") {
 		t.Fatalf("kv on the client: %d %s", resp.StatusCode, body)
+	}
+	// A body the client reads before forwarding it is bounded by the
+	// body timeout, as the API's own reads are: a trickle gets a 408.
+	conn, err := net.Dial("tcp", a.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /v1/logs/x HTTP/1.1\r\nHost: c\r\nContent-Length: 100\r\n\r\n{\"a\""); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	answer, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(answer), "HTTP/1.1 408") || !strings.Contains(string(answer), "body_timeout") {
+		t.Fatalf("a trickled body forwarded by a client: %q, want 408 body_timeout", answer)
 	}
 }
 

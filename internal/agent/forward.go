@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -138,7 +140,47 @@ func (f *apiForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(f.a.ctx, cancel)
 	defer stop()
-	f.proxy.ServeHTTP(w, r.WithContext(ctx))
+	r = r.WithContext(ctx)
+	if err := f.replayable(w, r); err != nil {
+		httpjson.WriteError(w, r, err)
+		return
+	}
+	f.proxy.ServeHTTP(w, r)
+}
+
+// maxReplayableBody bounds the request bodies a client reads before
+// forwarding them, so that they can be sent again.
+const maxReplayableBody = 1 << 20
+
+// replayable reads a small request body (up to maxReplayableBody, known
+// length) and lets it be sent again (GetBody): a pooled stream to a
+// server that has just died fails the first write, and the HTTP
+// transport retries a request on another stream only if nothing of it
+// was written and its body can be rewound. Larger bodies and streamed
+// ones pass through as they come, and such a failure is a 502.
+// The read is bounded by --http-body-timeout, as the API's own reads are.
+func (f *apiForwarder) replayable(w http.ResponseWriter, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > maxReplayableBody {
+		return nil
+	}
+	rc := http.NewResponseController(w)
+	if limit := f.a.cfg.BodyTimeout; limit > 0 {
+		_ = rc.SetReadDeadline(time.Now().Add(limit))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	if err != nil {
+		// The rest of the body is not read: close rather than drain it.
+		w.Header().Set("Connection", "close")
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return httpjson.ErrBodyTimeout.WithMessage("the request body did not arrive within %v", f.a.cfg.BodyTimeout)
+		}
+		return httpjson.BadRequest("body_unreadable", "the request body could not be read: %s", err.Error())
+	}
+	_ = rc.SetReadDeadline(time.Time{}) // the answer may stream for long
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return nil
 }
 
 var errNoServer = errors.New("no server is known alive")
