@@ -113,8 +113,7 @@ func (m *Replication) session(ctx context.Context, target string, ch <-chan stru
 	}
 	defer conn.Close()
 	context.AfterFunc(sctx, func() { _ = conn.Close() })
-	fs := &followSession{m: m, leader: target, conn: conn,
-		br: bufio.NewReaderSize(conn, 1<<20), w: &frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10)}}
+	fs := newFollowSession(m, target, conn)
 	defer fs.abort()
 	err = fs.run()
 	if sctx.Err() != nil {
@@ -132,9 +131,11 @@ type followSession struct {
 	leader  string
 	conn    net.Conn
 	br      *bufio.Reader
+	fr      frameReader // reads from br
 	w       *frameWriter
 	applied uint64
 	cur     *incoming
+	batch   *commitBatch // files staged, renamed into place at the next commit
 }
 
 // incoming is the file being received during catch-up.
@@ -147,18 +148,26 @@ type incoming struct {
 	next uint64
 }
 
+func newFollowSession(m *Replication, leader string, conn net.Conn) *followSession {
+	s := &followSession{m: m, leader: leader, conn: conn, batch: newCommitBatch(m.store),
+		br: bufio.NewReaderSize(conn, 1<<20), w: &frameWriter{conn: conn, bw: bufio.NewWriterSize(conn, 64<<10)}}
+	s.fr.r = s.br
+	return s
+}
+
 func (s *followSession) abort() {
 	if c := s.cur; c != nil && c.f != nil {
 		_ = c.f.Close()
 		_ = s.m.store.root.Remove(c.tmp)
 	}
 	s.cur = nil
+	s.batch.discard()
 	_ = s.m.store.flush()
 }
 
 func (s *followSession) read(timeout time.Duration) (frame, error) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-	f, err := readFrame(s.br)
+	f, err := s.fr.read() // f.data is valid until the next read
 	if errors.Is(err, io.EOF) {
 		err = fmt.Errorf("the leader closed the stream: %w", io.ErrUnexpectedEOF)
 	}
@@ -265,10 +274,15 @@ func (s *followSession) catchUp() (uint64, error) {
 		case frameFileEnd:
 			err = s.fileEnd(f)
 		case frameFileGone:
-			_, err = s.m.store.remove(f.path)
+			if err = s.commitFor(f.path); err == nil {
+				_, err = s.m.store.remove(f.path)
+			}
 		case frameSyncDone:
 			if s.cur != nil || f.pos != p0 {
 				return 0, fmt.Errorf("%w: sync done at %d in the middle of a file or at another position than %d", ErrProtocol, f.pos, p0)
+			}
+			if err := s.batch.commit(); err != nil {
+				return 0, err
 			}
 			return p0, s.m.store.flush()
 		default:
@@ -282,6 +296,9 @@ func (s *followSession) catchUp() (uint64, error) {
 
 func (s *followSession) chunk(f frame) error {
 	if s.cur == nil {
+		if err := s.commitFor(f.path); err != nil {
+			return err
+		}
 		if f.offset == 0 {
 			tf, name, err := s.m.store.createTemp()
 			if err != nil {
@@ -345,15 +362,20 @@ func (s *followSession) fileEnd(f frame) error {
 		s.m.mismatch()
 		return fmt.Errorf("%s: %w", f.path, ErrChecksumMismatch)
 	}
-	if err := s.m.store.finishTemp(c.f); err != nil {
-		_ = s.m.store.root.Remove(c.tmp)
-		return err
+	s.batch.add(c.f, staged{name: c.tmp, size: int64(f.size), sum: sum, state: stateOf(c.h)}, f.path)
+	if s.batch.full() {
+		return s.batch.commit()
 	}
-	_, err := s.m.store.commit(staged{name: c.tmp, size: int64(f.size), sum: sum, state: stateOf(c.h)}, f.path)
-	if err != nil {
-		_ = s.m.store.root.Remove(c.tmp)
+	return nil
+}
+
+// commitFor commits the batch if it holds a staged file for p: an action
+// on p must come after it.
+func (s *followSession) commitFor(p string) error {
+	if s.batch.has(p) {
+		return s.batch.commit()
 	}
-	return err
+	return nil
 }
 
 // live applies live actions, fsyncing and acknowledging in batches: when
@@ -371,6 +393,11 @@ func (s *followSession) live() error {
 			}
 			continue
 		}
+		if f.typ != framePosition {
+			if err := s.commitFor(f.path); err != nil {
+				return err
+			}
+		}
 		switch f.typ {
 		case frameAppend:
 			_, err = s.m.store.appendTo(f.path, int64(f.offset), f.data)
@@ -380,10 +407,9 @@ func (s *followSession) live() error {
 			}
 		case frameReplace:
 			var st staged
-			if st, err = s.m.store.stage(f.data); err == nil {
-				if _, err = s.m.store.commit(st, f.path); err != nil {
-					s.m.store.discard(st)
-				}
+			var tf *os.File
+			if st, tf, err = s.m.store.stageOpen(f.data, &f.sum); err == nil {
+				s.batch.add(tf, st, f.path)
 			}
 		case frameDelete:
 			_, err = s.m.store.remove(f.path)
@@ -396,7 +422,7 @@ func (s *followSession) live() error {
 		}
 		s.applied = f.pos
 		batch += len(f.data) + 1
-		if s.br.Buffered() == 0 || batch >= maxBatchBytes {
+		if s.br.Buffered() == 0 || batch >= maxBatchBytes || s.batch.full() {
 			if err := s.ack(); err != nil {
 				return err
 			}
@@ -408,6 +434,9 @@ func (s *followSession) live() error {
 
 // ack makes what was applied durable and acknowledges it.
 func (s *followSession) ack() error {
+	if err := s.batch.commit(); err != nil {
+		return err
+	}
 	if err := s.m.store.flush(); err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ import (
 //	uint32 BE  CRC-32C (Castagnoli) of type and payload
 const (
 	headerMagic     = "SHOALREP"
-	protocolVersion = 1
+	protocolVersion = 2 // 2: a replace carries the content's SHA-256
 	headerLen       = len(headerMagic) + 4
 )
 
@@ -62,7 +62,7 @@ const (
 	frameSyncDone byte = 0x06 // position
 	// Leader to follower, live.
 	frameAppend   byte = 0x10 // path, offset, position, data
-	frameReplace  byte = 0x11 // path, position, data
+	frameReplace  byte = 0x11 // path, position, sha256 of data, data
 	frameDelete   byte = 0x12 // path, position
 	framePosition byte = 0x13 // position (an action skipped as already sent, or a keepalive)
 	// Follower to leader.
@@ -151,6 +151,7 @@ func appendFrame(b []byte, f frame) ([]byte, error) {
 	case frameReplace:
 		b = wire.AppendBytes(b, f.path)
 		b = wire.AppendUvarint(b, f.pos)
+		b = append(b, f.sum[:]...)
 		b = wire.AppendBytes(b, f.data)
 	case frameDelete:
 		b = wire.AppendBytes(b, f.path)
@@ -174,8 +175,24 @@ func appendFrame(b []byte, f frame) ([]byte, error) {
 // cleanly between frames; any other failure wraps ErrBadFrame. The frame's
 // data is freshly allocated and owned by the caller.
 func readFrame(r *bufio.Reader) (frame, error) {
+	fr := frameReader{r: r}
+	return fr.read()
+}
+
+// frameReader reads frames into buffers it reuses: a frame's data is valid
+// only until the next read. A follower reads a file's worth of frames per
+// file; into fresh memory each time, the kernel faulted in every page of
+// every frame.
+type frameReader struct {
+	r     *bufio.Reader
+	buf   []byte
+	plain []byte
+}
+
+// read reads and decodes the next frame, as readFrame does.
+func (fr *frameReader) read() (frame, error) {
 	var lenBuf [4]byte
-	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+	if _, err := io.ReadFull(fr.r, lenBuf[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return frame{}, io.EOF
 		}
@@ -185,8 +202,8 @@ func readFrame(r *bufio.Reader) (frame, error) {
 	if n < 1 || n > maxFrameBody {
 		return frame{}, fmt.Errorf("%w: length %d out of range", ErrBadFrame, n)
 	}
-	buf := make([]byte, n+4)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	buf := grow(&fr.buf, int(n)+4)
+	if _, err := io.ReadFull(fr.r, buf); err != nil {
 		return frame{}, fmt.Errorf("%w: %d-byte frame: %w", ErrBadFrame, n, err)
 	}
 	body, crc := buf[:n], binary.BigEndian.Uint32(buf[n:])
@@ -194,7 +211,7 @@ func readFrame(r *bufio.Reader) (frame, error) {
 		return frame{}, fmt.Errorf("%w: checksum %08x, frame says %08x", ErrBadFrame, got, crc)
 	}
 	if body[0]&compressedBit != 0 {
-		plain, err := decompress(body)
+		plain, err := decompress(body, &fr.plain)
 		if err != nil {
 			return frame{}, err
 		}
@@ -203,14 +220,22 @@ func readFrame(r *bufio.Reader) (frame, error) {
 	return decodeFrame(body)
 }
 
-// decompress turns a compressed frame body into the plain one.
-func decompress(body []byte) ([]byte, error) {
+// grow returns (*b)[:n], reallocating *b if it is too small.
+func grow(b *[]byte, n int) []byte {
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	return (*b)[:n]
+}
+
+// decompress turns a compressed frame body into the plain one, in *into.
+func decompress(body []byte, into *[]byte) ([]byte, error) {
 	d := wire.NewDecoder(body[1:])
 	n := d.Uvarint("length")
 	if err := d.Err(); err != nil || n < 1 || n > maxFrameBody {
 		return nil, fmt.Errorf("%w: compressed frame of %d bytes: %v", ErrBadFrame, n, err)
 	}
-	plain := make([]byte, 1+n)
+	plain := grow(into, 1+int(n))
 	plain[0] = body[0] &^ compressedBit
 	got, err := lz4.UncompressBlock(d.Rest(), plain[1:])
 	if err != nil || uint64(got) != n {
@@ -295,6 +320,7 @@ func decodeFrame(body []byte) (frame, error) {
 	case frameReplace:
 		f.path = path()
 		f.pos = d.Uvarint("position")
+		f.sum = sum()
 		f.data = d.Bytes("data", maxData)
 	case frameDelete:
 		f.path = path()

@@ -120,8 +120,9 @@ func TestHeader_Check(t *testing.T) {
 	if err := checkHeader(appendHeader(nil)); err != nil {
 		t.Fatalf("own header: %v", err)
 	}
-	v2 := append([]byte(headerMagic), 0, 0, 0, 2)
-	for _, h := range [][]byte{[]byte("GET / HTTP/1"), v2, []byte(strings.Repeat("\x00", headerLen))} {
+	v1 := append([]byte(headerMagic), 0, 0, 0, 1) // a replace without its sum
+	v3 := append([]byte(headerMagic), 0, 0, 0, 3)
+	for _, h := range [][]byte{[]byte("GET / HTTP/1"), v1, v3, []byte(strings.Repeat("\x00", headerLen))} {
 		if err := checkHeader(h); !errors.Is(err, ErrBadHeader) {
 			t.Fatalf("header %q: got %v, want ErrBadHeader", h, err)
 		}

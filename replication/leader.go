@@ -179,6 +179,7 @@ func (l *leadership) write(ctx context.Context, op writeOp, p string, data []byt
 		delete(l.index, p)
 	} else {
 		l.index[p] = e
+		a.sum = e.Sum
 	}
 	l.pos += actionSize(p, len(a.data))
 	a.pos = l.pos

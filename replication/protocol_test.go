@@ -260,15 +260,7 @@ func TestCluster_BadPathsTouchNothing(t *testing.T) {
 // fails with ErrBadFrame and nothing outside the directory is touched.
 func TestFollower_RefusesBadFrames(t *testing.T) {
 	base := t.TempDir()
-	dir := filepath.Join(base, "files")
-	st, err := openStore(dir, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.close()
-	m := new(Replication)
-	m.init()
-	m.store = st
+	m := offlineModule(t, filepath.Join(base, "files"))
 	sentinel := filepath.Join(base, "escape")
 
 	for _, tc := range []struct {
@@ -287,8 +279,7 @@ func TestFollower_RefusesBadFrames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			leaderSide, followerSide := net.Pipe()
 			defer leaderSide.Close()
-			s := &followSession{m: m, leader: "fake", conn: followerSide, br: bufio.NewReader(followerSide),
-				w: &frameWriter{conn: followerSide, bw: bufio.NewWriter(followerSide)}}
+			s := newFollowSession(m, "fake", followerSide)
 			done := make(chan error, 1)
 			go func() { done <- s.run(); _ = followerSide.Close() }()
 			go func() { _, _ = io.Copy(io.Discard, leaderSide) }() // the follower's header and wants

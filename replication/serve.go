@@ -40,6 +40,7 @@ type action struct {
 	path   string
 	offset uint64
 	data   []byte
+	sum    [32]byte // replace: the SHA-256 of data
 	pos    uint64
 }
 
@@ -276,7 +277,7 @@ func (l *leadership) stream(ctx context.Context, p *peer, w *frameWriter, stamps
 			return fmt.Errorf("follower %s fell more than %d bytes behind, or must resync: it restarts its catch-up", p.name, p.limit)
 		}
 		for _, a := range q {
-			f := frame{typ: a.typ, path: a.path, offset: a.offset, data: a.data, pos: a.pos}
+			f := frame{typ: a.typ, path: a.path, offset: a.offset, data: a.data, sum: a.sum, pos: a.pos}
 			if s, ok := stamps[a.path]; ok && s >= a.pos {
 				f = frame{typ: framePosition, pos: a.pos} // its catch-up copy has it already
 			}
@@ -332,7 +333,7 @@ func (l *leadership) sendFile(w *frameWriter, want frame) (uint64, error) {
 			l.m.mismatch()
 		}
 	}
-	buf := make([]byte, maxChunk)
+	buf := grow(&w.chunk, maxChunk)
 	off := start
 	for off < snap.size || off == start {
 		n, err := snap.f.ReadAt(buf[:min(int64(len(buf)), snap.size-off)], off)
@@ -391,10 +392,11 @@ func (l *leadership) readFollower(ctx context.Context, p *peer, indexLen int) er
 // frameWriter writes frames with a deadline per flush. With a compressor
 // it compresses the frames that carry file data.
 type frameWriter struct {
-	conn net.Conn
-	bw   *bufio.Writer
-	buf  []byte
-	lz   *lz4.Compressor // nil: no compression
+	conn  net.Conn
+	bw    *bufio.Writer
+	buf   []byte
+	chunk []byte          // file content read for catch-up, reused
+	lz    *lz4.Compressor // nil: no compression
 }
 
 func (w *frameWriter) write(f frame) error {

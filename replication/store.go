@@ -210,22 +210,41 @@ type staged struct {
 
 // stage writes data to a new file in tmpDir, fsynced if configured.
 func (s *store) stage(data []byte) (staged, error) {
-	f, name, err := s.createTemp()
+	st, f, err := s.stageOpen(data, nil)
 	if err != nil {
 		return staged{}, err
 	}
-	h := sha256.New()
-	h.Write(data)
+	if err := s.finishTemp(f); err != nil {
+		s.discard(st)
+		return staged{}, err
+	}
+	return st, nil
+}
+
+// stageOpen writes data to a new file in tmpDir and returns it open,
+// neither fsynced nor closed. With sum (the SHA-256 of data, as the leader
+// computed it), data is not hashed again: a follower takes the leader's
+// sum for a replace that arrived in a checksummed frame, and hashes the
+// file only if an append must extend the hash.
+func (s *store) stageOpen(data []byte, sum *[32]byte) (staged, *os.File, error) {
+	f, name, err := s.createTemp()
+	if err != nil {
+		return staged{}, nil, err
+	}
+	st := staged{name: name, size: int64(len(data))}
+	if sum != nil {
+		st.sum = *sum
+	} else {
+		h := sha256.New()
+		h.Write(data)
+		st.sum, st.state = sumOf(h), stateOf(h)
+	}
 	if _, err := f.Write(data); err != nil {
 		_ = f.Close()
 		_ = s.root.Remove(name)
-		return staged{}, fmt.Errorf("write staged file: %w", err)
+		return staged{}, nil, fmt.Errorf("write staged file: %w", err)
 	}
-	if err := s.finishTemp(f); err != nil {
-		_ = s.root.Remove(name)
-		return staged{}, err
-	}
-	return staged{name: name, size: int64(len(data)), sum: sumOf(h), state: stateOf(h)}, nil
+	return st, f, nil
 }
 
 // createTemp creates an empty file in tmpDir.

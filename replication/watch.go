@@ -287,12 +287,66 @@ func (l *leadership) rescan(paths []string, addWatches func([]string)) {
 		if had && int64(old.Size) == d.size && old.Mtime == d.mtime {
 			continue
 		}
+		if !l.awaitWindow() {
+			return
+		}
 		ne, kind, data, err := l.m.store.examine(p, old, had)
 		if err != nil {
 			l.m.logger.Debug("examine a changed file", "path", p, "err", err)
 			continue
 		}
 		l.externalChange(old, had, ne, kind, data)
+	}
+}
+
+// watchWindow bounds how far the watcher runs ahead of the followers: it
+// reads the next changed file only once every streaming follower that is
+// making progress has acknowledged all but watchWindow bytes of the
+// stream. Without it, a tree dropped into the directory was read into
+// memory as fast as the disk gave it, far ahead of what followers could
+// write, until their queues overflowed and they resynced from scratch.
+const watchWindow = 64 << 20
+
+// awaitWindow waits until the watcher may publish more (see watchWindow);
+// false if the term ended. A follower that acknowledged nothing for the
+// ack timeout is not waited for: it leaves the in-sync set, and its queue
+// bound ends its stream.
+func (l *leadership) awaitWindow() bool {
+	var timer *time.Timer
+	for {
+		now := time.Now()
+		timeout := l.m.cfg.AckTimeout
+		l.mu.Lock()
+		wait := false
+		for _, p := range l.peers {
+			last := p.ackedAt
+			if last.Before(p.connectedAt) {
+				last = p.connectedAt
+			}
+			if p.streaming && l.ackPos-p.acked > watchWindow && now.Sub(last) < timeout {
+				wait = true
+				break
+			}
+		}
+		ch, closed := l.changed, l.closed
+		l.mu.Unlock()
+		if closed {
+			return false
+		}
+		if !wait {
+			return true
+		}
+		if timer == nil {
+			timer = time.NewTimer(timeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return true
+		case <-l.ctx.Done():
+			return false
+		}
 	}
 }
 
@@ -336,7 +390,7 @@ func (l *leadership) externalChange(old indexEntry, had bool, ne indexEntry, kin
 		l.m.watchedAppends.Add(1)
 	case changeWhole:
 		l.pos += actionSize(ne.Path, len(data))
-		l.publish(action{typ: frameReplace, path: ne.Path, data: data, pos: l.pos})
+		l.publish(action{typ: frameReplace, path: ne.Path, data: data, sum: ne.Sum, pos: l.pos})
 	case changeLarge:
 		l.pos += actionSize(ne.Path, 0)
 		l.resyncFollowers()
