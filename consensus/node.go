@@ -84,6 +84,7 @@ type Node struct {
 	stores    *Stores
 	snaps     raft.SnapshotStore
 	transport *transport
+	stream    *streamLayer
 	advertise string
 	hadState  bool
 
@@ -186,9 +187,10 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 	if n.cluster != nil {
 		lookup = n.cluster.RaftAddr
 	}
+	n.stream = &streamLayer{Listener: raftLn, port: deps.Port, advertise: n.advertise, lookup: lookup}
 	n.transport = &transport{
 		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  &streamLayer{Listener: raftLn, port: deps.Port, advertise: n.advertise},
+			Stream:  n.stream,
 			MaxPool: 5,
 			Timeout: 10 * time.Second,
 			Logger:  hclogger.Named("transport"),
@@ -656,6 +658,7 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.wg.Wait()
 		n.raft.DeregisterObserver(n.leaderObs)
+		n.stream.endHolds()
 		shutdownErr := n.raft.Shutdown().Error()
 		n.transport.quiesce()
 		// Close the pooled connections to the peers too: raft's Close

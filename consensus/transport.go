@@ -166,26 +166,103 @@ type streamLayer struct {
 	net.Listener
 	port      *clusterport.Port
 	advertise string
+	// lookup is the transport's: gossip's current address of a server.
+	lookup func(id string) (string, bool)
+
+	// hold is how long a failing dial is held (see Dial); 0 means
+	// dialHold.
+	hold time.Duration
+	// holds ends the dials being held when the node closes.
+	holds    chan struct{}
+	holdOnce sync.Once
 }
+
+// Dial hold: a dial that fails is tried again every dialRetry, for up to
+// dialHold, before raft sees the failure. hashicorp/raft backs off
+// exponentially on consecutive failures to a follower (10 ms doubling to
+// 10 s) and the count only resets on a success, so a follower down for a
+// few seconds, failing fast, was left alone for seconds after it came
+// back: a node restarted after 6 s waited 4.4 s before the leader sent it
+// anything, and was not ready until then. Held, each attempt takes up to
+// dialHold and counts once, and the first dial after the node is back
+// succeeds within dialRetry.
+const (
+	dialHold  = 5 * time.Second
+	dialRetry = 100 * time.Millisecond
+)
 
 // Addr is the address this node advertises (a host name stays a name).
 func (s *streamLayer) Addr() net.Addr { return advertisedAddr(s.advertise) }
 
-// Dial connects to the server a target names. A target without an ID is
-// refused: dialing an address without knowing who should answer is how
-// the wrong node came to answer.
+// Dial connects to the server a target names, holding a failing dial as
+// described at dialHold (each try within raft's timeout, at gossip's
+// current address for the server). A target without an ID is refused:
+// dialing an address without knowing who should answer is how the wrong
+// node came to answer.
 func (s *streamLayer) Dial(target raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	id, addr := splitTarget(target)
 	if id == "" {
 		return nil, fmt.Errorf("raft dial to %s: no server id to check the answer against", target)
 	}
+	var timer *time.Timer
+	hold := s.hold
+	if hold <= 0 {
+		hold = dialHold
+	}
+	until := time.Now().Add(hold)
+	for {
+		conn, err := s.dialOnce(string(id), string(addr), timeout)
+		if err == nil || time.Now().Add(dialRetry).After(until) {
+			return conn, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(dialRetry)
+			defer timer.Stop()
+		} else {
+			timer.Reset(dialRetry)
+		}
+		select {
+		case <-s.holdsDone():
+			return nil, err
+		case <-timer.C:
+		}
+		if s.lookup != nil {
+			if a, ok := s.lookup(string(id)); ok && a != "" {
+				addr = raft.ServerAddress(a)
+			}
+		}
+	}
+}
+
+func (s *streamLayer) dialOnce(id, addr string, timeout time.Duration) (net.Conn, error) {
 	ctx := context.Background()
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return s.port.Dial(ctx, clusterport.KindRaft, string(id), string(addr))
+	return s.port.Dial(ctx, clusterport.KindRaft, id, addr)
+}
+
+func (s *streamLayer) holdsDone() chan struct{} {
+	s.holdOnce.Do(func() {
+		if s.holds == nil {
+			s.holds = make(chan struct{})
+		}
+	})
+	return s.holds
+}
+
+// endHolds fails the dials being held, and every later one at its first
+// failure: raft's Shutdown waits for its replication goroutines, which may
+// be in a held dial.
+func (s *streamLayer) endHolds() {
+	ch := s.holdsDone()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 // advertisedAddr is a net.Addr for an advertised host:port, which may hold
