@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -282,7 +284,10 @@ func (l *leadership) rescan(paths []string, addWatches func([]string)) {
 	for _, e := range gone {
 		l.externalDelete(e)
 	}
-	for p, d := range disk {
+	// In path order: files of one directory go out together, and a tree
+	// arrives in the order a listing shows it.
+	for _, p := range slices.Sorted(maps.Keys(disk)) {
+		d := disk[p]
 		old, had := known[p]
 		if had && int64(old.Size) == d.size && old.Mtime == d.mtime {
 			continue
