@@ -42,6 +42,9 @@ type action struct {
 	data   []byte
 	sum    [32]byte // replace: the SHA-256 of data
 	pos    uint64
+	// shared holds data when it came from the watcher's pool (nil
+	// otherwise): each queue holding the action holds it once.
+	shared *sharedData
 }
 
 // peer is one follower's stream on the leader. Fields under "guarded by
@@ -73,10 +76,12 @@ type peer struct {
 func (p *peer) enqueue(a action) {
 	p.qmu.Lock()
 	if !p.overflow {
+		a.shared.retain()
 		p.queue = append(p.queue, a)
 		p.qbytes += int64(len(a.data)) + 64
 		if p.qbytes > p.limit {
 			p.overflow = true
+			releaseActions(p.queue)
 			p.queue = nil
 		}
 	}
@@ -198,7 +203,11 @@ func (l *leadership) serve(ctx context.Context, from string, conn net.Conn) erro
 	if !ok {
 		return ErrNoLeader
 	}
-	defer l.unregister(p)
+	defer func() {
+		l.unregister(p)
+		q, _ := p.take() // no action is queued for p any more
+		releaseActions(q)
+	}()
 	started := time.Now()
 
 	readErr := make(chan error, 1)
@@ -276,16 +285,18 @@ func (l *leadership) stream(ctx context.Context, p *peer, w *frameWriter, stamps
 			l.m.dropped.Add(1)
 			return fmt.Errorf("follower %s fell more than %d bytes behind, or must resync: it restarts its catch-up", p.name, p.limit)
 		}
-		for _, a := range q {
+		for i, a := range q {
 			f := frame{typ: a.typ, path: a.path, offset: a.offset, data: a.data, sum: a.sum, pos: a.pos}
 			if s, ok := stamps[a.path]; ok && s >= a.pos {
 				f = frame{typ: framePosition, pos: a.pos} // its catch-up copy has it already
 			}
 			if err := w.write(f); err != nil {
+				releaseActions(q[i:])
 				return err
 			}
 			last = a.pos
 			l.m.sent(p.name, len(a.data))
+			a.shared.release() // written into w's buffer or the connection
 		}
 		if len(q) > 0 {
 			if err := w.flush(); err != nil {

@@ -56,8 +56,15 @@ var errChangedWhileRead = errors.New("file changed while it was read")
 
 // examine reads a file changed behind the module's back: if it grew from
 // old (the version the followers have), only the new bytes; else the whole
-// content (if it fits a frame). It returns its new entry.
-func (s *store) examine(p string, old indexEntry, hadOld bool) (indexEntry, changeKind, []byte, error) {
+// content (if it fits a frame). It returns its new entry, and the bytes
+// read, held once by the caller (nil for changeLarge).
+func (s *store) examine(p string, old indexEntry, hadOld bool) (_ indexEntry, _ changeKind, data *sharedData, err error) {
+	defer func() {
+		if err != nil {
+			data.release()
+			data = nil
+		}
+	}()
 	f, fi, err := s.openRegular(p)
 	if err != nil {
 		return indexEntry{}, 0, nil, err
@@ -69,7 +76,6 @@ func (s *store) examine(p string, old indexEntry, hadOld bool) (indexEntry, chan
 	s.mu.Unlock()
 	h := sha256.New()
 	var kind changeKind
-	var data []byte
 	from := int64(0)
 	if hadOld && cached && c.ino == ino && c.size == int64(old.Size) && c.sum == old.Sum && size > c.size && c.state != nil &&
 		h.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.state) == nil {
@@ -84,14 +90,14 @@ func (s *store) examine(p string, old indexEntry, hadOld bool) (indexEntry, chan
 			return indexEntry{}, 0, nil, fmt.Errorf("hash %s: %w", p, err)
 		}
 	} else {
-		data = make([]byte, size-from)
-		if _, err := f.ReadAt(data, from); err != nil && !errors.Is(err, io.EOF) {
-			return indexEntry{}, 0, nil, fmt.Errorf("read %s: %w", p, err)
+		data = getShared(int(size - from))
+		if _, err := f.ReadAt(data.buf, from); err != nil && !errors.Is(err, io.EOF) {
+			return indexEntry{}, 0, data, fmt.Errorf("read %s: %w", p, err)
 		}
-		h.Write(data)
+		h.Write(data.buf)
 	}
 	if fi2, err := f.Stat(); err != nil || fi2.Size() != size || fi2.ModTime().UnixNano() != mtime {
-		return indexEntry{}, 0, nil, fmt.Errorf("%s: %w", p, errChangedWhileRead)
+		return indexEntry{}, 0, data, fmt.Errorf("%s: %w", p, errChangedWhileRead)
 	}
 	e := cacheEntry{size: size, mtime: mtime, ino: ino, sum: sumOf(h), state: stateOf(h)}
 	s.mu.Lock()
@@ -375,7 +381,13 @@ func (l *leadership) externalDelete(old indexEntry) {
 
 // externalChange streams a change examine read, if the index still has
 // the version it was based on and the file is still as examine read it.
-func (l *leadership) externalChange(old indexEntry, had bool, ne indexEntry, kind changeKind, data []byte) {
+// It releases the caller's hold on the content.
+func (l *leadership) externalChange(old indexEntry, had bool, ne indexEntry, kind changeKind, shared *sharedData) {
+	defer shared.release() // after publish: the queues hold it now
+	var data []byte
+	if shared != nil {
+		data = shared.buf
+	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	cur, ok := l.index[ne.Path]
@@ -391,11 +403,11 @@ func (l *leadership) externalChange(old indexEntry, had bool, ne indexEntry, kin
 	switch kind {
 	case changeGrow:
 		l.pos += actionSize(ne.Path, len(data))
-		l.publish(action{typ: frameAppend, path: ne.Path, offset: old.Size, data: data, pos: l.pos})
+		l.publish(action{typ: frameAppend, path: ne.Path, offset: old.Size, data: data, pos: l.pos, shared: shared})
 		l.m.watchedAppends.Add(1)
 	case changeWhole:
 		l.pos += actionSize(ne.Path, len(data))
-		l.publish(action{typ: frameReplace, path: ne.Path, data: data, sum: ne.Sum, pos: l.pos})
+		l.publish(action{typ: frameReplace, path: ne.Path, data: data, sum: ne.Sum, pos: l.pos, shared: shared})
 	case changeLarge:
 		l.pos += actionSize(ne.Path, 0)
 		l.resyncFollowers()
@@ -413,6 +425,7 @@ func (l *leadership) resyncFollowers() {
 	defer l.mu.Unlock()
 	for _, p := range l.peers {
 		p.qmu.Lock()
+		releaseActions(p.queue)
 		p.overflow, p.queue = true, nil
 		p.qmu.Unlock()
 		select {

@@ -120,3 +120,35 @@ func TestCluster_LargeOutsideChangeResyncs(t *testing.T) {
 	}
 	waitInSync(t, c, 3)
 }
+
+// TestCluster_WatchedTreeOverflowsAQueue drops a tree of pooled-size files
+// (96 KiB to 1 MiB, each different) into the leader's directory, more
+// than a follower's 1 MiB queue holds: the watcher's buffers go through
+// queues, senders, dropped queues and the pool, and every node ends with
+// the exact content (run under -race, a buffer reused while a sender
+// still reads it is also a reported race).
+func TestCluster_WatchedTreeOverflowsAQueue(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueueBytes = 1 << 20
+	c := newCluster(t, cfg)
+	dir := module(t, replLeader(t, c)).cfg.Dir
+	r := rand.New(rand.NewPCG(9, 10))
+	staging := filepath.Join(filepath.Dir(dir), "tree-staging")
+	for i := range 24 {
+		p := filepath.Join(staging, fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%02d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, randomBytes(r, 96<<10+r.IntN(928<<10)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(staging, filepath.Join(dir, "tree")); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, c, nil)
+	if got := len(tree(t, c.Followers()[0])); got != 24 {
+		t.Fatalf("a follower holds %d files, want 24", got)
+	}
+	t.Logf("streams dropped for a full queue: %d", module(t, replLeader(t, c)).dropped.Load())
+}
