@@ -358,12 +358,26 @@ func TestCluster_NineNodes(t *testing.T) {
 		testcluster.Eventually(t, 20*time.Second, func() error { return api.Ready(ctx) })
 	}
 	published := 0
+	// A publish whose outcome is unknown (the leader changed, or the
+	// server a client forwarded to died under it) is sent again with the
+	// same id, as an application would: the log applies it once.
 	publish := func() {
 		t.Helper()
 		for _, api := range apis {
 			published++
-			if _, err := api.Publish(ctx, "orders", fmt.Sprint("o", published), json.RawMessage(`{}`)); err != nil {
-				t.Fatalf("publish %d through a client: %v", published, err)
+			id := fmt.Sprint("o", published)
+			var err error
+			for range 20 {
+				_, err = api.Publish(ctx, "orders", id, json.RawMessage(`{}`))
+				var e *client.Error
+				if err == nil || !errors.As(err, &e) || !slices.Contains([]string{"leadership_lost", "outcome_unknown", "forward_failed", "no_leader"}, e.Code) {
+					break
+				}
+				t.Logf("publish %s through a client: %v; again", id, err)
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("publish %s through a client: %v", id, err)
 			}
 		}
 	}
