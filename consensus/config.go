@@ -103,10 +103,16 @@ func DefaultTiming() Timing {
 // LocalTiming is for several nodes on one machine, in tests and --dev.
 // Elections use raft's default timeouts: shorter ones made leaders step down
 // on a loaded 2-core machine running several clusters under -race, where a
-// heartbeat goroutine can wait hundreds of milliseconds for a CPU. Only the
-// commit timeout is shorter, so an idle follower learns commits quickly.
+// heartbeat goroutine can wait hundreds of milliseconds for a CPU. For the
+// same reason the leader's lease is as long as the heartbeat timeout (raft's
+// maximum) rather than half of it: a leader that heard from no follower for
+// 500 ms while every process on the machine waited for a CPU stepped down
+// although nothing had failed, and the writes in flight ended with an
+// unknown outcome. Only the commit timeout is shorter, so an idle follower
+// learns commits quickly.
 func LocalTiming() Timing {
 	t := DefaultTiming()
+	t.LeaderLeaseTimeout = t.HeartbeatTimeout
 	t.CommitTimeout = 5 * time.Millisecond
 	return t
 }
