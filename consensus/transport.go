@@ -175,6 +175,7 @@ type streamLayer struct {
 	// holds ends the dials being held when the node closes.
 	holds    chan struct{}
 	holdOnce sync.Once
+	endOnce  sync.Once
 }
 
 // Dial hold: a dial that fails is tried again every dialRetry, for up to
@@ -258,11 +259,7 @@ func (s *streamLayer) holdsDone() chan struct{} {
 // be in a held dial.
 func (s *streamLayer) endHolds() {
 	ch := s.holdsDone()
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
+	s.endOnce.Do(func() { close(ch) })
 }
 
 // advertisedAddr is a net.Addr for an advertised host:port, which may hold
