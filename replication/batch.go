@@ -70,7 +70,7 @@ func (b *commitBatch) commit() error {
 	files := b.files
 	b.reset()
 	var err error
-	for i, sf := range files {
+	for _, sf := range files {
 		if err == nil && b.s.fsync {
 			if e := sf.f.Sync(); e != nil {
 				err = fmt.Errorf("fsync staged file for %s: %w", sf.path, e)
@@ -79,11 +79,11 @@ func (b *commitBatch) commit() error {
 		if e := sf.f.Close(); e != nil && err == nil {
 			err = fmt.Errorf("close staged file for %s: %w", sf.path, e)
 		}
-		if err != nil {
-			b.s.discard(files[i].st)
-		}
 	}
 	if err != nil {
+		for _, sf := range files {
+			b.s.discard(sf.st)
+		}
 		return err
 	}
 	for i, sf := range files {
