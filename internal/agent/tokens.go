@@ -36,6 +36,12 @@ const (
 	resolveTimeout  = 2 * time.Second
 )
 
+// maxCachedTokens bounds the cache: a server holds at most 10,000 tokens,
+// so beyond twice that the cache is full of secrets nobody knows (a
+// caller trying random ones), which are then asked about without being
+// kept.
+const maxCachedTokens = 20000
+
 // resolvedToken is a server's answer on the wire.
 type resolvedToken struct {
 	AccessorID string    `json:"accessor_id"`
@@ -112,10 +118,17 @@ func (r *remoteTokens) Resolve(secret string) (acl.Token, error) {
 	if err != nil {
 		return acl.Token{}, err
 	}
-	r.mu.Lock()
-	r.cache[h] = c
-	r.mu.Unlock()
+	r.remember(h, c)
 	return c.result(now)
+}
+
+// remember caches an answer; past maxCachedTokens only known tokens.
+func (r *remoteTokens) remember(h [sha256.Size]byte, c cachedToken) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.known || len(r.cache) < maxCachedTokens {
+		r.cache[h] = c
+	}
 }
 
 func (r *remoteTokens) ttlOf(c cachedToken) time.Duration {
