@@ -17,6 +17,10 @@ const (
 	// tells modules it leads. Unlike raft's own no-op it reaches the FSM, so
 	// the FSM's applied index covers every index a read may wait for.
 	opTermStart byte = 1
+	// opCommitNotice is committed by the leader when writes stop, so that
+	// followers learn at once that the last write is committed
+	// (commitnotice.go). It changes no state.
+	opCommitNotice byte = 2
 )
 
 // EncodeCommand builds the envelope of a module command.

@@ -63,7 +63,8 @@ func TestCluster_LeaderRefusesForgedCommands(t *testing.T) {
 	leader := c.Leader()
 	mustApply(t, leader, "before")
 	node := leader.Agent().Raft()
-	lastBefore := node.Stats().LastIndex
+	// Effective, not last: the leader may add a commit notice meanwhile.
+	lastBefore := node.Stats().EffectiveIndex
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,7 +119,7 @@ func TestCluster_LeaderRefusesForgedCommands(t *testing.T) {
 	if _, err := call(make([]byte, peerrpc.MaxFrame)); err == nil {
 		t.Fatal("an oversize request was accepted")
 	}
-	if got := node.Stats().LastIndex; got != lastBefore {
+	if got := node.Stats().EffectiveIndex; got != lastBefore {
 		t.Fatalf("the log grew from %d to %d: a refused command reached it", lastBefore, got)
 	}
 	waitValues(t, leader, []string{"before"})

@@ -29,7 +29,13 @@ type FSM struct {
 	logger   *slog.Logger
 
 	applied atomic.Uint64
-	mu      sync.Mutex
+	// effective is the index of the last applied entry a read can tell
+	// apart from the one before: every entry but a commit notice, which
+	// changes nothing (commitnotice.go). effectiveMoved is signalled,
+	// without blocking, when it moves.
+	effective      atomic.Uint64
+	effectiveMoved chan struct{}
+	mu             sync.Mutex
 	// waiters wait for the applied index to reach theirs, in a min-heap by
 	// index: an apply wakes only those it satisfies, not every waiter (a
 	// busy follower has as many waiters as writes in flight).
@@ -52,9 +58,10 @@ type applyResult struct {
 // tags other than modules.TagNone.
 func NewFSM(handlers []modules.RaftHandler, logger *slog.Logger, reg prometheus.Registerer) (*FSM, error) {
 	f := &FSM{
-		handlers: make(map[modules.Tag]modules.RaftHandler, len(handlers)),
-		ops:      make(map[modules.Tag]map[byte]bool, len(handlers)),
-		logger:   logger,
+		handlers:       make(map[modules.Tag]modules.RaftHandler, len(handlers)),
+		effectiveMoved: make(chan struct{}, 1),
+		ops:            make(map[modules.Tag]map[byte]bool, len(handlers)),
+		logger:         logger,
 		unknownCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_consensus_unknown_commands_total",
 			Help: "Committed commands whose tag no enabled module owns (a node runs different modules than its peers).",
@@ -100,8 +107,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.halt(fmt.Sprintf("the command at index %d cannot be decoded (%s)", l.Index, err.Error()))
 	}
 	if tag == modules.TagNone {
-		f.setApplied(l.Index)
-		return &applyResult{} // core markers (term start) only move the applied index
+		// Core markers only move the applied index; a commit notice is
+		// the one entry that does not count as a change.
+		f.setApplied(l.Index, op != opCommitNotice)
+		return &applyResult{}
 	}
 	h, ok := f.handlers[tag]
 	if !ok {
@@ -116,7 +125,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 		return f.haltWith(fmt.Sprintf("the command at index %d failed on this node (%s)", l.Index, err.Error()),
 			"free the disk or fix the fault, then restart the node: it recovers its files and replays the log")
 	}
-	f.setApplied(l.Index)
+	f.setApplied(l.Index, true)
 	return &applyResult{data: data, err: err}
 }
 
@@ -171,15 +180,26 @@ func (f *FSM) Check(cmd []byte) error {
 // StoreConfiguration implements raft.ConfigurationStore, so that membership
 // changes move the applied index too.
 func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
-	f.setApplied(index)
+	f.setApplied(index, true)
 }
 
-func (f *FSM) setApplied(index uint64) {
+// setApplied records that the entry at index is applied; effective says
+// whether it is a change a read can observe (see FSM.effective).
+func (f *FSM) setApplied(index uint64, effective bool) {
 	if index <= f.applied.Load() || f.halted.Load() != nil {
 		return // a halted state machine does not move, not even for configurations
 	}
+	if effective {
+		f.effective.Store(index)
+	}
 	f.applied.Store(index)
 	f.wake(index)
+	if effective {
+		select {
+		case f.effectiveMoved <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // wake releases the waiters whose index is at or below index.
@@ -193,6 +213,10 @@ func (f *FSM) wake(index uint64) {
 
 // Applied returns the index of the last entry the FSM has applied.
 func (f *FSM) Applied() uint64 { return f.applied.Load() }
+
+// Effective returns the index of the last applied entry that is not a
+// commit notice: the state at Applied is the state at Effective.
+func (f *FSM) Effective() uint64 { return f.effective.Load() }
 
 // WaitApplied blocks until the FSM has applied index, or done is closed.
 func (f *FSM) WaitApplied(done <-chan struct{}, index uint64) error {
@@ -289,6 +313,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // setAppliedOnRestore sets applied to the snapshot's index even if it is
 // lower than the current value: a restore replaces all state.
 func (f *FSM) setAppliedOnRestore(index uint64) {
+	f.effective.Store(index)
 	f.applied.Store(index)
 	f.wake(index)
 }

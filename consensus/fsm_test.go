@@ -85,7 +85,7 @@ func TestFSM_WaitAppliedWakesEachWaiterAtItsIndex(t *testing.T) {
 	if err := <-quit; err == nil {
 		t.Fatal("a waiter that gave up returned nil")
 	}
-	f.setApplied(30)
+	f.setApplied(30, true)
 	for i := range 3 {
 		if err := <-done[i]; err != nil {
 			t.Fatalf("waiter %d: %v", i, err)
@@ -97,7 +97,7 @@ func TestFSM_WaitAppliedWakesEachWaiterAtItsIndex(t *testing.T) {
 	if left != 3 {
 		t.Fatalf("%d waiters left after applying 30, want 3 (40, 50, 60)", left)
 	}
-	f.setApplied(60)
+	f.setApplied(60, true)
 	for i := 3; i < 6; i++ {
 		if err := <-done[i]; err != nil {
 			t.Fatalf("waiter %d: %v", i, err)

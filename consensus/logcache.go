@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -25,8 +26,11 @@ type logCache struct {
 	store    raft.LogStore
 	maxBytes int
 	// stored counts the bytes of every entry stored through the cache,
-	// for snapshots by bytes.
-	stored atomic.Uint64
+	// for snapshots by bytes: grown gets a token once stored reaches
+	// notifyAt (snapshotbytes.go).
+	stored   atomic.Uint64
+	notifyAt atomic.Uint64
+	grown    chan struct{}
 
 	mu    sync.RWMutex
 	ring  []*raft.Log // ring[i % len(ring)] for i in [first, first+count)
@@ -41,7 +45,9 @@ func newLogCache(store raft.LogStore, maxEntries, maxBytes int) (*logCache, erro
 	if maxEntries <= 0 || maxBytes <= 0 {
 		return nil, fmt.Errorf("log cache bounds must be positive, got %d entries and %d bytes", maxEntries, maxBytes)
 	}
-	return &logCache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, maxEntries)}, nil
+	c := &logCache{store: store, maxBytes: maxBytes, ring: make([]*raft.Log, maxEntries), grown: make(chan struct{}, 1)}
+	c.notifyAt.Store(math.MaxUint64)
+	return c, nil
 }
 
 func logCost(l *raft.Log) int { return len(l.Data) + len(l.Extensions) }
@@ -76,7 +82,12 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	for _, l := range logs {
 		size += uint64(logCost(l))
 	}
-	c.stored.Add(size)
+	if c.stored.Add(size) >= c.notifyAt.Load() {
+		select {
+		case c.grown <- struct{}{}:
+		default:
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range logs {

@@ -33,6 +33,9 @@ type metrics struct {
 	// forwardsAbandoned counts forwarded batches answered "outcome
 	// unknown" because the leader changed while they were with it.
 	forwardsAbandoned prometheus.Counter
+	// commitNotices counts the notices this node committed as leader
+	// (commitnotice.go).
+	commitNotices prometheus.Counter
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
@@ -51,6 +54,10 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		forwardsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_raft_forward_batches_abandoned_total",
 			Help: "Forwarded write batches answered outcome_unknown at once because the leader changed while they were with the old one.",
+		}),
+		commitNotices: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shoal_raft_commit_notices_total",
+			Help: "Commit notices this node committed as leader: empty entries that tell followers the last write is committed when no other entry follows it.",
 		}),
 		autopilotActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_raft_autopilot_actions_total",
@@ -72,7 +79,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) (*metrics, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.applySeconds, m.autopilotActions, m.forwardBatch, m.forwardsAbandoned, n.electionsWon,
+		m.applySeconds, m.autopilotActions, m.forwardBatch, m.forwardsAbandoned, m.commitNotices, n.electionsWon,
 		gauge("shoal_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),

@@ -241,8 +241,9 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return ok
 	})
 	n.raft.RegisterObserver(n.leaderObs)
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.watchLeadership()
+	go n.runCommitNotices()
 	go n.watchLeaderChanges(obs)
 	go n.runForwarder()
 	go n.runCatchUp()
@@ -442,10 +443,25 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, ErrNotLeader
 		}
-		return idx, nil
 	case <-ctx.Done():
 		return 0, ErrTimeout
 	}
+	// Commit notices at the end of the log change nothing: name the
+	// last entry before them, whose commit followers know (a follower
+	// would otherwise wait for the notice's own commit, which reaches it
+	// only with the next entry or after CommitTimeout).
+	// The leader applies what it committed within moments; a halted
+	// state machine never will, and then idx stands.
+	if n.fsm.Halted() != "" {
+		return idx, nil
+	}
+	if n.fsm.WaitApplied(ctx.Done(), idx) != nil {
+		return 0, ErrTimeout
+	}
+	if e := n.fsm.Effective(); e < idx {
+		idx = e
+	}
+	return idx, nil
 }
 
 // ReadIndex blocks until this node has applied every write committed before
@@ -493,7 +509,10 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 // after the other, so OnLeadership calls alternate.
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
-	ticker := time.NewTicker(250 * time.Millisecond) // LeaderCh may coalesce signals
+	// LeaderCh holds only the latest state; the ticker is a backstop
+	// that looks again without a signal, slowly enough that an idle node
+	// hardly wakes for it.
+	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	type term struct {
 		cancel context.CancelFunc
@@ -575,8 +594,11 @@ type Stats struct {
 	Term         uint64
 	CommitIndex  uint64
 	AppliedIndex uint64
-	LastIndex    uint64
-	LastContact  time.Time
+	// EffectiveIndex is the last applied entry that is not a commit
+	// notice (commitnotice.go).
+	EffectiveIndex uint64
+	LastIndex      uint64
+	LastContact    time.Time
 	// Halted says why the state machine stopped applying ("" if it runs).
 	Halted string
 }
@@ -584,13 +606,14 @@ type Stats struct {
 // Stats returns the node's Raft state.
 func (n *Node) Stats() Stats {
 	return Stats{
-		State:        stateName(n.raft.State()),
-		Term:         n.raft.CurrentTerm(),
-		CommitIndex:  n.raft.CommitIndex(),
-		AppliedIndex: n.fsm.Applied(),
-		LastIndex:    n.raft.LastIndex(),
-		LastContact:  n.raft.LastContact(),
-		Halted:       n.fsm.Halted(),
+		State:          stateName(n.raft.State()),
+		Term:           n.raft.CurrentTerm(),
+		CommitIndex:    n.raft.CommitIndex(),
+		AppliedIndex:   n.fsm.Applied(),
+		EffectiveIndex: n.fsm.Effective(),
+		LastIndex:      n.raft.LastIndex(),
+		LastContact:    n.raft.LastContact(),
+		Halted:         n.fsm.Halted(),
 	}
 }
 

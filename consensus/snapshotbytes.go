@@ -18,30 +18,30 @@ import (
 // commands; the modules' snapshots are cheap enough for it (the log
 // module links its segment files).
 
-// snapshotByBytesCheck is how often the bytes stored are compared with
-// the bound.
-const snapshotByBytesCheck = 250 * time.Millisecond
+// snapshotByBytesRetry is how soon a snapshot that could not start (most
+// often because raft's own is running) is tried again.
+const snapshotByBytesRetry = 250 * time.Millisecond
 
 // runSnapshotsByBytes takes a snapshot whenever logs has stored
-// SnapshotBytes more than at the last snapshot it took. It runs until the
-// node stops.
+// SnapshotBytes more than at the last snapshot it took. It sleeps until
+// the store says the bound is reached (an idle node does not wake for
+// it), and runs until the node stops.
 func (n *Node) runSnapshotsByBytes(logs *logCache) {
 	defer n.wg.Done()
 	limit := n.cfg.SnapshotBytes
 	if limit == 0 {
 		return
 	}
-	ticker := time.NewTicker(snapshotByBytesCheck)
-	defer ticker.Stop()
 	var last uint64 // logs.stored at the last snapshot by bytes
 	for {
-		select {
-		case <-n.stop:
-			return
-		case <-ticker.C:
-		}
-		stored := logs.stored.Load()
+		logs.notifyAt.Store(last + limit)
+		stored := logs.stored.Load() // after setting notifyAt: no growth is missed
 		if stored-last < limit {
+			select {
+			case <-n.stop:
+				return
+			case <-logs.grown:
+			}
 			continue
 		}
 		start := time.Now()
@@ -55,9 +55,12 @@ func (n *Node) runSnapshotsByBytes(logs *logCache) {
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return
 		default:
-			// Most often raft's own snapshot is running; try again at the
-			// next check.
 			n.cfg.Logger.Debug("snapshot by bytes deferred", "err", err)
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(snapshotByBytesRetry):
+			}
 		}
 	}
 }

@@ -289,6 +289,9 @@ func (a *Agent) startConsensus(advHost string) error {
 		}
 	}
 	ccfg.Timing = ccfg.Timing.Scaled(a.cfg.RaftMultiplier)
+	if a.cfg.RaftCommitTimeout > 0 {
+		ccfg.Timing.CommitTimeout = a.cfg.RaftCommitTimeout
+	}
 	ccfg.OnElected = a.cfg.OnElected
 	ccfg.Logger = a.logger.With("component", "raft")
 	ccfg.Registerer = a.registry

@@ -103,6 +103,10 @@ type Config struct {
 	// RaftMultiplier scales Raft's heartbeat, election and lease timeouts
 	// (consensus.Timing.Scaled): 1 to 10, 0 means 1.
 	RaftMultiplier int
+	// RaftCommitTimeout replaces the Raft timing's commit timeout when
+	// set. No flag sets it: tests use a long one to show that followers
+	// learn commits from the leader's commit notices alone.
+	RaftCommitTimeout time.Duration
 	// Zone is this node's zone (rack, availability zone): voters spread
 	// over zones. Empty means none.
 	Zone string

@@ -1,0 +1,85 @@
+package consensus
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"shoal/modules"
+)
+
+// Followers learn that an entry is committed from the commit index the
+// leader puts on its next AppendEntries. hashicorp/raft sends one when a
+// new entry is appended, or, when writes stop, once every CommitTimeout
+// (50–100 ms at raft's default 50 ms) on every follower's replication
+// loop: the last write of a burst reached followers' state machines that
+// much later, a write forwarded by a follower waited that long for the
+// follower's own apply, and an idle leader sent each follower 13 empty
+// AppendEntries a second only in case something had been committed
+// (etcd's raft instead broadcasts an append as soon as its commit index
+// moves; hashicorp/raft has no such hook).
+//
+// So the leader tells followers itself: when it has applied a write and
+// nothing else is in flight, it commits a commit notice, a core entry that
+// changes nothing, whose AppendEntries carries the commit index of the
+// write. CommitTimeout can then be long (DefaultTiming), which makes an
+// idle cluster quiet. A notice's own commit reaches followers only with
+// the next entry or CommitTimeout later; no reader waits for it, because a
+// read index names the last entry that is not a notice (LeaderReadIndex).
+
+// commitNoticeDelay is how long the leader waits, idle, before a notice:
+// a write arriving meanwhile carries the commit index instead, so a client
+// writing in a loop does not double the entries.
+const commitNoticeDelay = 2 * time.Millisecond
+
+var commitNotice = EncodeCommand(modules.TagNone, opCommitNotice, nil)
+
+// runCommitNotices commits a notice after each write that leaves the
+// leader idle. It is owned by the Node and stops with it.
+func (n *Node) runCommitNotices() {
+	defer n.wg.Done()
+	timer := time.NewTimer(commitNoticeDelay)
+	timer.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.fsm.effectiveMoved:
+		}
+		if !n.idleAfterWrite() {
+			continue // more is in flight: its apply signals again
+		}
+		timer.Reset(commitNoticeDelay)
+		select {
+		case <-n.stop:
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		if !n.idleAfterWrite() {
+			continue
+		}
+		err := n.raft.Apply(commitNotice, n.cfg.ApplyTimeout).Error()
+		switch {
+		case err == nil:
+			n.metrics.commitNotices.Inc()
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return
+		default:
+			// Leadership moved on: the next leader's own entries carry
+			// the commit index.
+			n.cfg.Logger.Debug("commit notice", "err", err)
+		}
+	}
+}
+
+// idleAfterWrite: this node leads, every entry of its log is applied, and
+// the last one is a change, not a notice.
+func (n *Node) idleAfterWrite() bool {
+	if n.raft.State() != raft.Leader {
+		return false
+	}
+	last := n.raft.LastIndex()
+	return n.raft.AppliedIndex() == last && n.fsm.Effective() == last
+}
