@@ -27,6 +27,9 @@ type leaderState struct {
 	failedUntil map[string]map[string]time.Time // id -> producer -> excluded until
 	failures    map[string]int                  // id -> failures in a row
 	asks, drops int
+	// changed wakes the production loop when what it plans from changed
+	// (one token; see notePlanInput).
+	changed chan struct{}
 	// produceTimeout is --objectsync-produce-timeout.
 	produceTimeout time.Duration
 }
@@ -78,6 +81,7 @@ func (l *leaderState) receiveReport(from string, r report) bool {
 		ids[id] = true
 	}
 	l.reports[from] = nodeReport{ids: ids, producers: r.Producers}
+	l.notePlanInput()
 	return true
 }
 
@@ -89,6 +93,7 @@ func (l *leaderState) receiveOutcome(from string, r outcomeReport) bool {
 	}
 	p := l.pending[r.ID]
 	key := producerKey(from, r.Conn)
+	l.notePlanInput()
 	switch {
 	case p == nil || producerKey(p.node, p.conn) != key:
 		// Not the production we wait for (late, or unsolicited): a
@@ -124,23 +129,37 @@ type ask struct {
 	id   string
 }
 
-// productionInterval is how often the leader looks at demand.
-const productionInterval = 50 * time.Millisecond
+// The leader plans (asks producers, drops what nobody wants) when
+// something it plans from changed: a node's report, a producer's outcome,
+// a committed command. It plans at most once per productionInterval, and
+// again after it while a production is pending or an ask waits for its
+// time (a back-off, the re-production interval). Otherwise only every
+// productionIdle, for what changes with time alone (a linger running out,
+// a producer's node dying): an idle leader does not wake 20 times a
+// second.
+const (
+	productionInterval = 50 * time.Millisecond
+	productionIdle     = time.Second
+)
+
+// notePlanInput wakes the production loop; it never blocks.
+func (l *leaderState) notePlanInput() { signal(l.changed) }
 
 // productionLoop runs while this node leads: it asks producers for the
 // objects that need producing and drops the objects nobody wants.
 func (o *ObjectSync) productionLoop(ctx context.Context) {
-	t := time.NewTicker(productionInterval)
-	defer t.Stop()
+	idle := time.NewTimer(0)
+	defer idle.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-idle.C:
+		case <-o.lead.changed:
 		}
-		asks, drops := o.plan(time.Now())
+		asks, drops, busy := o.plan(time.Now())
 		for _, a := range asks {
 			wg.Add(1)
 			go func() {
@@ -156,6 +175,15 @@ func (o *ObjectSync) productionLoop(ctx context.Context) {
 				o.logger.Debug("drop an object nobody wants", "err", err)
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(productionInterval):
+		}
+		if busy {
+			o.lead.notePlanInput()
+		}
+		idle.Reset(min(productionIdle, max(o.cfg.Linger/4, productionInterval)))
 	}
 }
 
@@ -180,8 +208,10 @@ func (o *ObjectSync) sendAsk(ctx context.Context, a ask) {
 	}
 }
 
-// plan decides, at now, which producers to ask and which objects to drop.
-func (o *ObjectSync) plan(now time.Time) ([]ask, []string) {
+// plan decides, at now, which producers to ask and which objects to drop;
+// busy says a later plan has work that waits only for time (a pending
+// production's deadline, a back-off, the re-production interval).
+func (o *ObjectSync) plan(now time.Time) (_ []ask, _ []string, busy bool) {
 	alive := map[string]bool{o.host.NodeName(): true}
 	for _, s := range o.host.Cluster().Servers() {
 		if s.Alive {
@@ -192,8 +222,9 @@ func (o *ObjectSync) plan(now time.Time) ([]ask, []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active {
-		return nil, nil
+		return nil, nil, false
 	}
+	defer func() { busy = busy || len(l.pending) > 0 }()
 	demand := map[string]bool{}
 	type prod struct {
 		node string
@@ -260,7 +291,8 @@ func (o *ObjectSync) plan(now time.Time) ([]ask, []string) {
 			continue
 		}
 		if now.Sub(l.lastAsked[id]) < o.cfg.MinReproduceInterval {
-			continue // coalesced: asked again at the next tick past the interval
+			busy = true
+			continue // coalesced: asked again at the next plan past the interval
 		}
 		var best *prod
 		bestExact := false
@@ -271,6 +303,7 @@ func (o *ObjectSync) plan(now time.Time) ([]ask, []string) {
 				continue
 			}
 			if until, ok := l.failedUntil[id][key]; ok && now.Before(until) {
+				busy = true
 				continue
 			}
 			exact, match := false, false
@@ -319,7 +352,7 @@ func (o *ObjectSync) plan(now time.Time) ([]ask, []string) {
 			delete(l.lastAsked, id)
 		}
 	}
-	return asks, drops
+	return asks, drops, busy
 }
 
 func latest(a, b, c time.Time) time.Time {

@@ -89,7 +89,9 @@ func (o *ObjectSync) init() {
 			o.cfg = DefaultConfig()
 		}
 		o.fo = newFanout(o.lookup, o.matching, o.m)
-		o.fo.onDemand = func() { o.prod.dirty.Store(true) }
+		o.prod.changed = make(chan struct{}, 1)
+		o.lead.changed = make(chan struct{}, 1)
+		o.fo.onDemand = o.prod.markDirty
 		o.ctx, o.cancel = context.WithCancel(context.Background())
 		if o.incarnation == "" {
 			var b [8]byte
@@ -387,6 +389,7 @@ func (o *ObjectSync) ApplyCommand(cmd modules.Command) ([]byte, error) {
 	if ch != nil {
 		o.fo.publish(ch)
 	}
+	o.lead.notePlanInput() // a dependency, a state or a claim may have moved
 	return res, nil
 }
 

@@ -71,6 +71,23 @@ type producers struct {
 	mu    sync.Mutex
 	conns map[uint64]*wsClient // by connection id
 	dirty atomic.Bool          // demand or producers changed since the last report
+	// changed wakes the reporter when dirty is set (one token).
+	changed chan struct{}
+}
+
+// markDirty records a change of this node's demand or producers and wakes
+// the reporter.
+func (p *producers) markDirty() {
+	p.dirty.Store(true)
+	signal(p.changed)
+}
+
+// signal puts the one token in ch, or leaves the one there.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 func (p *producers) add(c *wsClient) {
@@ -80,7 +97,7 @@ func (p *producers) add(c *wsClient) {
 	}
 	p.conns[c.conn.ID()] = c
 	p.mu.Unlock()
-	p.dirty.Store(true)
+	p.markDirty()
 }
 
 func (p *producers) remove(c *wsClient) {
@@ -89,7 +106,7 @@ func (p *producers) remove(c *wsClient) {
 	delete(p.conns, c.conn.ID())
 	p.mu.Unlock()
 	if ok {
-		p.dirty.Store(true)
+		p.markDirty()
 	}
 }
 
@@ -123,18 +140,21 @@ func (fo *fanout) demand() []string {
 	return out
 }
 
-// reportInterval is how often the reporter looks for changes;
-// reportRefresh how often it reports even without one (so a report lost
-// to a leader change is not lost for long).
+// A node reports when its demand or producers changed, once a change has
+// settled for reportSettle (a burst of subscriptions makes one report, not
+// one each); when the leader changed, which it notices within
+// reportLeaderCheck; and every reportRefresh, so a report lost to a leader
+// change is not lost for long. An idle node wakes once per
+// reportLeaderCheck.
 const (
-	reportInterval = 100 * time.Millisecond
-	reportRefresh  = 3 * time.Second
+	reportSettle      = 20 * time.Millisecond
+	reportLeaderCheck = time.Second
+	reportRefresh     = 3 * time.Second
 )
 
-// reportLoop sends this node's report to the leader when it changed, when
-// the leader changed, and every reportRefresh.
+// reportLoop sends this node's report to the leader until Stop.
 func (o *ObjectSync) reportLoop() {
-	t := time.NewTicker(reportInterval)
+	t := time.NewTicker(reportLeaderCheck)
 	defer t.Stop()
 	var lastLeader string
 	var lastSent time.Time
@@ -143,6 +163,12 @@ func (o *ObjectSync) reportLoop() {
 		case <-o.ctx.Done():
 			return
 		case <-t.C:
+		case <-o.prod.changed:
+			select {
+			case <-o.ctx.Done():
+				return
+			case <-time.After(reportSettle):
+			}
 		}
 		leader, ok := o.host.Cluster().Leader()
 		if !ok {
@@ -154,7 +180,7 @@ func (o *ObjectSync) reportLoop() {
 		o.prod.dirty.Store(false)
 		body, _ := json.Marshal(o.snapshotReport())
 		if err := o.callLeader(methodReport, body); err != nil {
-			o.prod.dirty.Store(true) // try again next tick
+			o.prod.dirty.Store(true) // try again at the next check
 			continue
 		}
 		lastLeader, lastSent = leader.Name, time.Now()

@@ -339,26 +339,45 @@ func (l *leadership) onAck(p *peer, pos uint64) {
 	l.broadcast()
 }
 
+// monitorIdle is how often the monitor looks while nothing is pending.
+// Then a change (an ack, a stream, a write, a state change) wakes it at
+// once, and the period only refreshes the lag gauges: an idle leader does
+// not wake five times a second.
+const monitorIdle = 2 * time.Second
+
 // monitor runs until the term ends: it removes stuck members from the
 // in-sync set and adds caught-up followers, through Raft, and keeps the
 // lag gauges.
 func (l *leadership) monitor() {
 	tick := max(min(l.m.cfg.AckTimeout/5, 200*time.Millisecond), 10*time.Millisecond)
-	t := time.NewTicker(tick)
+	t := time.NewTimer(tick)
 	defer t.Stop()
+	var changed, stateChanged <-chan struct{} // nil while something is pending
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
 		case <-t.C:
+		case <-changed:
+		case <-stateChanged:
 		}
-		l.checkMembers()
+		quiet, ch, stCh := l.checkMembers()
+		if quiet {
+			changed, stateChanged = ch, stCh
+			t.Reset(monitorIdle)
+		} else {
+			changed, stateChanged = nil, nil
+			t.Reset(tick)
+		}
 	}
 }
 
-// checkMembers commits at most one in-sync change per call.
-func (l *leadership) checkMembers() {
-	st := l.m.state()
+// checkMembers commits at most one in-sync change per call. quiet says
+// nothing waits for time (no member pending or without a stream); then
+// changed and stateChanged, taken with what it looked at, say when to
+// look again.
+func (l *leadership) checkMembers() (quiet bool, changed, stateChanged <-chan struct{}) {
+	st, stateChanged := l.m.stateAndChan()
 	now := time.Now()
 	timeout := l.m.cfg.AckTimeout
 	dead := map[string]bool{} // members gossip declares dead (or gone)
@@ -367,6 +386,8 @@ func (l *leadership) checkMembers() {
 	}
 	l.mu.Lock()
 	l.updateGaugesLocked(st, now)
+	quiet = len(l.removing) == 0 && len(l.pending) == 0
+	changed = l.changed
 	var op byte
 	var node string
 	for _, n := range st.inSync {
@@ -376,6 +397,7 @@ func (l *leadership) checkMembers() {
 		p := l.peers[n]
 		var stuck bool
 		if p == nil {
+			quiet = false
 			since, ok := l.lost[n]
 			if !ok || since.Before(l.started) {
 				since = l.started
@@ -384,6 +406,7 @@ func (l *leadership) checkMembers() {
 			// says the node is dead (the old leader after a failover).
 			stuck = now.Sub(since) > timeout || dead[n]
 		} else {
+			quiet = quiet && p.acked >= l.ackPos
 			stuck = p.acked < l.ackPos && !p.pendingSince.IsZero() && now.Sub(p.pendingSince) > timeout
 		}
 		if stuck {
@@ -404,7 +427,7 @@ func (l *leadership) checkMembers() {
 	}
 	l.mu.Unlock()
 	if op == 0 {
-		return
+		return quiet, changed, stateChanged
 	}
 	// Apply, not ApplyOnLeader: the replication leader need not lead Raft.
 	_, err := l.m.host.Raft().Apply(l.ctx, op, encodeCommand(command{op: op, leader: l.self, node: node}))
@@ -421,6 +444,7 @@ func (l *leadership) checkMembers() {
 	case err == nil:
 		l.m.logger.Info("follower joined the in-sync set", "node", node)
 	}
+	return false, nil, nil
 }
 
 func opName(op byte) string {
