@@ -33,12 +33,24 @@ import (
 // writing in a loop does not double the entries.
 const commitNoticeDelay = 2 * time.Millisecond
 
+// commitNoticeMinTimeout: with a commit timeout shorter than this (the
+// tests' LocalTiming), raft's own empty AppendEntries tell followers soon
+// enough, and notices would only add entries.
+const commitNoticeMinTimeout = 20 * time.Millisecond
+
 var commitNotice = EncodeCommand(modules.TagNone, opCommitNotice, nil)
 
 // runCommitNotices commits a notice after each write that leaves the
 // leader idle. It is owned by the Node and stops with it.
 func (n *Node) runCommitNotices() {
 	defer n.wg.Done()
+	timeout := n.cfg.Timing.CommitTimeout
+	if timeout == 0 {
+		timeout = raft.DefaultConfig().CommitTimeout // what New leaves raft with
+	}
+	if timeout < commitNoticeMinTimeout {
+		return
+	}
 	timer := time.NewTimer(commitNoticeDelay)
 	timer.Stop()
 	for {

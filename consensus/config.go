@@ -115,7 +115,8 @@ func DefaultTiming() Timing {
 // besides telling followers the commit index, every AppendEntries renews
 // the leader's contact with a follower, and on such a machine the 100–200 ms
 // heartbeats alone, when their goroutine waits for a CPU, let leases run
-// out (a test with a long commit timeout shows the notices at work).
+// out. With it the leader sends no commit notices (commitnotice.go); a
+// test with a long commit timeout shows them at work.
 func LocalTiming() Timing {
 	t := DefaultTiming()
 	t.LeaderLeaseTimeout = t.HeartbeatTimeout
