@@ -344,10 +344,15 @@ func TestCluster_NineNodes(t *testing.T) {
 	c.AddNode()
 	lights := []*testcluster.Node{c.AddClient(), c.AddClient()}
 	c.WaitServers(7)
+	// Usually node5 and node6, the late ones, stay non-voters; on a
+	// loaded machine autopilot may have replaced a voter gossip thought
+	// failed with one of them, so the test takes the sets as they are.
+	var voters, replicas []string
 	testcluster.Eventually(t, 30*time.Second, func() error {
-		voters, nonvoters, err := voterSet(c)
-		if err == nil && (len(voters) != 5 || !slices.Equal(nonvoters, []string{"node5", "node6"})) {
-			err = fmt.Errorf("voters %v, non-voters %v", voters, nonvoters)
+		var err error
+		voters, replicas, err = voterSet(c)
+		if err == nil && (len(voters) != 5 || len(replicas) != 2) {
+			err = fmt.Errorf("voters %v, non-voters %v", voters, replicas)
 		}
 		return err
 	})
@@ -386,8 +391,8 @@ func TestCluster_NineNodes(t *testing.T) {
 	// Two voters other than the leader die for good.
 	leader := c.Leader()
 	var killed []string
-	for _, n := range c.Nodes()[:5] {
-		if n != leader && len(killed) < 2 {
+	for _, n := range c.Nodes() {
+		if n != leader && slices.Contains(voters, n.Name) && len(killed) < 2 {
 			c.Kill(n.Index)
 			killed = append(killed, n.Name)
 		}
@@ -398,9 +403,9 @@ func TestCluster_NineNodes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(voters) != 5 || !slices.Contains(voters, "node5") || !slices.Contains(voters, "node6") ||
+		if len(voters) != 5 || !slices.Contains(voters, replicas[0]) || !slices.Contains(voters, replicas[1]) ||
 			slices.Contains(voters, killed[0]) || slices.Contains(voters, killed[1]) {
-			return fmt.Errorf("voters %v (killed %v)", voters, killed)
+			return fmt.Errorf("voters %v (killed %v, non-voters were %v)", voters, killed, replicas)
 		}
 		return nil
 	})
