@@ -75,10 +75,18 @@ func TestSemRun_LeaseLossKillsTheCommand(t *testing.T) {
 	done := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		code, stdout, stderr := runMain("sem", "run", "lossy", "-n", "1", "--ttl", "600ms", "--kill-grace", "1s", "--addr", f.URL(), "--", "sh", "-c", script)
+		// A lease of 2 s: with 600 ms, on a loaded machine, an acquire
+		// that took over a third of it was renewed at once and could find
+		// the lease already gone, and the command never started.
+		code, stdout, stderr := runMain("sem", "run", "lossy", "-n", "1", "--ttl", "2s", "--kill-grace", "1s", "--addr", f.URL(), "--", "sh", "-c", script)
 		done <- result{code, stdout, stderr}
 	}()
 	testcluster.Eventually(t, 30*time.Second, func() error {
+		select {
+		case r := <-done:
+			t.Fatalf("run exited with %d before the command started; stderr %q", r.code, r.stderr)
+		default:
+		}
 		if len(readLines(t, marks)) == 0 {
 			return fmt.Errorf("the command has not started")
 		}
