@@ -195,10 +195,16 @@ func (f *FSM) setApplied(index uint64, effective bool) {
 	f.applied.Store(index)
 	f.wake(index)
 	if effective {
-		select {
-		case f.effectiveMoved <- struct{}{}:
-		default:
-		}
+		signal(f.effectiveMoved)
+	}
+}
+
+// signal puts the one token in ch, or leaves the one there: a wake-up
+// that never blocks its sender.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

@@ -83,10 +83,7 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 		size += uint64(logCost(l))
 	}
 	if c.stored.Add(size) >= c.notifyAt.Load() {
-		select {
-		case c.grown <- struct{}{}:
-		default:
-		}
+		signal(c.grown)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

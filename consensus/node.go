@@ -449,9 +449,9 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 	// Commit notices at the end of the log change nothing: name the
 	// last entry before them, whose commit followers know (a follower
 	// would otherwise wait for the notice's own commit, which reaches it
-	// only with the next entry or after CommitTimeout).
-	// The leader applies what it committed within moments; a halted
-	// state machine never will, and then idx stands.
+	// only with the next entry or after CommitTimeout). The leader
+	// applies what it committed within moments; a halted state machine
+	// never will, and then idx stands.
 	if n.fsm.Halted() != "" {
 		return idx, nil
 	}

@@ -419,10 +419,7 @@ func (fo *fanout) collapse(s *session, id string, o *object) {
 	if len(s.missed) > 0 && !s.lagging {
 		s.lagging = true
 		fo.lagging++
-		select {
-		case fo.kick <- struct{}{}:
-		default:
-		}
+		signal(fo.kick)
 	}
 }
 
@@ -448,10 +445,7 @@ func (fo *fanout) resyncAll() {
 			fo.lagging++
 		}
 	}
-	select {
-	case fo.kick <- struct{}{}:
-	default:
-	}
+	signal(fo.kick)
 }
 
 // resync sends lagging subscribers the full states they missed, as far as

@@ -404,9 +404,4 @@ func (s *sseSink) take() []*frame {
 	return out
 }
 
-func (s *sseSink) notify() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *sseSink) notify() { signal(s.wake) }

@@ -174,10 +174,7 @@ func (c *wsClient) enqueue(ctx context.Context, m protocol.Message) {
 	c.work = append(c.work, workItem{m: m})
 	c.workBytes += size
 	c.workMu.Unlock()
-	select {
-	case c.workWake <- struct{}{}:
-	default:
-	}
+	signal(c.workWake)
 }
 
 // next takes the next write, waiting for one; ok is false once the
@@ -321,10 +318,7 @@ func (c *wsClient) onClose(*ws.Conn) {
 	if !started {
 		return
 	}
-	select {
-	case c.workWake <- struct{}{}:
-	default:
-	}
+	signal(c.workWake)
 	c.o.releases.Add(1)
 	go func() {
 		defer c.o.releases.Done()
