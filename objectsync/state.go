@@ -105,7 +105,7 @@ func (st *state) write(c writeCmd, seq uint64, now int64) (*change, error) {
 		if err != nil {
 			return nil, ErrBadPatch
 		}
-		data, err := document.Apply(cur.data, patch, c.maxSize)
+		data, err := document.ApplyCanonical(cur.data, patch, c.maxSize)
 		switch {
 		case errors.Is(err, document.ErrTooLarge):
 			return nil, ErrTooLarge.WithMessage("patched, object %q would be over %d bytes", c.id, c.maxSize)

@@ -143,7 +143,7 @@ func (o *ObjectSync) patch(ctx context.Context, id, owner string, from, to docum
 		}
 		// Apply it here first: a patch that does not apply is refused
 		// without a round through the log.
-		if _, err := document.Apply(cur.data, p, o.cfg.MaxSize); err != nil {
+		if _, err := document.ApplyCanonical(cur.data, p, o.cfg.MaxSize); err != nil {
 			o.m.writes.WithLabelValues("error").Inc()
 			if errors.Is(err, document.ErrTooLarge) {
 				return 0, ErrTooLarge.WithMessage("patched, object %q would be over %d bytes (--objectsync-max-size)", truncate(id), o.cfg.MaxSize)

@@ -30,6 +30,9 @@ var (
 // package documentation). It fails with ErrNotJSON on anything that is not
 // exactly one JSON value.
 func Canonical(b []byte) ([]byte, error) {
+	if isCanonical(b) {
+		return bytes.Clone(b), nil // already so: no decode and encode
+	}
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotJSON, err)
@@ -137,7 +140,16 @@ func Apply(doc, patch []byte, maxSize int) (out []byte, err error) {
 // from into the canonical object to, or ok false when a patch would not be
 // smaller than to itself (send the whole object then). It checks its own
 // work: a patch that does not reproduce to exactly is never returned.
+//
+// It first walks the two encodings (splice.go), which is cheap and finds
+// the patches of member changes; a patch that is not smaller (an array
+// whose elements moved) is looked for again by jsondiff.
 func Diff(from, to []byte) (patch []byte, ok bool) {
+	if p, ok := spliceDiff(from, to); ok && len(p) < len(to) {
+		if got, err := ApplyCanonical(from, p, 0); err == nil && bytes.Equal(got, to) {
+			return p, true
+		}
+	}
 	p, err := jsondiff.CompareJSON(from, to)
 	if err != nil {
 		return nil, false
@@ -154,7 +166,7 @@ func Diff(from, to []byte) (patch []byte, ok bool) {
 	if err != nil || len(patch) >= len(to) {
 		return nil, false
 	}
-	got, err := Apply(from, patch, 0)
+	got, err := ApplyCanonical(from, patch, 0)
 	if err != nil || !bytes.Equal(got, to) {
 		return nil, false
 	}

@@ -29,6 +29,14 @@ var diffSeeds = [][2]string{
 	{`{"a":{"b":{"c":[{"d":1}]}},"pad":"................"}`, `{"a":{"b":{"c":[{"d":2},{"e":null}]}},"pad":"................"}`},
 }
 
+// canonicalSeeds are inputs on both sides of canonical: unsorted and
+// repeated keys, whitespace, every number notation, every escape.
+var canonicalSeeds = []string{
+	`{"a":1,"b":[true,false,null],"c":{"d":"e"}}`, `{"b":1,"a":2}`, `{"a":1,"a":2}`, ` {}`, `{} `,
+	`[1.0,1e3,1E21,1e21,-0,0.000001,1e-7,123456789012345678901234,0.1]`, `"\u2028\u00e9\/\b\f\n\r\t\u0001\ufffd"`,
+	"\"\xff\"", "\"\u2029\"", `"é"`, `{"\u0000":1,"":2}`, `01`, `+1`, `1.`, `.5`, `-`, `1e400`, `tru`, `nulls`,
+}
+
 func TestFuzzSeeds(t *testing.T) {
 	if !*updateFuzzSeeds {
 		t.Skip("run with -update-fuzz-seeds to rewrite testdata/fuzz")
@@ -47,4 +55,15 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	write("FuzzApply", applySeeds)
 	write("FuzzDiff", diffSeeds)
+	write("FuzzApplyCanonical", applySeeds)
+	dir := filepath.Join("testdata", "fuzz", "FuzzCanonical")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range canonicalSeeds {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
