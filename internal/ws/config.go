@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,14 @@ type Config struct {
 	// 400 subprotocol_required before the upgrade. It must be an HTTP
 	// token (RFC 9110): letters, digits and !#$%&'*+-.^_`|~.
 	Subprotocol string
+	// BatchSubprotocol, if set, is a second subprotocol the hub speaks,
+	// preferred when a client offers both: the same messages, but the
+	// frames that wait in a connection's queue together (a client or a
+	// machine slower than the changes) go out as one text message, one
+	// frame per line, so that a busy connection costs one write for
+	// several frames instead of one each. Frames must then never hold a
+	// raw newline (compact JSON never does). Same rules as Subprotocol.
+	BatchSubprotocol string
 	// MaxConns is how many connections the hub holds open at once,
 	// upgrades in progress included. One more is refused with 503
 	// too_many_connections and Retry-After.
@@ -41,8 +50,10 @@ type Config struct {
 	// With a whole window unacknowledged the writer waits, frames queue,
 	// and a full queue is the caller's to handle (Replace).
 	FlowWindow int64
-	// WriteTimeout bounds the write of one frame: a client that does not
-	// read a whole frame in that long is disconnected.
+	// WriteTimeout bounds a write that makes no progress: a client that
+	// stops reading with a write in flight is disconnected after between
+	// half of it and all of it (the socket's deadline is moved only once
+	// half of it has passed; see renewWriteDeadline).
 	WriteTimeout time.Duration
 	// PingInterval is how often a connection is pinged, and PingTimeout
 	// how long its pong may take; a connection without a pong in time is
@@ -95,6 +106,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if !isToken(c.Subprotocol) {
 		return fmt.Errorf("%w: subprotocol %q is not an HTTP token", ErrInvalidConfig, c.Subprotocol)
+	}
+	if c.BatchSubprotocol != "" && (!isToken(c.BatchSubprotocol) || strings.EqualFold(c.BatchSubprotocol, c.Subprotocol)) {
+		return fmt.Errorf("%w: batch subprotocol %q is not an HTTP token other than the subprotocol", ErrInvalidConfig, c.BatchSubprotocol)
 	}
 	positive := []struct {
 		name string

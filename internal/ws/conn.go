@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ var (
 // Replace and Close only touch the queue and wake the writer.
 //
 // Frames reach the client in the order they were queued, each as one text
-// message. A frame is never copied: the same bytes may be queued on any
+// message; on a connection that negotiated Config.BatchSubprotocol,
+// frames that waited in the queue together share one message, one frame
+// per line. A frame is never copied: the same bytes may be queued on any
 // number of connections (Broadcast), and the caller must not modify them
 // afterwards.
 type Conn struct {
@@ -77,20 +80,26 @@ type Conn struct {
 	probing atomic.Bool
 	ack     chan struct{}
 
-	mu      sync.Mutex
-	queue   [][]byte // ring buffer of SendQueue frames
-	head, n int
-	closing bool
-	cause   *CloseError
-	label   string // the closes metric's reason
-	hard    bool   // close without a handshake: the peer cannot take part
+	// batch: the client negotiated Config.BatchSubprotocol, so frames
+	// queued together go out as one message, one frame per line.
+	batch bool
+
+	mu            sync.Mutex
+	renewDeadline time.Time // when the socket's write deadline is next moved (renewWriteDeadline)
+	queue         [][]byte  // ring buffer of SendQueue frames
+	head, n       int
+	closing       bool
+	cause         *CloseError
+	label         string // the closes metric's reason
+	hard          bool   // close without a handshake: the peer cannot take part
 }
 
 func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts AcceptOptions) *Conn {
 	id := h.ids.Add(1)
+	batch := h.cfg.BatchSubprotocol != "" && wsc.Subprotocol() == h.cfg.BatchSubprotocol
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	return &Conn{
-		hub: h, ws: wsc, raw: raw, id: id, remote: r.RemoteAddr,
+		hub: h, ws: wsc, raw: raw, id: id, remote: r.RemoteAddr, batch: batch,
 		logger:    h.logger.With("conn", id),
 		onMessage: opts.OnMessage, onClose: opts.OnClose,
 		ctx: ctx, cancel: cancel,
@@ -222,20 +231,6 @@ func (c *Conn) clearLocked() int {
 	return n
 }
 
-// pop takes the next frame off the queue.
-func (c *Conn) pop() ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == 0 {
-		return nil, false
-	}
-	f := c.queue[c.head]
-	c.queue[c.head] = nil
-	c.head = (c.head + 1) % len(c.queue)
-	c.n--
-	return f, true
-}
-
 // shutdown starts closing the connection, if it is not closing already:
 // the first cause wins. A soft close bounds the write in flight by
 // CloseTimeout, then sends a close frame; a hard one fails every blocked
@@ -295,12 +290,21 @@ func (c *Conn) write() {
 }
 
 func (c *Conn) writeQueued() {
+	var round [][]byte // the frames taken off the queue together
+	var joined []byte  // their message, on a batching connection
 	for {
 		if c.ctx.Err() != nil {
 			return
 		}
-		frame, ok := c.pop()
-		if !ok {
+		if !c.awaitWindow() {
+			return
+		}
+		limit := maxRoundBytes
+		if w := c.hub.cfg.FlowWindow; w > 0 {
+			limit = int(min(int64(limit), w-(c.sent-c.acked.Load()))) // > 0 after awaitWindow
+		}
+		round = c.popRound(round[:0], limit)
+		if len(round) == 0 {
 			select {
 			case <-c.wake:
 				continue
@@ -308,26 +312,100 @@ func (c *Conn) writeQueued() {
 				return
 			}
 		}
-		if !c.awaitWindow() {
-			return
+		// A deadline on the socket bounds the round, not a context per
+		// frame: the connection's context must not cut a frame in half
+		// (shutdown bounds the write with its own deadline instead), and
+		// a timer and a context for each of thousands of deliveries a
+		// second cost more than the write's own bookkeeping.
+		if !c.renewWriteDeadline() {
+			return // closing: shutdown's deadline stands
 		}
-		// Not the connection's context: cancelling it must not cut a frame
-		// in half; shutdown bounds the write with a deadline instead.
-		ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.WriteTimeout)
-		err := c.ws.Write(ctx, websocket.MessageText, frame)
-		cancel()
+		var err error
+		if c.batch && len(round) > 1 {
+			joined = joinLines(joined[:0], round)
+			err = c.ws.Write(context.Background(), websocket.MessageText, joined)
+		} else {
+			for _, frame := range round {
+				if err = c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+					break
+				}
+			}
+		}
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "write timed out"}, closedWriteTimeout, true)
 			} else {
 				c.awaitShutdown(closedWriteFailed)
 			}
 			return
 		}
-		c.hub.m.sent.Inc()
-		c.sent += int64(len(frame))
+		c.hub.m.sent.Add(float64(len(round)))
+		for i, frame := range round {
+			c.sent += int64(len(frame))
+			round[i] = nil // the round's slice is reused: let the frames go
+		}
 		c.probe()
 	}
+}
+
+// maxRoundBytes bounds the frames the writer takes off the queue at once
+// (at least one, whatever its size): a batching connection's message,
+// and what one write deadline covers. What is left of the flow window
+// bounds it too.
+const maxRoundBytes = 32 << 10
+
+// popRound appends to round the frames waiting in the queue, oldest first,
+// up to limit bytes (at least one frame if any waits).
+func (c *Conn) popRound(round [][]byte, limit int) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size := 0
+	for c.n > 0 {
+		f := c.queue[c.head]
+		if len(round) > 0 && size+len(f) > limit {
+			break
+		}
+		size += len(f)
+		round = append(round, f)
+		c.queue[c.head] = nil
+		c.head = (c.head + 1) % len(c.queue)
+		c.n--
+	}
+	return round
+}
+
+// renewWriteDeadline keeps the socket's write deadline between half a
+// WriteTimeout and a whole one ahead, unless the connection is closing,
+// when shutdown's deadline must stay; it reports whether the connection
+// is open. The deadline is moved only once half of it has passed (moving
+// it costs about as much as a small write's own work), so a write that
+// makes no progress fails after half a WriteTimeout at the soonest.
+// shutdown marks the connection closing under the same lock before it
+// sets its own deadline, so that one always comes last.
+func (c *Conn) renewWriteDeadline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	if now := time.Now(); !now.Before(c.renewDeadline) {
+		_ = c.raw.SetWriteDeadline(now.Add(c.hub.cfg.WriteTimeout))
+		c.renewDeadline = now.Add(c.hub.cfg.WriteTimeout / 2)
+	}
+	return true
+}
+
+// joinLines appends the frames to dst separated by newlines: the message
+// of a batching connection (frames never hold a raw newline; see
+// AcceptOptions).
+func joinLines(dst []byte, frames [][]byte) []byte {
+	for i, f := range frames {
+		if i > 0 {
+			dst = append(dst, '\n')
+		}
+		dst = append(dst, f...)
+	}
+	return dst
 }
 
 // awaitWindow waits, if the flow window is full, until the client has
@@ -533,6 +611,9 @@ func (c *Conn) stopPings() {
 // dead; on another failure it was closing already, and the reader
 // reports why.
 func (c *Conn) ping() bool {
+	if !c.renewWriteDeadline() { // an idle connection's deadline is in the past
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.PingTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()

@@ -510,3 +510,66 @@ func TestConn_FlowWindowBoundsWhatASlowClientHasUnread(t *testing.T) {
 		t.Fatalf("got frame %d, want %d", got, accepted)
 	}
 }
+
+// TestConn_BatchSubprotocolJoinsWhatWaited: a client that offers the batch
+// subprotocol gets it, and the frames that waited in its queue together
+// arrive as one message, one per line, in order; a client that offers
+// only the plain one gets a message per frame.
+func TestConn_BatchSubprotocolJoinsWhatWaited(t *testing.T) {
+	const batchProtocol = "shoal.test.v1.batch"
+	cfg := testConfig()
+	cfg.BatchSubprotocol = batchProtocol
+	cfg.SendQueue = 8
+	cfg.FlowWindow = 8 << 10
+	cfg.PingTimeout = time.Minute // the client reads late on purpose
+	s := newServer(t, cfg, AcceptOptions{})
+	frame := func(i int) []byte { return []byte(fmt.Sprintf("%06d", i) + strings.Repeat("x", 1018)) }
+
+	for _, c := range []struct {
+		offer   []string
+		batched bool
+	}{
+		{[]string{testProtocol, batchProtocol}, true}, // the hub's preference wins
+		{[]string{testProtocol}, false},
+	} {
+		cl := dial(t, s, c.offer...)
+		conn := s.next(t)
+		if got := cl.ws.Subprotocol(); (got == batchProtocol) != c.batched {
+			t.Fatalf("offering %v: negotiated %q", c.offer, got)
+		}
+		// The client does not read: the window fills, the writer waits,
+		// and the queue fills behind it.
+		sent := 0
+		eventually(t, 10*time.Second, func() error {
+			for conn.Send(frame(sent)) == nil {
+				sent++
+			}
+			if conn.Queued() < cfg.SendQueue {
+				return errors.New("the writer still drains")
+			}
+			return nil
+		})
+		cl.read()
+		got, messages, joined := 0, 0, 0
+		for got < sent {
+			msg := cl.receive(t)
+			messages++
+			lines := strings.Split(string(msg), "\n")
+			if len(lines) > 1 {
+				joined++
+			}
+			for _, l := range lines {
+				if seq([]byte(l)) != got {
+					t.Fatalf("offering %v: got frame %q, want %d", c.offer, l[:6], got)
+				}
+				got++
+			}
+		}
+		if c.batched && joined == 0 {
+			t.Fatalf("offering %v: %d frames in %d messages, none joined", c.offer, sent, messages)
+		}
+		if !c.batched && messages != sent {
+			t.Fatalf("offering %v: %d frames in %d messages", c.offer, sent, messages)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,7 +131,8 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 		w.Header().Set("Connection", "Upgrade")
 		return nil, h.refuse(w, r, refusedNotWebsocket, ErrNotWebsocket)
 	}
-	if !hasToken(r.Header.Values("Sec-WebSocket-Protocol"), h.cfg.Subprotocol, false) {
+	offered := r.Header.Values("Sec-WebSocket-Protocol")
+	if !hasToken(offered, h.cfg.Subprotocol, false) && (h.cfg.BatchSubprotocol == "" || !hasToken(offered, h.cfg.BatchSubprotocol, false)) {
 		return nil, h.refuse(w, r, refusedSubprotocol, ErrSubprotocol.
 			WithMessage("offer the websocket subprotocol %q in Sec-WebSocket-Protocol", h.cfg.Subprotocol).
 			WithDetail("subprotocol", h.cfg.Subprotocol))
@@ -154,7 +156,7 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 
 	uw := &upgradeWriter{ResponseWriter: w}
 	wsc, err := websocket.Accept(uw, r, &websocket.AcceptOptions{
-		Subprotocols:   []string{h.cfg.Subprotocol},
+		Subprotocols:   h.subprotocols(),
 		OriginPatterns: h.cfg.OriginPatterns,
 	})
 	if err != nil {
@@ -165,7 +167,7 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 		}
 		return nil, fmt.Errorf("accept websocket: %w", err)
 	}
-	if uw.conn == nil || wsc.Subprotocol() != h.cfg.Subprotocol {
+	if uw.conn == nil || !slices.Contains(h.subprotocols(), wsc.Subprotocol()) {
 		// coder/websocket matches subprotocols ignoring case and could pick
 		// another spelling the client also offered; we speak ours only.
 		h.abandon(wsc, uw.conn, websocket.StatusProtocolError, "subprotocol mismatch")
@@ -194,6 +196,14 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 	c.logger.Debug("websocket opened", "remote", c.remote)
 	c.start()
 	return c, nil
+}
+
+// subprotocols are the subprotocols the hub speaks, preferred first.
+func (h *Hub) subprotocols() []string {
+	if h.cfg.BatchSubprotocol != "" {
+		return []string{h.cfg.BatchSubprotocol, h.cfg.Subprotocol}
+	}
+	return []string{h.cfg.Subprotocol}
 }
 
 // goingAwayReason is the reason of the close frame Stop sends.
