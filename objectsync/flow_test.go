@@ -30,14 +30,23 @@ func TestCluster_SlowSubscriberIsCollapsedNotLeftBehind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	slow, _, err := websocket.Dial(ctx, "ws://"+c.Node(1).Addresses().HTTP+"/v1/objects/ws", &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.CloseNow()
-	slow.SetReadLimit(64 << 20)
-	if err := slow.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":"busy"}`)); err != nil {
-		t.Fatal(err)
+	// Two slow subscribers: one speaks v1 (a message per frame), the
+	// other v2, which gets what waited in its queue in fewer frames.
+	slows := map[string]*websocket.Conn{}
+	for _, sp := range []string{protocol.Subprotocol, protocol.BatchSubprotocol} {
+		slow, _, err := websocket.Dial(ctx, "ws://"+c.Node(1).Addresses().HTTP+"/v1/objects/ws", &websocket.DialOptions{Subprotocols: []string{sp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.CloseNow()
+		if slow.Subprotocol() != sp {
+			t.Fatalf("offered %s, got %q", sp, slow.Subprotocol())
+		}
+		slow.SetReadLimit(64 << 20)
+		if err := slow.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":"busy"}`)); err != nil {
+			t.Fatal(err)
+		}
+		slows[sp] = slow
 	}
 	fast := dial(t, c.Node(1))
 	if err := fast.Subscribe("busy"); err != nil {
@@ -64,30 +73,45 @@ func TestCluster_SlowSubscriberIsCollapsedNotLeftBehind(t *testing.T) {
 		return nil
 	})
 
-	// It reads again: patches up to the window, then full states, up to
+	// They read again: patches up to the window, then full states, up to
 	// the last version.
-	frames, fulls := 0, 0
-	for last := ""; last != want; {
-		_, b, err := slow.Read(ctx)
-		if err != nil {
-			t.Fatalf("after %d frames (last version %s): %v", frames, last, err)
+	for sp, slow := range slows {
+		frames, messages, fulls, joined := 0, 0, 0, 0
+		for last := ""; last != want; {
+			_, b, err := slow.Read(ctx)
+			if err != nil {
+				t.Fatalf("%s: after %d frames (last version %s): %v", sp, frames, last, err)
+			}
+			frames++
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 1 {
+				joined++
+			}
+			for _, line := range lines {
+				var msg protocol.Message
+				if err := json.Unmarshal([]byte(line), &msg); err != nil {
+					t.Fatalf("%s: frame %d: %v", sp, frames, err)
+				}
+				messages++
+				switch {
+				case msg.Type == protocol.TypeObject:
+					fulls++
+					last = string(msg.Version)
+				case msg.Type == protocol.TypePatch && (last == "" || string(msg.From) == last):
+					last = string(msg.To)
+				default:
+					t.Fatalf("%s: frame %d after version %s: %s", sp, frames, last, line)
+				}
+			}
 		}
-		var msg protocol.Message
-		if err := json.Unmarshal(b, &msg); err != nil {
-			t.Fatal(err)
+		if messages >= versions || fulls < 2 {
+			t.Fatalf("%s: the slow subscriber read %d messages (%d full states) for %d versions: nothing was collapsed", sp, messages, fulls, versions)
 		}
-		frames++
-		switch msg.Type {
-		case protocol.TypeObject:
-			fulls++
-			last = string(msg.Version)
-		case protocol.TypePatch:
-			last = string(msg.To)
-		default:
-			t.Fatalf("frame %d: %s", frames, b)
+		switch {
+		case sp == protocol.Subprotocol && joined > 0:
+			t.Fatalf("%s: %d frames carried several messages", sp, joined)
+		case sp == protocol.BatchSubprotocol && joined == 0:
+			t.Fatalf("%s: %d messages in %d frames, none joined", sp, messages, frames)
 		}
-	}
-	if frames >= versions || fulls < 2 {
-		t.Fatalf("the slow subscriber read %d frames (%d full states) for %d versions: nothing was collapsed", frames, fulls, versions)
 	}
 }

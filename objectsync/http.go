@@ -22,7 +22,7 @@ import (
 // Routes mounts the module's routes on the /v1 router:
 //
 //	GET    /v1/objects?pattern=          ids and versions (all, or those matching)
-//	GET    /v1/objects/ws                the websocket (subprotocol shoal.objects.v1)
+//	GET    /v1/objects/ws                the websocket (subprotocol shoal.objects.v2 or v1)
 //	GET    /v1/objects/client.js         the browser client, an ES module
 //	GET    /v1/objects/viewer            a page that shows the objects live
 //	POST   /v1/objects/deps/{name}/bump  increment a dependency counter

@@ -119,6 +119,7 @@ func (o *ObjectSync) Provision(host modules.Host) error {
 	}
 	wc := ws.DefaultConfig()
 	wc.Subprotocol = protocol.Subprotocol
+	wc.BatchSubprotocol = protocol.BatchSubprotocol
 	wc.MaxConns = cfg.MaxConnections
 	// Room for an object twice over --objectsync-max-size (its JSON may
 	// be less compact than the canonical form), so that an oversize

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,7 +208,7 @@ func (c *Client) dialAny(ctx context.Context, from int) (*websocket.Conn, int, e
 		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		conn, _, err := websocket.Dial(dctx, wsURL(c.urls[idx]), &websocket.DialOptions{
-			HTTPClient: c.opts.HTTPClient, HTTPHeader: h, Subprotocols: []string{protocol.Subprotocol},
+			HTTPClient: c.opts.HTTPClient, HTTPHeader: h, Subprotocols: []string{protocol.BatchSubprotocol, protocol.Subprotocol},
 		})
 		cancel()
 		if err == nil {
@@ -342,11 +343,16 @@ func (c *Client) read(conn *websocket.Conn) {
 			c.mu.Unlock()
 			return
 		}
-		var m protocol.Message
-		if err := json.Unmarshal(b, &m); err != nil {
-			continue
+		// Under the batch subprotocol a frame may hold several messages,
+		// one per line; under the plain one it holds one, without a raw
+		// newline, so splitting is right for both.
+		for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+			var m protocol.Message
+			if err := json.Unmarshal(line, &m); err != nil {
+				continue
+			}
+			c.handle(m)
 		}
-		c.handle(m)
 	}
 }
 

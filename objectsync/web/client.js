@@ -13,7 +13,9 @@
 // with have_version, so the server sends only the patches it missed while
 // they are in the object's history.
 
-const SUBPROTOCOL = 'shoal.objects.v1';
+// v2 is v1 where a server frame may carry several messages, one per line
+// (a busy connection gets what waited in one write); offered first.
+const SUBPROTOCOLS = ['shoal.objects.v2', 'shoal.objects.v1'];
 
 function wsURL(base, token) {
   let u = base.replace(/^http(s?):\/\//, 'ws$1://').replace(/\/+$/, '');
@@ -232,7 +234,7 @@ export class ShoalObjects {
 
   _connect() {
     if (this.closed) return;
-    const ws = new this.WS(this.url, [SUBPROTOCOL]);
+    const ws = new this.WS(this.url, SUBPROTOCOLS);
     this.ws = ws;
     ws.onopen = () => {
       this.connects++;
@@ -252,7 +254,9 @@ export class ShoalObjects {
       for (const key of keys) ws.send(JSON.stringify(this._subscribeMessage(key)));
       if (this.onconnect) this.onconnect();
     };
-    ws.onmessage = (ev) => this._handle(JSON.parse(ev.data));
+    ws.onmessage = (ev) => {
+      for (const line of ev.data.split('\n')) this._handle(JSON.parse(line));
+    };
     // A failed connection fires error and close in browsers, only error
     // in some runtimes (Node's undici): either one ends it, once.
     let ended = false;

@@ -10,8 +10,15 @@ import (
 	"shoal/objectsync/internal/document"
 )
 
-// Subprotocol is the websocket subprotocol of objectsync.
+// Subprotocol is the websocket subprotocol of objectsync: one message per
+// text frame.
 const Subprotocol = "shoal.objects.v1"
+
+// BatchSubprotocol is Subprotocol where a server text frame may carry
+// several messages, one per line (messages are compact JSON, which never
+// holds a raw newline): a server whose connection has several messages
+// waiting writes them at once. Clients offer it first.
+const BatchSubprotocol = "shoal.objects.v2"
 
 // Client message types.
 const (
