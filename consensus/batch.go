@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -320,6 +321,10 @@ func (n *Node) ApplyBatch(ctx context.Context, cmds [][]byte) []Outcome {
 		res, idx, err, _ := n.outcome(f)
 		outs[i] = Outcome{Index: idx, Result: res, Err: err}
 		n.metrics.observeApply("batch", start, err)
+	}
+	// The follower now waits to apply them itself: a prompt notice.
+	if slices.ContainsFunc(futures, func(f raft.ApplyFuture) bool { return f != nil }) {
+		n.followerWaits()
 	}
 	return outs
 }

@@ -28,10 +28,23 @@ import (
 // the next entry or CommitTimeout later; no reader waits for it, because a
 // read index names the last entry that is not a notice (LeaderReadIndex).
 
-// commitNoticeDelay is how long the leader waits, idle, before a notice:
-// a write arriving meanwhile carries the commit index instead, so a client
-// writing in a loop does not double the entries.
+// commitNoticeDelay is how long the leader waits, idle, before a notice
+// when a follower waits for it: a write arriving meanwhile carries the
+// commit index instead, so a client writing in a loop does not double the
+// entries.
 const commitNoticeDelay = 2 * time.Millisecond
+
+// DefaultCommitNoticeIdle is how long the leader waits, idle, before a
+// notice when no follower waits for one (Timing.CommitNoticeIdle). A
+// follower waits when it forwarded a write (it returns once it has
+// applied the write itself) or asked for a read index; then the notice
+// goes after commitNoticeDelay. Otherwise only the followers' own
+// readers (a subscriber, a log tail) see the write later, by up to this
+// much, and a stream of writes less than this apart, such as a master
+// changing an object 100 times a second, carries each commit index on
+// the next write and needs no notice at all: with a notice after every
+// write, each change cost a second Raft round, an fsync on every server.
+const DefaultCommitNoticeIdle = 20 * time.Millisecond
 
 // commitNoticeMinTimeout: with a commit timeout shorter than this (the
 // tests' LocalTiming), raft's own empty AppendEntries tell followers soon
@@ -39,6 +52,15 @@ const commitNoticeDelay = 2 * time.Millisecond
 const commitNoticeMinTimeout = 20 * time.Millisecond
 
 var commitNotice = EncodeCommand(modules.TagNone, opCommitNotice, nil)
+
+// followerWaits tells the notice loop that a follower waits to learn of a
+// commit: the notice after the last write goes out without the idle
+// wait. The leader calls it after applying a forwarded write and when it
+// answers a follower's read index.
+func (n *Node) followerWaits() {
+	n.noticeWanted.Store(true)
+	signal(n.noticeWake)
+}
 
 // runCommitNotices commits a notice after each write that leaves the
 // leader idle. It is owned by the Node and stops with it.
@@ -51,16 +73,24 @@ func (n *Node) runCommitNotices() {
 	if timeout < commitNoticeMinTimeout {
 		return
 	}
+	idle := n.cfg.Timing.CommitNoticeIdle
+	if idle <= 0 {
+		idle = DefaultCommitNoticeIdle
+	}
 	timer := time.NewTimer(commitNoticeDelay)
 	timer.Stop()
-	// A signal is looked at only after the delay: under load the loop
-	// wakes at most once per delay, not once per applied entry.
+	moved := false // a newer write was applied while the loop waited
 	for {
-		select {
-		case <-n.stop:
-			return
-		case <-n.fsm.effectiveMoved:
+		if !moved {
+			select {
+			case <-n.stop:
+				return
+			case <-n.fsm.effectiveMoved:
+			}
 		}
+		moved = false
+		// A signal is looked at only after the delay: under load the
+		// loop wakes at most once per delay, not once per applied entry.
 		timer.Reset(commitNoticeDelay)
 		select {
 		case <-n.stop:
@@ -70,6 +100,32 @@ func (n *Node) runCommitNotices() {
 		}
 		if !n.idleAfterWrite() {
 			continue // more is in flight: its apply signals again
+		}
+		if idle > commitNoticeDelay && !n.noticeWanted.Load() {
+			// Nobody waits: give the next write the chance to carry the
+			// commit index. A follower that starts waiting cuts it short;
+			// a newer write starts it over.
+			timer.Reset(idle - commitNoticeDelay)
+			select {
+			case <-n.stop:
+				timer.Stop()
+				return
+			case <-n.fsm.effectiveMoved:
+				timer.Stop()
+				moved = true
+				continue
+			case <-n.noticeWake:
+				timer.Stop()
+			case <-timer.C:
+			}
+			if !n.idleAfterWrite() {
+				continue
+			}
+		}
+		n.noticeWanted.Store(false)
+		select {
+		case <-n.noticeWake: // this notice answers it
+		default:
 		}
 		err := n.raft.Apply(commitNotice, n.cfg.ApplyTimeout).Error()
 		switch {

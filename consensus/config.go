@@ -88,6 +88,10 @@ type Timing struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
+	// CommitNoticeIdle is how long an idle leader waits before a commit
+	// notice when no follower waits for one (commitnotice.go); 0 means
+	// DefaultCommitNoticeIdle.
+	CommitNoticeIdle time.Duration
 }
 
 // DefaultTiming is for real networks: raft's defaults, but for the commit

@@ -104,11 +104,15 @@ type Node struct {
 	leaderObs     *raft.Observer
 	electionsWon  prometheus.Counter
 	forwardQ      chan *forwardRequest
-	stop          chan struct{}
-	stopOnce      sync.Once
-	wg            sync.WaitGroup
-	metrics       *metrics
-	autopilot     *autopilot
+	// noticeWanted says a follower waits to learn of a commit, and
+	// noticeWake carries that to the commit-notice loop (commitnotice.go).
+	noticeWanted atomic.Bool
+	noticeWake   chan struct{}
+	stop         chan struct{}
+	stopOnce     sync.Once
+	wg           sync.WaitGroup
+	metrics      *metrics
+	autopilot    *autopilot
 }
 
 // Deps are the parts of the node consensus calls back into.
@@ -134,7 +138,7 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
 	n = &Node{cfg: cfg, fsm: fsm, forwarder: deps.Forwarder, cluster: deps.Cluster,
-		onLeadership: deps.OnLeadership, stop: make(chan struct{}), forwardQ: make(chan *forwardRequest, maxBatchCommands),
+		onLeadership: deps.OnLeadership, stop: make(chan struct{}), noticeWake: make(chan struct{}, 1), forwardQ: make(chan *forwardRequest, maxBatchCommands),
 		leaderChanged: newLeaderSignal(),
 		electionsWon: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shoal_raft_elections_won_total",
@@ -462,6 +466,19 @@ func (n *Node) LeaderReadIndex(ctx context.Context) (uint64, error) {
 		idx = e
 	}
 	return idx, nil
+}
+
+// FollowerReadIndex is LeaderReadIndex for a follower that asked for it:
+// the follower then waits to learn the commit of the index, so the leader
+// sends a commit notice without its idle wait (commitnotice.go).
+func (n *Node) FollowerReadIndex(ctx context.Context) (uint64, error) {
+	idx, err := n.LeaderReadIndex(ctx)
+	if err == nil && n.fsm.Effective() == n.raft.LastIndex() {
+		// The log ends with a write no notice has followed: the follower
+		// may not know it is committed.
+		n.followerWaits()
+	}
+	return idx, err
 }
 
 // ReadIndex blocks until this node has applied every write committed before

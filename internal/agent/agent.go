@@ -292,6 +292,9 @@ func (a *Agent) startConsensus(advHost string) error {
 	if a.cfg.RaftCommitTimeout > 0 {
 		ccfg.Timing.CommitTimeout = a.cfg.RaftCommitTimeout
 	}
+	if a.cfg.RaftCommitNoticeIdle > 0 {
+		ccfg.Timing.CommitNoticeIdle = a.cfg.RaftCommitNoticeIdle
+	}
 	ccfg.OnElected = a.cfg.OnElected
 	ccfg.Logger = a.logger.With("component", "raft")
 	ccfg.Registerer = a.registry

@@ -58,7 +58,7 @@ func (a *Agent) serveConsensus(s *peerrpc.Server) {
 		return consensus.EncodeOutcomes(a.node.ApplyBatch(ctx, cmds), outcomeErrors), nil
 	})
 	s.Handle(methodReadIndex, func(ctx context.Context, from string, body []byte) ([]byte, error) {
-		idx, err := a.node.LeaderReadIndex(ctx)
+		idx, err := a.node.FollowerReadIndex(ctx)
 		if err != nil {
 			return nil, err
 		}
