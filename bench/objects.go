@@ -26,6 +26,7 @@ func init() {
 // objectsFlags are the objects scenario's settings.
 type objectsFlags struct {
 	subscribers, idle, rate, size int
+	appliers                      int
 	duration, warmup              time.Duration
 	systems                       []string
 	protobuf                      bool
@@ -39,6 +40,7 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.SetOutput(os.Stderr)
 	var f objectsFlags
 	fs.IntVar(&f.subscribers, "subscribers", 1000, "websocket subscribers of the changing object per system (objectsync: subscriber i on node i mod 3)")
+	fs.IntVar(&f.appliers, "appliers", 20, "of the subscribers, how many are real clients that apply every update and measure the latency; the others are readers that only count them (objects_readers.go)")
 	fs.IntVar(&f.idle, "idle", 0, "idle connections opened to measure server memory per connection (default: -subscribers)")
 	fs.IntVar(&f.rate, "rate", 100, "changes per second the master makes")
 	fs.IntVar(&f.size, "object-size", 10240, "bytes of the object (canonical JSON)")
@@ -68,8 +70,8 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case f.subscribers < 1 || f.idle < 1 || f.rate < 1:
-		return errors.New("-subscribers, -idle and -rate must be at least 1")
+	case f.subscribers < 1 || f.idle < 1 || f.rate < 1 || f.appliers < 1:
+		return errors.New("-subscribers, -appliers, -idle and -rate must be at least 1")
 	case f.size < 256:
 		return errors.New("-object-size must be at least 256")
 	case f.duration <= 0 || f.warmup < 0 || f.settle < 0:
@@ -131,9 +133,9 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	m.print(out, versions)
 	obj := newObjectTemplate(f.size)
-	fmt.Fprintf(out, "load:    1 master, %d changes/s of one field of a %d-byte JSON object; %d subscribers per system; %v warm-up + %v measured; %d idle connections for memory\n",
-		f.rate, len(obj.at(time.Now().UnixMicro())), f.subscribers, f.warmup, f.duration, f.idle)
-	fmt.Fprintf(out, "clients: in this process (objectsync Go client; centrifuge-go %s with fossil delta; coder/websocket for the baseline)\n\n", *proto)
+	fmt.Fprintf(out, "load:    1 master, %d changes/s of one field of a %d-byte JSON object; %d subscribers per system (%d applying clients, %d readers); %v warm-up + %v measured; %d idle connections for memory\n",
+		f.rate, len(obj.at(time.Now().UnixMicro())), f.subscribers, min(f.appliers, f.subscribers), max(f.subscribers-f.appliers, 0), f.warmup, f.duration, f.idle)
+	fmt.Fprintf(out, "clients: in this process (objectsync Go client; centrifuge-go %s with fossil delta; coder/websocket for the baseline); readers: coder/websocket, counting updates without applying them (centrifuge's speak protobuf)\n\n", *proto)
 
 	e.markLogs()
 	var results []objResult
@@ -286,11 +288,20 @@ func runObjectsSystem(ctx context.Context, out io.Writer, e *env, self string, s
 		return r, err
 	}
 	rec := &objRecorder{}
-	subs, err := s.openSubs(ctx, f.subscribers, rec)
+	appliers := min(f.appliers, f.subscribers)
+	subs, err := s.openSubs(ctx, appliers, rec)
 	if err != nil {
 		return r, err
 	}
 	defer subs.close()
+	if n := f.subscribers - appliers; n > 0 {
+		readers, err := s.openReaders(ctx, n, &rec.wire)
+		if err != nil {
+			return r, fmt.Errorf("readers: %w", err)
+		}
+		defer readers.close()
+		subs = bothSubs{subs, readers}
+	}
 	// Every subscriber is in: the master starts changing the object.
 	if err := os.WriteFile(startFile, nil, 0o600); err != nil {
 		return r, err
@@ -349,6 +360,12 @@ func runObjectsSystem(ctx context.Context, out io.Writer, e *env, self string, s
 // objectsyncCounters sums, over the nodes' /metrics, the objectsync
 // writes by result and the subscriber queue collapses (nil if a node
 // does not answer).
+// bothSubs are a run's appliers and readers.
+type bothSubs [2]objSubs
+
+func (b bothSubs) deliveries() int64 { return b[0].deliveries() + b[1].deliveries() }
+func (b bothSubs) close()            { b[0].close(); b[1].close() }
+
 func objectsyncCounters(ctx context.Context, c *shoalCluster) map[string]float64 {
 	sum := map[string]float64{}
 	for _, n := range c.nodes {

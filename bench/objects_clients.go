@@ -31,6 +31,9 @@ type objSystem interface {
 	// openSubs opens n subscribers of the changing object, each recording
 	// what it applies in rec, and returns once all are subscribed.
 	openSubs(ctx context.Context, n int, rec *objRecorder) (objSubs, error)
+	// openReaders opens n readers of the changing object
+	// (objects_readers.go), counting the bytes they read in wire.
+	openReaders(ctx context.Context, n int, wire *atomic.Int64) (objSubs, error)
 }
 
 type objMaster interface {
