@@ -34,17 +34,33 @@ import (
 // entries.
 const commitNoticeDelay = 2 * time.Millisecond
 
-// DefaultCommitNoticeIdle is how long the leader waits, idle, before a
-// notice when no follower waits for one (Timing.CommitNoticeIdle). A
-// follower waits when it forwarded a write (it returns once it has
-// applied the write itself) or asked for a read index; then the notice
-// goes after commitNoticeDelay. Otherwise only the followers' own
-// readers (a subscriber, a log tail) see the write later, by up to this
-// much, and a stream of writes less than this apart, such as a master
-// changing an object 100 times a second, carries each commit index on
-// the next write and needs no notice at all: with a notice after every
-// write, each change cost a second Raft round, an fsync on every server.
-const DefaultCommitNoticeIdle = 20 * time.Millisecond
+// maxNoticeHold bounds how long the leader holds a notice back when no
+// follower waits for it (a follower waits when it forwarded a write, which
+// returns once the follower applied it, or asked for a read index; then
+// the notice goes after commitNoticeDelay). While writes keep coming, the
+// next one carries the commit index of the last: a master changing an
+// object 100 times a second (each change alone, 10 ms apart) needs no
+// notice at all, where one after every write cost a second Raft round,
+// an fsync on every server, per change. So the leader holds the notice
+// for half again the longest of the last few gaps between writes, and
+// starts over at each newer write; when writes are further apart than
+// this allows, nothing is coming soon and the notice goes at once. A
+// follower's own readers (a subscriber, a log tail) then see a write of
+// such a stream up to a gap later, never more than maxNoticeHold.
+const maxNoticeHold = 20 * time.Millisecond
+
+// noticeHold is how long the leader holds a notice back when no follower
+// waits, given the recent gap between writes (FSM.RecentGap), or the
+// fixed hold of the timing (Timing.CommitNoticeHold, for tests).
+func noticeHold(fixed, recentGap time.Duration) time.Duration {
+	if fixed > 0 {
+		return fixed
+	}
+	if hold := recentGap * 3 / 2; hold <= maxNoticeHold {
+		return hold
+	}
+	return 0 // writes are sparse: none is coming soon
+}
 
 // commitNoticeMinTimeout: with a commit timeout shorter than this (the
 // tests' LocalTiming), raft's own empty AppendEntries tell followers soon
@@ -54,8 +70,7 @@ const commitNoticeMinTimeout = 20 * time.Millisecond
 var commitNotice = EncodeCommand(modules.TagNone, opCommitNotice, nil)
 
 // followerWaits tells the notice loop that a follower waits to learn of a
-// commit: the notice after the last write goes out without the idle
-// wait. The leader calls it after applying a forwarded write and when it
+// commit: the notice after the last write goes out without a hold. The leader calls it after applying a forwarded write and when it
 // answers a follower's read index.
 func (n *Node) followerWaits() {
 	n.noticeWanted.Store(true)
@@ -72,10 +87,6 @@ func (n *Node) runCommitNotices() {
 	}
 	if timeout < commitNoticeMinTimeout {
 		return
-	}
-	idle := n.cfg.Timing.CommitNoticeIdle
-	if idle <= 0 {
-		idle = DefaultCommitNoticeIdle
 	}
 	timer := time.NewTimer(commitNoticeDelay)
 	timer.Stop()
@@ -101,11 +112,11 @@ func (n *Node) runCommitNotices() {
 		if !n.idleAfterWrite() {
 			continue // more is in flight: its apply signals again
 		}
-		if idle > commitNoticeDelay && !n.noticeWanted.Load() {
-			// Nobody waits: give the next write the chance to carry the
-			// commit index. A follower that starts waiting cuts it short;
-			// a newer write starts it over.
-			timer.Reset(idle - commitNoticeDelay)
+		if hold := noticeHold(n.cfg.Timing.CommitNoticeHold, n.fsm.RecentGap()); hold > commitNoticeDelay && !n.noticeWanted.Load() {
+			// Nobody waits, and writes keep coming: give the next one the
+			// chance to carry the commit index. A follower that starts
+			// waiting cuts the hold short; a newer write starts it over.
+			timer.Reset(hold - commitNoticeDelay)
 			select {
 			case <-n.stop:
 				timer.Stop()

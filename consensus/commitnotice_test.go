@@ -62,9 +62,9 @@ func TestCluster_FollowersLearnCommitsFromNotices(t *testing.T) {
 }
 
 // TestCluster_WaitingFollowersAreToldAtOnce: when no follower waits, the
-// leader holds its notice back (Timing.CommitNoticeIdle), so that the
-// next write carries the commit index instead; a follower that forwarded
-// a write, or asks for a read index, is told at once. With the idle wait
+// leader may hold its notice back so that the next write carries the
+// commit index instead; a follower that forwarded a write, or asks for a
+// read index, is told at once. With the hold (Timing.CommitNoticeHold)
 // and the commit timeout at a minute, leader writes add no notice, and
 // forwarded writes and read indexes on followers still return promptly
 // with the writes applied there.
@@ -72,7 +72,7 @@ func TestCluster_WaitingFollowersAreToldAtOnce(t *testing.T) {
 	c := testcluster.New(t, 3, testcluster.WithModules("register"),
 		testcluster.WithConfig(func(_ int, cfg *agent.Config) {
 			cfg.RaftCommitTimeout = time.Minute
-			cfg.RaftCommitNoticeIdle = time.Minute
+			cfg.RaftCommitNoticeHold = time.Minute
 		}))
 	leader := c.Leader()
 	notices := func() float64 {

@@ -88,10 +88,11 @@ type Timing struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
-	// CommitNoticeIdle is how long an idle leader waits before a commit
-	// notice when no follower waits for one (commitnotice.go); 0 means
-	// DefaultCommitNoticeIdle.
-	CommitNoticeIdle time.Duration
+	// CommitNoticeHold, when set, is how long an idle leader always holds
+	// a commit notice back when no follower waits for one; 0 (the
+	// default) holds it for as long as the next write can be expected
+	// (commitnotice.go, noticeHold). For tests.
+	CommitNoticeHold time.Duration
 }
 
 // DefaultTiming is for real networks: raft's defaults, but for the commit

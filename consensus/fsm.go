@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,13 @@ type FSM struct {
 	// without blocking, when it moves.
 	effective      atomic.Uint64
 	effectiveMoved chan struct{}
-	mu             sync.Mutex
+	// effectiveAt is when the last effective entry was applied (Unix
+	// nanoseconds), and gaps the time between the last few: the commit
+	// notice loop expects the next write within them (RecentGap).
+	effectiveAt atomic.Int64
+	gaps        [4]atomic.Int64
+	gapNext     atomic.Uint32
+	mu          sync.Mutex
 	// waiters wait for the applied index to reach theirs, in a min-heap by
 	// index: an apply wakes only those it satisfies, not every waiter (a
 	// busy follower has as many waiters as writes in flight).
@@ -191,12 +198,27 @@ func (f *FSM) setApplied(index uint64, effective bool) {
 	}
 	if effective {
 		f.effective.Store(index)
+		now := time.Now().UnixNano()
+		if last := f.effectiveAt.Swap(now); last != 0 {
+			f.gaps[f.gapNext.Add(1)%uint32(len(f.gaps))].Store(now - last)
+		}
 	}
 	f.applied.Store(index)
 	f.wake(index)
 	if effective {
 		signal(f.effectiveMoved)
 	}
+}
+
+// RecentGap is the longest time between consecutive effective entries
+// among the last few applied: how soon the next write can be expected
+// while writes keep coming.
+func (f *FSM) RecentGap() time.Duration {
+	var longest int64
+	for i := range f.gaps {
+		longest = max(longest, f.gaps[i].Load())
+	}
+	return time.Duration(longest)
 }
 
 // signal puts the one token in ch, or leaves the one there: a wake-up

@@ -292,8 +292,8 @@ func (a *Agent) startConsensus(advHost string) error {
 	if a.cfg.RaftCommitTimeout > 0 {
 		ccfg.Timing.CommitTimeout = a.cfg.RaftCommitTimeout
 	}
-	if a.cfg.RaftCommitNoticeIdle > 0 {
-		ccfg.Timing.CommitNoticeIdle = a.cfg.RaftCommitNoticeIdle
+	if a.cfg.RaftCommitNoticeHold > 0 {
+		ccfg.Timing.CommitNoticeHold = a.cfg.RaftCommitNoticeHold
 	}
 	ccfg.OnElected = a.cfg.OnElected
 	ccfg.Logger = a.logger.With("component", "raft")

@@ -107,11 +107,11 @@ type Config struct {
 	// set. No flag sets it: tests use a long one to show that followers
 	// learn commits from the leader's commit notices alone.
 	RaftCommitTimeout time.Duration
-	// RaftCommitNoticeIdle replaces the Raft timing's commit-notice idle
-	// wait when set (consensus.Timing.CommitNoticeIdle). No flag sets it:
-	// a test uses a long one to show that a waiting follower is told at
-	// once.
-	RaftCommitNoticeIdle time.Duration
+	// RaftCommitNoticeHold fixes how long the leader holds a commit
+	// notice back when no follower waits (consensus.Timing.
+	// CommitNoticeHold). No flag sets it: a test uses a long one to show
+	// that a waiting follower is told at once.
+	RaftCommitNoticeHold time.Duration
 	// Zone is this node's zone (rack, availability zone): voters spread
 	// over zones. Empty means none.
 	Zone string
