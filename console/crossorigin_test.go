@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"shoal/internal/agent"
+	"shoal/internal/browsertest"
 	"shoal/internal/testcluster"
 )
 
@@ -30,7 +31,7 @@ import (
 // outcome is checked on the server, from Go; the same no-cors POST and form
 // post from the allowed page are the controls that do write.
 func TestConsole_CrossOrigin(t *testing.T) {
-	if chromium() == "" {
+	if browsertest.Chromium() == "" {
 		t.Skip("no chromium binary found (install it with apt-get install -y chromium, or set SHOAL_CHROMIUM): skipping the browser tests")
 	}
 	start := time.Now()
@@ -55,23 +56,23 @@ func TestConsole_CrossOrigin(t *testing.T) {
 	// the browser sends it with their requests to /ui/api/. It makes the
 	// no-cors POST and the form post below carry a valid credential: only
 	// the origin check stands between them and a write.
-	b.mustRun("open the console", chromedp.Navigate(api+"/ui/"))
-	b.wait("login form", `!document.getElementById('login').hidden && document.activeElement?.id === 'token'`, 10*time.Second)
-	b.mustRun("log in", chromedp.SendKeys("#token", testToken), chromedp.Click(`#login-form button[type="submit"]`))
-	b.wait("logged in", `!document.getElementById('nav').hidden && document.getElementById('login').hidden`, 10*time.Second)
+	b.MustRun("open the console", chromedp.Navigate(api+"/ui/"))
+	b.Wait("login form", `!document.getElementById('login').hidden && document.activeElement?.id === 'token'`, 10*time.Second)
+	b.MustRun("log in", chromedp.SendKeys("#token", testToken), chromedp.Click(`#login-form button[type="submit"]`))
+	b.Wait("logged in", `!document.getElementById('nav').hidden && document.getElementById('login').hidden`, 10*time.Second)
 	b.expectCookies(api, 1)
 
 	t.Run("allowed", func(t *testing.T) {
-		b.t = t
-		b.resetErrors()
-		b.mustRun("open the allowed page", chromedp.Navigate(allowed+"/"))
+		b.T = t
+		b.ResetErrors()
+		b.MustRun("open the allowed page", chromedp.Navigate(allowed+"/"))
 		published := unique("allowed-fetch")
 		var got struct {
 			ReadStatus, PublishStatus int
 			Read                      string
 			Publish                   struct{ Index uint64 }
 		}
-		b.await(jsCall(`async (api, token, id) => {
+		b.EvalWithin(30*time.Second, jsCall(`async (api, token, id) => {
 			const auth = {Authorization: 'Bearer ' + token};
 			const read = await fetch(api + '/v1/kv/xo/read?raw', {headers: auth});
 			const out = {readStatus: read.status, read: await read.text()};
@@ -95,23 +96,23 @@ func TestConsole_CrossOrigin(t *testing.T) {
 
 		// An EventSource cannot send Authorization: it carries ?token=.
 		var ok bool
-		b.eval(jsCall(`(url) => {
+		b.Eval(jsCall(`(url) => {
 			window.xo = {open: false, ids: []};
 			const es = new EventSource(url);
 			es.onopen = () => { xo.open = true; };
 			es.addEventListener('entry', e => xo.ids.push(JSON.parse(e.data).id));
 			return true; }`, api+"/v1/logs/xo-live/stream?token="+url.QueryEscape(testToken)), &ok)
-		b.wait("the allowed page's EventSource opens", `window.xo.open`, 10*time.Second)
+		b.Wait("the allowed page's EventSource opens", `window.xo.open`, 10*time.Second)
 		live := unique("live")
 		a.must("POST", api+"/v1/logs/xo-live", `{"id":"`+live+`","data":1}`, nil)
-		b.wait("the entry published afterwards streams in", fmt.Sprintf(`window.xo.ids.includes(%q)`, live), 10*time.Second)
-		b.checkErrors("allowed origin")
+		b.Wait("the entry published afterwards streams in", fmt.Sprintf(`window.xo.ids.includes(%q)`, live), 10*time.Second)
+		b.CheckErrors("allowed origin")
 
 		// Controls: the no-cors POST and the form post refused to the
 		// other page below do write from this one, with the cookie.
 		noCors := unique("allowed-no-cors")
 		var r fetchResult
-		b.await(jsCall(`(api, id) => `+attemptJS+`(api + '/ui/api/v1/logs/xo-main?via=allowed-no-cors',
+		b.EvalWithin(30*time.Second, jsCall(`(api, id) => `+attemptJS+`(api + '/ui/api/v1/logs/xo-main?via=allowed-no-cors',
 			{method: 'POST', mode: 'no-cors', credentials: 'include', body: JSON.stringify({id, data: 1})})`, api, noCors), &r)
 		if !r.Fetched || r.Type != "opaque" {
 			t.Errorf("no-cors POST from the allowed origin: got %+v, want an opaque answer", r)
@@ -120,7 +121,7 @@ func TestConsole_CrossOrigin(t *testing.T) {
 			func(r response) bool { return r.Status == 201 })
 		expectEntries(t, a, api, "xo-main", noCors)
 		form := unique("allowed-form")
-		b.eval(formPostJS(api+"/ui/api/v1/logs/xo-main?via=allowed-form", form), &ok)
+		b.Eval(formPostJS(api+"/ui/api/v1/logs/xo-main?via=allowed-form", form), &ok)
 		b.waitNavigated("the form post's answer", fmt.Sprintf(`location.origin === %q && document.body?.innerText.includes('"index"')`, api), 10*time.Second)
 		expectEntries(t, a, api, "xo-main", form)
 	})
@@ -129,8 +130,8 @@ func TestConsole_CrossOrigin(t *testing.T) {
 	}
 
 	t.Run("disallowed", func(t *testing.T) {
-		b.t = t
-		b.mustRun("open the other page", chromedp.Navigate(other+"/"))
+		b.T = t
+		b.MustRun("open the other page", chromedp.Navigate(other+"/"))
 		ids := map[string]string{}
 		for _, k := range []string{"fetch", "no-cors-cookie", "no-cors-token", "form"} {
 			ids[k] = unique("refused-" + k)
@@ -138,7 +139,7 @@ func TestConsole_CrossOrigin(t *testing.T) {
 		var got struct {
 			ReadToken, ReadCookie, ReadNoCors, Publish, NoCorsCookie, NoCorsToken fetchResult
 		}
-		b.await(jsCall(`async (api, token, ids) => {
+		b.EvalWithin(30*time.Second, jsCall(`async (api, token, ids) => {
 			const attempt = `+attemptJS+`;
 			const body = id => JSON.stringify({id, data: {from: location.origin}});
 			return {
@@ -184,13 +185,13 @@ func TestConsole_CrossOrigin(t *testing.T) {
 		// The EventSource's stream is served, but fails CORS: the
 		// browser closes it and the page sees no event.
 		var ok bool
-		b.eval(jsCall(`(url) => {
+		b.Eval(jsCall(`(url) => {
 			window.xo = {open: false, ids: []};
 			window.xoES = new EventSource(url);
 			xoES.onopen = () => { xo.open = true; };
 			xoES.addEventListener('entry', e => xo.ids.push(JSON.parse(e.data).id));
 			return true; }`, api+"/v1/logs/xo-live/stream?token="+url.QueryEscape(testToken)), &ok)
-		b.wait("the other page's EventSource is closed", `window.xoES.readyState === EventSource.CLOSED`, 10*time.Second)
+		b.Wait("the other page's EventSource is closed", `window.xoES.readyState === EventSource.CLOSED`, 10*time.Second)
 		var stream struct {
 			Open bool
 			IDs  []string
@@ -199,14 +200,14 @@ func TestConsole_CrossOrigin(t *testing.T) {
 			"/xo-live/stream?", func(r response) bool {
 				return r.Status == 200 && r.AllowOrigin == "" && r.CORSError == string(network.CorsErrorMissingAllowOriginHeader)
 			})
-		b.eval(`window.xo`, &stream)
+		b.Eval(`window.xo`, &stream)
 		if stream.Open || len(stream.IDs) > 0 {
 			t.Errorf("EventSource with ?token= from another origin: the page got %+v, want nothing", stream)
 		}
 
 		// A form post carrying the cookie, the classic CSRF: the top
 		// frame shows the server's refusal.
-		b.eval(formPostJS(api+"/ui/api/v1/logs/xo-main?via=form", ids["form"]), &ok)
+		b.Eval(formPostJS(api+"/ui/api/v1/logs/xo-main?via=form", ids["form"]), &ok)
 		b.waitNavigated("the form post's refusal", fmt.Sprintf(`location.origin === %q && document.body?.innerText.includes('origin_not_allowed')`, api), 10*time.Second)
 
 		// Every attempt above has been answered: none wrote.
@@ -286,28 +287,13 @@ func jsCall(fn string, args ...any) string {
 	return "(" + fn + ")(" + strings.Join(js, ", ") + ")"
 }
 
-// await evaluates a JavaScript expression, awaits the promise it returns
-// and decodes its value into v.
-func (b *browser) await(expr string, v any) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		b.t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		b.t.Fatalf("evaluate %s: decode %s: %v", expr, raw, err)
-	}
-}
-
 // waitNavigated waits until the JavaScript expression is truthy in the
 // tab, for at most within, across the navigation the page started (which
 // ends a chromedp.Poll).
 func (b *browser) waitNavigated(what, expr string, within time.Duration) {
-	b.t.Helper()
-	testcluster.Eventually(b.t, within, func() error {
-		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	b.T.Helper()
+	testcluster.Eventually(b.T, within, func() error {
+		ctx, cancel := context.WithTimeout(b.Context(), 5*time.Second)
 		defer cancel()
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
 		if err != nil {
@@ -352,7 +338,7 @@ func listenResponses(t *testing.T, b *browser) *responses {
 		}
 	}
 	// fn runs on the tab's reading goroutine: it only records.
-	err := chromedp.Listen(b.ctx, func(ev any) {
+	err := chromedp.Listen(b.Context(), func(ev any) {
 		rs.mu.Lock()
 		defer rs.mu.Unlock()
 		switch e := ev.(type) {
