@@ -64,6 +64,21 @@ func (e *editor) canonical(t *testing.T) []byte {
 	return c
 }
 
+// writeVersions makes master write the editor's next edits of id as
+// versions from to to, each committed, and returns the last state.
+func (e *editor) writeVersions(t *testing.T, master *client.Client, id string, from, to int) []byte {
+	t.Helper()
+	var last []byte
+	for v := from; v <= to; v++ {
+		e.edit()
+		last = e.canonical(t)
+		if err := master.SetWait(context.Background(), id, v, json.RawMessage(last)); err != nil {
+			t.Fatalf("set %s %d: %v (%+v)", id, v, err, master.Stats())
+		}
+	}
+	return last
+}
+
 // TestCluster_Convergence: a master on node 0 edits two objects at random,
 // by whole objects and by its own patches; subscribers on nodes 1 and 2
 // (half by exact ids, half by a wildcard) must end with the master's

@@ -162,18 +162,7 @@ func TestCluster_BrowserClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	ed := newEditor(3)
-	write := func(from, to int) []byte {
-		t.Helper()
-		var last []byte
-		for v := from; v <= to; v++ {
-			ed.edit()
-			last = ed.canonical(t)
-			if err := master.SetWait(context.Background(), "js-1", v, json.RawMessage(last)); err != nil {
-				t.Fatalf("set %d: %v (%+v)", v, err, master.Stats())
-			}
-		}
-		return last
-	}
+	write := func(from, to int) []byte { return ed.writeVersions(t, master, "js-1", from, to) }
 	awaitJS("10", write(1, 10))
 
 	// Its node restarts; it reconnects and catches up.
