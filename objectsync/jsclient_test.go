@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"shoal/internal/testcluster"
 	"shoal/objectsync/internal/document"
+	"shoal/objectsync/internal/protocol"
 )
 
 // jsRunner drives the browser client (web/client.js, as served) in
@@ -260,5 +262,54 @@ process.stdin.on('end', () => {
 		if err != nil || string(got) != string(want) {
 			t.Fatalf("case %d %s on %s: browser %s, server %s", i, c[1], c[0], r.Doc, want)
 		}
+	}
+}
+
+// TestBrowserClient_SplitsBatchedFrames: under shoal.objects.v2 a frame
+// may carry several messages, one per line; the browser client offers v2
+// first and handles each line (fed here through a stand-in WebSocket).
+func TestBrowserClient_SplitsBatchedFrames(t *testing.T) {
+	bin, flags := nodeWithWebSocket(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "client.mjs"), clientJS, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import { ShoalObjects } from './client.mjs';
+let sock;
+class StandIn { constructor(url, protocols) { sock = this; this.protocols = protocols; this.readyState = 1; } send() {} close() {} }
+const c = new ShoalObjects('http://127.0.0.1:1', { WebSocketImpl: StandIn });
+const seen = [];
+c.subscribe('b-*').onchange((id, version) => seen.push(id + '@' + JSON.stringify(version)));
+sock.onopen();
+sock.onmessage({ data: [
+  '{"type":"object","id":"b-1","version":1,"object":{"n":1}}',
+  '{"type":"patch","id":"b-1","from":1,"to":2,"patch":[{"op":"replace","path":"/n","value":2}]}',
+  '{"type":"object","id":"b-2","version":7,"object":{}}',
+].join('\n') });
+process.stdout.write(JSON.stringify({ protocols: sock.protocols, seen, n: c.states.get('b-1')?.object?.n, violations: c.violations }));
+c.close();
+`
+	if err := os.WriteFile(filepath.Join(dir, "batch.mjs"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append(flags, filepath.Join(dir, "batch.mjs"))...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v: %s", err, out)
+	}
+	var got struct {
+		Protocols  []string `json:"protocols"`
+		Seen       []string `json:"seen"`
+		N          int      `json:"n"`
+		Violations int      `json:"violations"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node said %s: %v", out, err)
+	}
+	if len(got.Protocols) != 2 || got.Protocols[0] != protocol.BatchSubprotocol || got.Protocols[1] != protocol.Subprotocol {
+		t.Fatalf("the client offers %v", got.Protocols)
+	}
+	if want := []string{"b-1@1", "b-1@2", "b-2@7"}; !slices.Equal(got.Seen, want) || got.N != 2 || got.Violations != 0 {
+		t.Fatalf("from one frame of three messages the client saw %+v, want %v and n 2", got, want)
 	}
 }

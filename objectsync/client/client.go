@@ -343,16 +343,20 @@ func (c *Client) read(conn *websocket.Conn) {
 			c.mu.Unlock()
 			return
 		}
-		// Under the batch subprotocol a frame may hold several messages,
-		// one per line; under the plain one it holds one, without a raw
-		// newline, so splitting is right for both.
-		for line := range bytes.SplitSeq(b, []byte{'\n'}) {
-			var m protocol.Message
-			if err := json.Unmarshal(line, &m); err != nil {
-				continue
-			}
-			c.handle(m)
+		c.handleFrame(b)
+	}
+}
+
+// handleFrame handles the messages of one server frame. Under the batch
+// subprotocol a frame may hold several, one per line; under the plain one
+// it holds one, without a raw newline, so splitting is right for both.
+func (c *Client) handleFrame(b []byte) {
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		var m protocol.Message
+		if err := json.Unmarshal(line, &m); err != nil {
+			continue
 		}
+		c.handle(m)
 	}
 }
 

@@ -74,3 +74,22 @@ func TestWSURL(t *testing.T) {
 		}
 	}
 }
+
+// TestClient_SplitsBatchedFrames: under shoal.objects.v2 a frame may carry
+// several messages, one per line; each is handled, in order.
+func TestClient_SplitsBatchedFrames(t *testing.T) {
+	c := newTestClient()
+	c.exact["a"] = true
+	c.handleFrame([]byte(`{"type":"object","id":"a","version":1,"object":{"n":1}}` + "\n" +
+		`{"type":"patch","id":"a","from":1,"to":2,"patch":[{"op":"replace","path":"/n","value":2}]}` + "\n" +
+		`{"type":"object","id":"b","version":7,"object":{}}`))
+	if st, _ := c.Get("a"); st.Version != "2" || string(st.Object) != `{"n":2}` {
+		t.Fatalf("a: got %+v", st)
+	}
+	if st, ok := c.Get("b"); !ok || st.Version != "7" {
+		t.Fatalf("b: got %+v, %t", st, ok)
+	}
+	if s := c.Stats(); s.Violations != 0 || s.Patches != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
