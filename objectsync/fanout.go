@@ -196,12 +196,14 @@ func (fo *fanout) unindex(idx map[string]map[*session]struct{}, key string, s *s
 // lacks: for an id, the full object, or, given the version have that the
 // subscriber holds, nothing until the caller, once this node has caught
 // up, calls resolve; for a pattern, the full state of each object that
-// matches. limit bounds s's subscriptions.
-func (fo *fanout) subscribe(s *session, key string, pattern bool, have string, limit int) error {
+// matches, but for those of haves (id -> the version the subscriber
+// holds), which wait for resolve as an id with have does. It returns the
+// ids to resolve. limit bounds s's subscriptions.
+func (fo *fanout) subscribe(s *session, key string, pattern bool, have string, haves map[string]string, limit int) ([]string, error) {
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if s.closed {
-		return errClosed
+		return nil, errClosed
 	}
 	idx, mine := fo.exact, s.exact
 	if pattern {
@@ -209,7 +211,7 @@ func (fo *fanout) subscribe(s *session, key string, pattern bool, have string, l
 	}
 	if _, dup := mine[key]; !dup {
 		if s.subscriptions() >= limit {
-			return ErrTooManySubscriptions.WithMessage("this connection has %d subscriptions; the limit is %d (--objectsync-max-subscriptions)", s.subscriptions(), limit)
+			return nil, ErrTooManySubscriptions.WithMessage("this connection has %d subscriptions; the limit is %d (--objectsync-max-subscriptions)", s.subscriptions(), limit)
 		}
 		mine[key] = struct{}{}
 		if idx[key] == nil {
@@ -221,23 +223,42 @@ func (fo *fanout) subscribe(s *session, key string, pattern bool, have string, l
 			fo.demandChanged()
 		}
 	}
+	// An id the subscriber holds waits for resolve, once this node has
+	// caught up, so that a lagging node never sends a version older than
+	// the one held; until then deliver handles updates against it.
+	waits := func(id, have string) bool {
+		if _, had := s.sent[id]; have == "" || had || s.lagging {
+			return false
+		}
+		s.ahead[id] = have
+		return true
+	}
+	var resolve []string
 	if pattern {
 		for _, o := range fo.match(key) {
+			if _, waiting := s.ahead[o.id]; waiting {
+				continue // another subscription's resolve answers it
+			}
+			if waits(o.id, haves[o.id]) {
+				resolve = append(resolve, o.id)
+				continue
+			}
 			fo.deliver(s, o.id, o, nil)
 		}
-		return nil
+		for id, have := range haves {
+			if fo.lookup(id) == nil && waits(id, have) {
+				resolve = append(resolve, id) // removed meanwhile: resolve says so
+			}
+		}
+		return resolve, nil
 	}
-	if _, had := s.sent[key]; have != "" && !had && !s.lagging {
-		// Resolved by resolve once this node has caught up, so that a
-		// lagging node never sends a version older than have; until then
-		// deliver handles updates against have.
-		s.ahead[key] = have
-		return nil
+	if waits(key, have) {
+		return []string{key}, nil
 	}
 	if o := fo.lookup(key); o != nil {
 		fo.deliver(s, key, o, nil)
 	}
-	return nil
+	return nil, nil
 }
 
 // resolve sends a subscriber that subscribed to id with a have_version
@@ -303,8 +324,10 @@ func (fo *fanout) unsubscribe(s *session, key string, pattern bool) {
 			delete(s.missed, id)
 		}
 	}
-	if !pattern {
-		delete(s.ahead, key)
+	for id := range s.ahead {
+		if !s.wants(id) {
+			delete(s.ahead, id)
+		}
 	}
 }
 

@@ -327,10 +327,11 @@ func (o *ObjectSync) handleWatch(w http.ResponseWriter, r *http.Request) error {
 	sk := newSSESink(o.cfg.SendQueue)
 	sess := o.fo.open(sk, o.cfg.SendQueue)
 	defer o.fo.close(sess)
-	if err := o.fo.subscribe(sess, id, false, have, 1); err != nil {
+	resolve, err := o.fo.subscribe(sess, id, false, have, nil, 1)
+	if err != nil {
 		return err
 	}
-	if have != "" {
+	if len(resolve) > 0 {
 		o.readBarrier(r.Context())
 		o.fo.resolve(sess, id)
 	}

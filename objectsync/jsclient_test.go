@@ -268,6 +268,7 @@ process.stdin.on('end', () => {
 // TestBrowserClient_SplitsBatchedFrames: under shoal.objects.v2 a frame
 // may carry several messages, one per line; the browser client offers v2
 // first and handles each line (fed here through a stand-in WebSocket).
+// Reconnected, it resumes its pattern with the versions it holds.
 func TestBrowserClient_SplitsBatchedFrames(t *testing.T) {
 	bin, flags := nodeWithWebSocket(t)
 	dir := t.TempDir()
@@ -277,8 +278,8 @@ func TestBrowserClient_SplitsBatchedFrames(t *testing.T) {
 	script := `
 import { ShoalObjects } from './client.mjs';
 let sock;
-class StandIn { constructor(url, protocols) { sock = this; this.protocols = protocols; this.readyState = 1; } send() {} close() {} }
-const c = new ShoalObjects('http://127.0.0.1:1', { WebSocketImpl: StandIn });
+class StandIn { constructor(url, protocols) { sock = this; this.protocols = protocols; this.readyState = 1; this.sent = []; } send(m) { this.sent.push(JSON.parse(m)); } close() {} }
+const c = new ShoalObjects('http://127.0.0.1:1', { WebSocketImpl: StandIn, minBackoff: 1, maxBackoff: 2 });
 const seen = [];
 c.subscribe('b-*').onchange((id, version) => seen.push(id + '@' + JSON.stringify(version)));
 sock.onopen();
@@ -287,8 +288,16 @@ sock.onmessage({ data: [
   '{"type":"patch","id":"b-1","from":1,"to":2,"patch":[{"op":"replace","path":"/n","value":2}]}',
   '{"type":"object","id":"b-2","version":7,"object":{}}',
 ].join('\n') });
-process.stdout.write(JSON.stringify({ protocols: sock.protocols, seen, n: c.states.get('b-1')?.object?.n, violations: c.violations }));
-c.close();
+// The connection breaks; the next one resumes the pattern with the
+// versions held.
+const first = sock;
+first.onclose({ code: 1006, reason: '' });
+setTimeout(() => {
+  sock.onopen();
+  process.stdout.write(JSON.stringify({ protocols: first.protocols, seen, n: c.states.get('b-1')?.object?.n,
+    violations: c.violations, resubscribe: sock.sent.find((m) => m.type === 'subscribe') }));
+  c.close();
+}, 50);
 `
 	if err := os.WriteFile(filepath.Join(dir, "batch.mjs"), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -298,10 +307,14 @@ c.close();
 		t.Fatalf("node: %v: %s", err, out)
 	}
 	var got struct {
-		Protocols  []string `json:"protocols"`
-		Seen       []string `json:"seen"`
-		N          int      `json:"n"`
-		Violations int      `json:"violations"`
+		Protocols   []string `json:"protocols"`
+		Seen        []string `json:"seen"`
+		N           int      `json:"n"`
+		Violations  int      `json:"violations"`
+		Resubscribe struct {
+			Pattern      string                     `json:"pattern"`
+			HaveVersions map[string]json.RawMessage `json:"have_versions"`
+		} `json:"resubscribe"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("node said %s: %v", out, err)
@@ -311,5 +324,8 @@ c.close();
 	}
 	if want := []string{"b-1@1", "b-1@2", "b-2@7"}; !slices.Equal(got.Seen, want) || got.N != 2 || got.Violations != 0 {
 		t.Fatalf("from one frame of three messages the client saw %+v, want %v and n 2", got, want)
+	}
+	if r := got.Resubscribe; r.Pattern != "b-*" || len(r.HaveVersions) != 2 || string(r.HaveVersions["b-1"]) != "2" || string(r.HaveVersions["b-2"]) != "7" {
+		t.Fatalf("after a reconnection the client subscribed with %+v, want b-* with have_versions b-1 2, b-2 7", r)
 	}
 }

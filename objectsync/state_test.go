@@ -265,7 +265,7 @@ func TestFanout_SlowConsumerCollapses(t *testing.T) {
 	}
 	sk := &fakeSink{limit: 4}
 	s := f.o.fo.open(sk, 4)
-	if err := f.o.fo.subscribe(s, "s-*", true, "", 10); err != nil {
+	if _, err := f.o.fo.subscribe(s, "s-*", true, "", nil, 10); err != nil {
 		t.Fatal(err)
 	}
 	rep := &replica{states: map[string][2]string{}}

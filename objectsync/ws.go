@@ -119,19 +119,32 @@ func (c *wsClient) onMessage(ctx context.Context, conn *ws.Conn, msg []byte) err
 			}
 			have = v.String()
 		}
+		haves := map[string]string{}
+		for id, raw := range m.HaveVersions {
+			v, err := parseVersion(raw, "have_versions")
+			if err != nil {
+				c.fail(err, m.Ref)
+				return nil
+			}
+			haves[id] = v.String()
+		}
 		key, pattern := m.ID, false
 		if m.Pattern != "" {
 			key, pattern = m.Pattern, document.IsPattern(m.Pattern)
+			if !pattern && haves[key] != "" {
+				have = haves[key] // a pattern without '*' is its one id
+			}
 		}
-		if err := c.o.fo.subscribe(c.sess, key, pattern, have, c.o.cfg.MaxSubscriptions); err != nil {
+		resolve, err := c.o.fo.subscribe(c.sess, key, pattern, have, haves, c.o.cfg.MaxSubscriptions)
+		if err != nil {
 			if !errors.Is(err, errClosed) {
 				c.fail(err, m.Ref)
 			}
 			return nil
 		}
-		if have != "" {
+		if len(resolve) > 0 {
 			// Answered once this node has caught up (see fanout.resolve).
-			c.enqueue(ctx, protocol.Message{Type: typeResolve, ID: key, Ref: m.Ref})
+			c.enqueue(ctx, protocol.Message{Type: typeResolve, Patterns: resolve, Ref: m.Ref})
 		}
 	case protocol.TypeUnsubscribe:
 		key, pattern := m.ID, false
@@ -251,7 +264,9 @@ func (c *wsClient) write(ctx context.Context, m protocol.Message) error {
 	o := c.o
 	if m.Type == typeResolve {
 		o.readBarrier(ctx)
-		o.fo.resolve(c.sess, m.ID)
+		for _, id := range m.Patterns {
+			o.fo.resolve(c.sess, id)
+		}
 		return nil
 	}
 	if err := checkID(m.ID); err != nil {

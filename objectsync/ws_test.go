@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,63 @@ func TestCluster_ResumeWithHaveVersion(t *testing.T) {
 		if m := w.next(); m.Type != protocol.TypePatch || string(m.From) != "30" || string(m.To) != "31" {
 			t.Fatalf("subscriber %d: got %+v, want the patch 30→31", i, m)
 		}
+	}
+}
+
+// TestCluster_ResumePatternWithHaveVersions: a pattern subscription that
+// names the versions it holds is resumed per object as an id with
+// have_version is: patches from a version in the history, the full
+// object from one that left it, a removal for an object gone meanwhile,
+// and the full state of a matching object it did not hold.
+func TestCluster_ResumePatternWithHaveVersions(t *testing.T) {
+	c := newCluster(t, nil) // history 16
+	for v := 1; v <= 30; v++ {
+		putObject(t, c.Node(0), "pr-1", v, padded(v))
+		if v <= 20 {
+			putObject(t, c.Node(0), "pr-2", v, padded(v))
+		}
+	}
+	putObject(t, c.Node(0), "pr-3", 1, padded(1))
+	must(t, c.Node(0), "DELETE", "/v1/objects/pr-3", "", nil, 204)
+	putObject(t, c.Node(0), "pr-4", 7, padded(7))
+	n := c.Node(1)
+	testcluster.Eventually(t, 10*time.Second, func() error {
+		if r := send("GET", n.URL()+"/v1/objects/pr-4", "", nil); r.status != 200 {
+			return fmt.Errorf("node 1 not caught up: %s", r)
+		}
+		return nil
+	})
+	ws := rawDial(t, n)
+	ws.send(`{"type":"subscribe","pattern":"pr-*","have_versions":{"pr-1":25,"pr-2":2,"pr-3":1,"pr-9":4}}`)
+	want := map[string][]string{
+		"pr-1": {"patch 25→26", "patch 26→27", "patch 27→28", "patch 28→29", "patch 29→30"},
+		"pr-2": {"object 20"},
+		"pr-3": {"removed"},
+		"pr-4": {"object 7"},
+		"pr-9": {"removed"},
+	}
+	got := map[string][]string{}
+	for n := 0; n < 9; n++ {
+		m := ws.next()
+		switch m.Type {
+		case protocol.TypePatch:
+			got[m.ID] = append(got[m.ID], fmt.Sprintf("patch %s→%s", m.From, m.To))
+		case protocol.TypeObject:
+			got[m.ID] = append(got[m.ID], fmt.Sprintf("object %s", m.Version))
+		default:
+			got[m.ID] = append(got[m.ID], m.Type)
+		}
+	}
+	for id, w := range want {
+		if !slices.Equal(got[id], w) {
+			t.Errorf("%s: got %v, want %v", id, got[id], w)
+		}
+	}
+	ws.expectError(`{"type":"nonsense","ref":"fence"}`, protocol.CodeUnknownType, "fence") // nothing more came
+	// Resumed, it follows changes as usual.
+	putObject(t, c.Node(2), "pr-1", 31, padded(31))
+	if m := ws.next(); m.Type != protocol.TypePatch || m.ID != "pr-1" || string(m.From) != "30" {
+		t.Fatalf("got %+v, want the patch 30→31 of pr-1", m)
 	}
 }
 

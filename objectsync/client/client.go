@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,12 +270,28 @@ func (c *Client) attach(conn *websocket.Conn) {
 	for id := range c.masters {
 		msgs = append(msgs, protocol.Message{Type: protocol.TypeMaster, ID: id, Ref: "master:" + id})
 	}
-	// A pattern's objects come back whole: forget those no exact
-	// subscription covers, so that one removed meanwhile does not linger.
-	for id := range c.states {
-		if !c.exact[id] {
-			c.forgetLocked(id)
+	// Each object held is resumed by a subscription that covers it: an
+	// exact one with have_version, else the first pattern (in order) that
+	// matches it, in its have_versions; one removed meanwhile comes back
+	// as a removal. One that no subscription covers any more is
+	// forgotten.
+	patterns := slices.Sorted(maps.Keys(c.patterns))
+	haves := map[string]map[string]json.RawMessage{}
+	for id, st := range c.states {
+		if c.exact[id] {
+			continue
 		}
+		i := slices.IndexFunc(patterns, func(p string) bool {
+			return document.Match(p, id) && len(haves[p]) < protocol.MaxHaveVersions
+		})
+		if i < 0 {
+			c.forgetLocked(id)
+			continue
+		}
+		if haves[patterns[i]] == nil {
+			haves[patterns[i]] = map[string]json.RawMessage{}
+		}
+		haves[patterns[i]][id] = json.RawMessage(st.Version)
 	}
 	for id := range c.exact {
 		m := protocol.Message{Type: protocol.TypeSubscribe, ID: id}
@@ -282,8 +300,8 @@ func (c *Client) attach(conn *websocket.Conn) {
 		}
 		msgs = append(msgs, m)
 	}
-	for p := range c.patterns {
-		msgs = append(msgs, protocol.Message{Type: protocol.TypeSubscribe, Pattern: p})
+	for _, p := range patterns {
+		msgs = append(msgs, protocol.Message{Type: protocol.TypeSubscribe, Pattern: p, HaveVersions: haves[p]})
 	}
 	if c.producer != nil {
 		msgs = append(msgs, protocol.Message{Type: protocol.TypeProduce, Patterns: c.producer.patterns})

@@ -16,6 +16,8 @@
 // v2 is v1 where a server frame may carry several messages, one per line
 // (a busy connection gets what waited in one write); offered first.
 const SUBPROTOCOLS = ['shoal.objects.v2', 'shoal.objects.v1'];
+// The most have_versions one subscribe message may carry (the server's limit).
+const MAX_HAVE_VERSIONS = 10000;
 
 function wsURL(base, token) {
   let u = base.replace(/^http(s?):\/\//, 'ws$1://').replace(/\/+$/, '');
@@ -239,10 +241,21 @@ export class ShoalObjects {
     ws.onopen = () => {
       this.connects++;
       this._backoff = this.minBackoff;
-      // A pattern's objects come back whole: forget those no exact
-      // subscription covers, so that one removed meanwhile does not linger.
-      const exact = new Set([...this.subs].filter(s => !isPattern(s.key)).map(s => s.key));
-      for (const id of [...this.states.keys()]) if (!exact.has(id)) this._drop(id);
+      // Each object held is resumed by a subscription that covers it: an
+      // exact one with have_version, else the first pattern that matches
+      // it, in its have_versions; one removed meanwhile comes back as a
+      // removal. One that no subscription covers any more is forgotten.
+      const keys = [...new Set([...this.subs].map(s => s.key))].sort();
+      const exact = new Set(keys.filter(k => !isPattern(k)));
+      const haves = new Map(keys.filter(isPattern).map(p => [p, {}]));
+      const held = new Map(keys.filter(isPattern).map(p => [p, 0]));
+      for (const [id, st] of [...this.states]) {
+        if (exact.has(id)) continue;
+        const p = [...haves.keys()].find(p => match(p, id) && held.get(p) < MAX_HAVE_VERSIONS);
+        if (p === undefined) { this._drop(id); continue; }
+        haves.get(p)[id] = st.version;
+        held.set(p, held.get(p) + 1);
+      }
       // Re-claim, and re-send each master's state: a write sent just
       // before a connection broke may not have landed (the same state
       // again is a no-op for the server).
@@ -250,8 +263,11 @@ export class ShoalObjects {
         ws.send(JSON.stringify({ type: 'master', id: m.id, ref: 'master:' + m.id }));
         if (m.written) ws.send(JSON.stringify(m._message()));
       }
-      const keys = new Set([...this.subs].map(s => s.key));
-      for (const key of keys) ws.send(JSON.stringify(this._subscribeMessage(key)));
+      for (const key of keys) {
+        const msg = this._subscribeMessage(key);
+        if (held.get(key)) msg.have_versions = haves.get(key);
+        ws.send(JSON.stringify(msg));
+      }
       if (this.onconnect) this.onconnect();
     };
     ws.onmessage = (ev) => {

@@ -48,6 +48,9 @@ const MaxRefLen = 128
 // MaxPatterns bounds the patterns of one produce message.
 const MaxPatterns = 64
 
+// MaxHaveVersions bounds the have_versions of one subscribe message.
+const MaxHaveVersions = 10000
+
 // Message is every message of the protocol, in both directions; each type
 // uses some of the fields (docs/objectsync.md lists them).
 type Message struct {
@@ -59,11 +62,15 @@ type Message struct {
 	Pattern     string          `json:"pattern,omitempty"`
 	Patterns    []string        `json:"patterns,omitempty"`
 	HaveVersion json.RawMessage `json:"have_version,omitempty"`
-	Version     json.RawMessage `json:"version,omitempty"`
-	Object      json.RawMessage `json:"object,omitempty"`
-	From        json.RawMessage `json:"from,omitempty"`
-	To          json.RawMessage `json:"to,omitempty"`
-	Patch       json.RawMessage `json:"patch,omitempty"`
+	// HaveVersions are, for a subscription to a pattern, the versions the
+	// client holds of objects the pattern matches: those it is caught up
+	// on with patches, as an id with have_version is.
+	HaveVersions map[string]json.RawMessage `json:"have_versions,omitempty"`
+	Version      json.RawMessage            `json:"version,omitempty"`
+	Object       json.RawMessage            `json:"object,omitempty"`
+	From         json.RawMessage            `json:"from,omitempty"`
+	To           json.RawMessage            `json:"to,omitempty"`
+	Patch        json.RawMessage            `json:"patch,omitempty"`
 	// Code and Message are an error's.
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -130,8 +137,22 @@ func DecodeClient(b []byte) (Message, error) {
 			return Message{}, refuse(m.Ref, CodeInvalidID, "a pattern is 1 to %d bytes of UTF-8 without control characters", document.MaxIDLen)
 		case m.HaveVersion != nil && (m.Type != TypeSubscribe || m.ID == ""):
 			return Message{}, refuse(m.Ref, CodeBadMessage, "have_version goes with subscribe to an id")
+		case m.HaveVersions != nil && (m.Type != TypeSubscribe || m.Pattern == ""):
+			return Message{}, refuse(m.Ref, CodeBadMessage, "have_versions goes with subscribe to a pattern")
+		case len(m.HaveVersions) > MaxHaveVersions:
+			return Message{}, refuse(m.Ref, CodeBadMessage, "have_versions has %d entries; the limit is %d", len(m.HaveVersions), MaxHaveVersions)
 		}
-		return m, only(m, "id", "pattern", "have_version")
+		for id, v := range m.HaveVersions {
+			switch {
+			case !document.ValidID(id):
+				return Message{}, refuse(m.Ref, CodeInvalidID, "have_versions: an id is 1 to %d bytes of UTF-8 without control characters or '*'", document.MaxIDLen)
+			case !document.Match(m.Pattern, id):
+				return Message{}, refuse(m.Ref, CodeBadMessage, "have_versions: %q does not match the pattern %q", id, m.Pattern)
+			case len(v) == 0 || string(v) == "null":
+				return Message{}, refuse(m.Ref, CodeBadMessage, "have_versions: %q has no version", id)
+			}
+		}
+		return m, only(m, "id", "pattern", "have_version", "have_versions")
 	case TypeProduce:
 		if len(m.Patterns) == 0 || len(m.Patterns) > MaxPatterns {
 			return Message{}, refuse(m.Ref, CodeBadMessage, "produce takes 1 to %d patterns", MaxPatterns)
@@ -184,13 +205,13 @@ func badID(m Message) *Error {
 func only(m Message, allowed ...string) error {
 	set := map[string]bool{
 		"id": m.ID != "", "pattern": m.Pattern != "", "patterns": m.Patterns != nil,
-		"have_version": m.HaveVersion != nil, "version": m.Version != nil, "object": m.Object != nil,
+		"have_version": m.HaveVersion != nil, "have_versions": m.HaveVersions != nil, "version": m.Version != nil, "object": m.Object != nil,
 		"from": m.From != nil, "to": m.To != nil, "patch": m.Patch != nil,
 	}
 	for _, a := range allowed {
 		delete(set, a)
 	}
-	for _, f := range []string{"id", "pattern", "patterns", "have_version", "version", "object", "from", "to", "patch"} {
+	for _, f := range []string{"id", "pattern", "patterns", "have_version", "have_versions", "version", "object", "from", "to", "patch"} {
 		if set[f] {
 			return refuse(m.Ref, CodeBadMessage, "%s takes no %s", m.Type, f)
 		}

@@ -29,6 +29,7 @@ var decodeSeeds = []string{
 	`{"type":"set","id":"a","version":1,"object":{},"object":{}}`,
 	`{"type":"subscribe","id":"\u0000"}`,
 	`{"type":"master","id":"a"} trailing`,
+	`{"type":"subscribe","pattern":"a-*","have_versions":{"a-1":3,"a-2":{"d":1},"b":1}}`,
 }
 
 func TestFuzzSeeds(t *testing.T) {
