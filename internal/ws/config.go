@@ -52,8 +52,8 @@ type Config struct {
 	FlowWindow int64
 	// WriteTimeout bounds a write that makes no progress: a client that
 	// stops reading with a write in flight is disconnected after between
-	// half of it and all of it (the socket's deadline is moved only once
-	// half of it has passed; see renewWriteDeadline).
+	// one and one and a quarter of it (the hub's write watchdog looks
+	// every quarter).
 	WriteTimeout time.Duration
 	// PingInterval is how often a connection is pinged, and PingTimeout
 	// how long its pong may take; a connection without a pong in time is

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,15 +82,17 @@ type Conn struct {
 	// batch: the client negotiated Config.BatchSubprotocol, so frames
 	// queued together go out as one message, one frame per line.
 	batch bool
+	// writing is when the write round in progress started (Unix
+	// nanoseconds; 0: none), for the hub's write watchdog.
+	writing atomic.Int64
 
-	mu            sync.Mutex
-	renewDeadline time.Time // when the socket's write deadline is next moved (renewWriteDeadline)
-	queue         [][]byte  // ring buffer of SendQueue frames
-	head, n       int
-	closing       bool
-	cause         *CloseError
-	label         string // the closes metric's reason
-	hard          bool   // close without a handshake: the peer cannot take part
+	mu      sync.Mutex
+	queue   [][]byte // ring buffer of SendQueue frames
+	head, n int
+	closing bool
+	cause   *CloseError
+	label   string // the closes metric's reason
+	hard    bool   // close without a handshake: the peer cannot take part
 }
 
 func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts AcceptOptions) *Conn {
@@ -312,14 +313,14 @@ func (c *Conn) writeQueued() {
 				return
 			}
 		}
-		// A deadline on the socket bounds the round, not a context per
-		// frame: the connection's context must not cut a frame in half
-		// (shutdown bounds the write with its own deadline instead), and
-		// a timer and a context for each of thousands of deliveries a
-		// second cost more than the write's own bookkeeping.
-		if !c.renewWriteDeadline() {
-			return // closing: shutdown's deadline stands
-		}
+		// The hub's write watchdog bounds the round (watchWrites), not a
+		// context per frame, nor the socket's write deadline: the
+		// connection's context must not cut a frame in half, a timer and a
+		// context for each of thousands of deliveries a second cost more
+		// than the write's own bookkeeping, and coder/websocket writes on
+		// the socket itself (a pong, a close reply), which a deadline left
+		// in place would fail.
+		c.writing.Store(time.Now().UnixNano())
 		var err error
 		if c.batch && len(round) > 1 {
 			joined = joinLines(joined[:0], round)
@@ -331,12 +332,9 @@ func (c *Conn) writeQueued() {
 				}
 			}
 		}
+		c.writing.Store(0)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "write timed out"}, closedWriteTimeout, true)
-			} else {
-				c.awaitShutdown(closedWriteFailed)
-			}
+			c.awaitShutdown(closedWriteFailed) // the watchdog's cause comes first, if it cut the write
 			return
 		}
 		c.hub.m.sent.Add(float64(len(round)))
@@ -349,9 +347,8 @@ func (c *Conn) writeQueued() {
 }
 
 // maxRoundBytes bounds the frames the writer takes off the queue at once
-// (at least one, whatever its size): a batching connection's message,
-// and what one write deadline covers. What is left of the flow window
-// bounds it too.
+// (at least one, whatever its size): a batching connection's message.
+// What is left of the flow window bounds it too.
 const maxRoundBytes = 32 << 10
 
 // popRound appends to round the frames waiting in the queue, oldest first,
@@ -372,27 +369,6 @@ func (c *Conn) popRound(round [][]byte, limit int) [][]byte {
 		c.n--
 	}
 	return round
-}
-
-// renewWriteDeadline keeps the socket's write deadline between half a
-// WriteTimeout and a whole one ahead, unless the connection is closing,
-// when shutdown's deadline must stay; it reports whether the connection
-// is open. The deadline is moved only once half of it has passed (moving
-// it costs about as much as a small write's own work), so a write that
-// makes no progress fails after half a WriteTimeout at the soonest.
-// shutdown marks the connection closing under the same lock before it
-// sets its own deadline, so that one always comes last.
-func (c *Conn) renewWriteDeadline() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	if now := time.Now(); !now.Before(c.renewDeadline) {
-		_ = c.raw.SetWriteDeadline(now.Add(c.hub.cfg.WriteTimeout))
-		c.renewDeadline = now.Add(c.hub.cfg.WriteTimeout / 2)
-	}
-	return true
 }
 
 // joinLines appends the frames to dst separated by newlines: the message
@@ -611,9 +587,6 @@ func (c *Conn) stopPings() {
 // dead; on another failure it was closing already, and the reader
 // reports why.
 func (c *Conn) ping() bool {
-	if !c.renewWriteDeadline() { // an idle connection's deadline is in the past
-		return false
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.hub.cfg.PingTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()

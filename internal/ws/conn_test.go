@@ -573,3 +573,31 @@ func TestConn_BatchSubprotocolJoinsWhatWaited(t *testing.T) {
 		}
 	}
 }
+
+// TestConn_IdleConnectionAnswersPingsAndCloses: the writer's write deadline
+// must not outlive its writes. After a frame and an idle spell longer than
+// WriteTimeout, the client's ping is still answered and its close
+// handshake still completes (coder/websocket writes both itself, on the
+// same socket).
+func TestConn_IdleConnectionAnswersPingsAndCloses(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteTimeout = 100 * time.Millisecond
+	s := newServer(t, cfg, AcceptOptions{})
+	cl := dial(t, s, testProtocol)
+	conn := s.next(t)
+	cl.read()
+	if err := conn.Send([]byte("000000 hello")); err != nil {
+		t.Fatal(err)
+	}
+	cl.receive(t)
+	time.Sleep(3 * cfg.WriteTimeout) // longer than any deadline the writer set
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.ws.Ping(ctx); err != nil {
+		t.Fatalf("ping after an idle spell: %v", err)
+	}
+	time.Sleep(3 * cfg.WriteTimeout)
+	if err := cl.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("close handshake after an idle spell: %v", err)
+	}
+}

@@ -59,6 +59,10 @@ type Hub struct {
 	// wg counts upgrades in progress and open connections; Add happens
 	// under mu and only before stopped is set, so Stop's Wait is sound.
 	wg sync.WaitGroup
+	// watchDone is closed when the write watchdog (watchWrites) has ended;
+	// nil while none runs. It runs while the hub has connections.
+	watchDone chan struct{}
+	watchStop chan struct{}
 
 	unregister sync.Once
 }
@@ -191,6 +195,10 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 	c := newConn(h, wsc, uw.conn, r, opts)
 	c.releaseSlot = slot
 	h.conns[c] = struct{}{}
+	if h.watchDone == nil {
+		h.watchDone, h.watchStop = make(chan struct{}), make(chan struct{})
+		go h.watchWrites(h.watchStop, h.watchDone)
+	}
 	h.mu.Unlock()
 	h.m.open.Inc()
 	c.logger.Debug("websocket opened", "remote", c.remote)
@@ -221,6 +229,7 @@ func (h *Hub) Stop(ctx context.Context) error {
 	h.stopped = true
 	open := h.snapshot()
 	h.mu.Unlock()
+	defer h.stopWatch()
 	for _, c := range open {
 		c.shutdown(&CloseError{Status: websocket.StatusGoingAway, Reason: goingAwayReason}, closedGoingAway, false)
 	}
@@ -243,6 +252,51 @@ func (h *Hub) Stop(ctx context.Context) error {
 		c.kill()
 	}
 	return fmt.Errorf("stop websocket hub: %d connections still closing: %w", len(open), ctx.Err())
+}
+
+// watchWrites closes, as dead, each connection whose write round has made
+// no progress for WriteTimeout (a client that stopped reading, with the
+// socket buffers full): it looks every quarter of WriteTimeout, so such a
+// connection goes after between one and one and a quarter WriteTimeout.
+// It ends when the hub has no connection left (Accept starts it again)
+// or when stop is closed.
+func (h *Hub) watchWrites(stop, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(max(h.cfg.WriteTimeout/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		if len(h.conns) == 0 {
+			h.watchDone, h.watchStop = nil, nil
+			h.mu.Unlock()
+			return
+		}
+		open := h.snapshot()
+		h.mu.Unlock()
+		now := time.Now().UnixNano()
+		for _, c := range open {
+			if start := c.writing.Load(); start != 0 && now-start >= int64(h.cfg.WriteTimeout) {
+				c.shutdown(&CloseError{Status: websocket.StatusAbnormalClosure, Reason: "write timed out"}, closedWriteTimeout, true)
+			}
+		}
+	}
+}
+
+// stopWatch ends the write watchdog, if it runs, and waits for it.
+func (h *Hub) stopWatch() {
+	h.mu.Lock()
+	stop, done := h.watchStop, h.watchDone
+	h.watchDone, h.watchStop = nil, nil
+	h.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
 }
 
 // Len returns the number of open connections.
