@@ -408,7 +408,7 @@ func (fo *fanout) deliver(s *session, id string, o *object, entry *patchEntry) {
 }
 
 func (fo *fanout) sent(s *session, id string, f *frame) {
-	fo.m.frames.WithLabelValues(f.kind).Inc()
+	fo.m.frameQueued(f.kind)
 	if f.kind == protocol.TypeRemoved {
 		delete(s.sent, id)
 	} else {

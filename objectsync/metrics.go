@@ -13,11 +13,23 @@ type metrics struct {
 	objects       prometheus.Gauge
 	subscriptions prometheus.Gauge
 	frames        *prometheus.CounterVec
+	// framesByType holds frames' children, looked up once: the fan-out
+	// counts every delivery, thousands a second.
+	framesByType  map[string]prometheus.Counter
 	collapses     prometheus.Counter
 	resumes       *prometheus.CounterVec
 	writes        *prometheus.CounterVec
 	errorsDropped prometheus.Counter
 	capRefusals   *prometheus.CounterVec
+}
+
+// frameQueued counts a frame of type kind queued to a subscriber.
+func (m *metrics) frameQueued(kind string) {
+	if c, ok := m.framesByType[kind]; ok {
+		c.Inc()
+		return
+	}
+	m.frames.WithLabelValues(kind).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,8 +56,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shoal_objectsync_error_frames_dropped_total", Help: "Error frames not sent because the subscriber's queue was full.",
 		}),
 	}
+	m.framesByType = map[string]prometheus.Counter{}
 	for _, l := range []string{"object", "patch", "removed"} {
-		m.frames.WithLabelValues(l)
+		m.framesByType[l] = m.frames.WithLabelValues(l)
 	}
 	for _, l := range []string{"patches", "full"} {
 		m.resumes.WithLabelValues(l)

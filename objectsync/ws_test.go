@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"shoal/internal/moduletest"
 	"shoal/internal/testcluster"
 	"shoal/objectsync/internal/protocol"
 )
@@ -196,6 +197,11 @@ func TestCluster_ResumePatternWithHaveVersions(t *testing.T) {
 		}
 	}
 	ws.expectError(`{"type":"nonsense","ref":"fence"}`, protocol.CodeUnknownType, "fence") // nothing more came
+	for kind, atLeast := range map[string]float64{"patch": 5, "object": 2, "removed": 2} {
+		if got := moduletest.MetricValue(t, n.Agent().Registry(), "shoal_objectsync_frames_total", "type", kind); got < atLeast {
+			t.Errorf("node 1 counted %v %s frames, want at least %v", got, kind, atLeast)
+		}
+	}
 	// Resumed, it follows changes as usual.
 	putObject(t, c.Node(2), "pr-1", 31, padded(31))
 	if m := ws.next(); m.Type != protocol.TypePatch || m.ID != "pr-1" || string(m.From) != "30" {
