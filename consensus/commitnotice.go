@@ -70,8 +70,9 @@ const commitNoticeMinTimeout = 20 * time.Millisecond
 var commitNotice = EncodeCommand(modules.TagNone, opCommitNotice, nil)
 
 // followerWaits tells the notice loop that a follower waits to learn of a
-// commit: the notice after the last write goes out without a hold. The leader calls it after applying a forwarded write and when it
-// answers a follower's read index.
+// commit: the notice after the last write goes out without a hold. The
+// leader calls it after applying a forwarded write and when it answers a
+// follower's read index.
 func (n *Node) followerWaits() {
 	n.noticeWanted.Store(true)
 	signal(n.noticeWake)

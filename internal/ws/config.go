@@ -50,10 +50,11 @@ type Config struct {
 	// With a whole window unacknowledged the writer waits, frames queue,
 	// and a full queue is the caller's to handle (Replace).
 	FlowWindow int64
-	// WriteTimeout bounds a write that makes no progress: a client that
-	// stops reading with a write in flight is disconnected after between
-	// one and one and a quarter of it (the hub's write watchdog looks
-	// every quarter).
+	// WriteTimeout bounds a write round (what the writer took off the
+	// queue at once: at most 32 KiB, or one larger frame): a client that
+	// does not read it in that long is disconnected, after between one and
+	// one and a quarter of it (the hub's write watchdog looks every
+	// quarter).
 	WriteTimeout time.Duration
 	// PingInterval is how often a connection is pinged, and PingTimeout
 	// how long its pong may take; a connection without a pong in time is

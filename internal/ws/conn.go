@@ -342,6 +342,9 @@ func (c *Conn) writeQueued() {
 			c.sent += int64(len(frame))
 			round[i] = nil // the round's slice is reused: let the frames go
 		}
+		if cap(joined) > joinedKeep {
+			joined = nil // a connection that once fell behind keeps no 32 KiB buffer
+		}
 		c.probe()
 	}
 }
@@ -350,6 +353,11 @@ func (c *Conn) writeQueued() {
 // (at least one, whatever its size): a batching connection's message.
 // What is left of the flow window bounds it too.
 const maxRoundBytes = 32 << 10
+
+// joinedKeep is the largest batch buffer a writer keeps between rounds:
+// an idle connection costs about 32 KiB in all, and most joined messages
+// are a few small frames.
+const joinedKeep = 4 << 10
 
 // popRound appends to round the frames waiting in the queue, oldest first,
 // up to limit bytes (at least one frame if any waits).

@@ -254,8 +254,8 @@ func (h *Hub) Stop(ctx context.Context) error {
 	return fmt.Errorf("stop websocket hub: %d connections still closing: %w", len(open), ctx.Err())
 }
 
-// watchWrites closes, as dead, each connection whose write round has made
-// no progress for WriteTimeout (a client that stopped reading, with the
+// watchWrites closes, as dead, each connection whose write round has not
+// finished within WriteTimeout (a client that stopped reading, with the
 // socket buffers full): it looks every quarter of WriteTimeout, so such a
 // connection goes after between one and one and a quarter WriteTimeout.
 // It ends when the hub has no connection left (Accept starts it again)

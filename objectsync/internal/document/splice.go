@@ -30,8 +30,9 @@ func ApplyCanonical(doc, patch []byte, maxSize int) ([]byte, error) {
 	return Apply(doc, patch, maxSize)
 }
 
-// spliceOp is one operation of a patch, as spliceApply reads it.
-type spliceOp struct {
+// patchOp is one operation of a patch, as ApplyValue and spliceApply
+// read it.
+type patchOp struct {
 	Op    string          `json:"op"`
 	Path  *string         `json:"path"`
 	From  *string         `json:"from"`
@@ -42,10 +43,10 @@ type spliceOp struct {
 // is false when it cannot, or when the patch fails: the caller then
 // applies it with Apply, which decides and words the error.
 func spliceApply(doc, patch []byte, maxSize int) ([]byte, bool) {
-	if len(doc) < 2 || doc[0] != '{' {
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' {
 		return nil, false
 	}
-	var ops []spliceOp
+	var ops []patchOp
 	if err := json.Unmarshal(patch, &ops); err != nil {
 		return nil, false
 	}
@@ -88,7 +89,7 @@ func spliceApply(doc, patch []byte, maxSize int) ([]byte, bool) {
 // spliceOne applies one simple operation (path has at least one token)
 // and returns a new buffer; doc is never written.
 func spliceOne(doc []byte, op string, path []string, value []byte) ([]byte, bool) {
-	start, end, ok := locate(doc, 0, path[:len(path)-1])
+	start, end, ok := locate(doc, path[:len(path)-1])
 	if !ok {
 		return nil, false
 	}
@@ -192,14 +193,10 @@ func listItem(doc []byte, start, end, from, to int) (int, int) {
 	}
 }
 
-// locate returns the span of the value at path in the canonical value
-// that starts at doc[at].
-func locate(doc []byte, at int, path []string) (start, end int, ok bool) {
-	start = at
-	end = valueEnd(doc, start)
-	if end < 0 {
-		return 0, 0, false
-	}
+// locate returns the span of the value at path in the canonical document
+// doc (the whole of doc is its root: no scan is needed to find its end).
+func locate(doc []byte, path []string) (start, end int, ok bool) {
+	start, end = 0, len(doc)
 	for _, t := range path {
 		switch doc[start] {
 		case '{':

@@ -27,12 +27,7 @@ import (
 // Apply: there the library's reading of RFC 6902 is looser, and a client
 // must hold exactly what the servers hold.
 func ApplyValue(doc any, patch []byte) (out any, err error) {
-	var ops []struct {
-		Op    string          `json:"op"`
-		Path  *string         `json:"path"`
-		From  *string         `json:"from"`
-		Value json.RawMessage `json:"value"`
-	}
+	var ops []patchOp
 	if err := json.Unmarshal(patch, &ops); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadPatch, err)
 	}
