@@ -52,6 +52,12 @@ type Config struct {
 	// shown it read (--objectsync-flow-window; ws.Config.FlowWindow):
 	// past it, frames queue, and a full queue collapses into full states.
 	FlowWindow int64
+	// BatchInterval is the shortest time between two writes to a busy
+	// subscriber of shoal.objects.v2 (--objectsync-batch-interval;
+	// ws.Config.BatchInterval): the updates that come within it go out
+	// together, in one write. An update to a subscriber quiet for longer
+	// goes out at once.
+	BatchInterval time.Duration
 }
 
 // Defaults of Config, in one place.
@@ -67,6 +73,7 @@ const (
 	DefaultSendQueue            = 64
 	DefaultPingInterval         = 30 * time.Second
 	DefaultFlowWindow           = 64 << 10
+	DefaultBatchInterval        = 20 * time.Millisecond
 	DefaultMaxObjects           = 100_000
 	DefaultMaxDependencies      = 10_000
 )
@@ -84,7 +91,8 @@ func DefaultConfig() Config {
 		ProduceTimeout: DefaultProduceTimeout, MinReproduceInterval: DefaultMinReproduceInterval,
 		MaxSubscriptions: DefaultMaxSubscriptions, MaxConnections: DefaultMaxConnections,
 		MaxWatches: DefaultMaxWatches, SendQueue: DefaultSendQueue, PingInterval: DefaultPingInterval, FlowWindow: DefaultFlowWindow,
-		MaxObjects: DefaultMaxObjects, MaxDependencies: DefaultMaxDependencies,
+		BatchInterval: DefaultBatchInterval,
+		MaxObjects:    DefaultMaxObjects, MaxDependencies: DefaultMaxDependencies,
 	}
 }
 
@@ -116,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("objectsync-max-objects and objectsync-max-dependencies must not be negative (0 is no cap), got %d and %d: %w", c.MaxObjects, c.MaxDependencies, ErrInvalidConfig)
 	case c.FlowWindow < 0:
 		return fmt.Errorf("objectsync-flow-window must not be negative (0 is no bound), got %d: %w", c.FlowWindow, ErrInvalidConfig)
+	case c.BatchInterval < 0 || c.BatchInterval > time.Second:
+		return fmt.Errorf("objectsync-batch-interval must be from 0 to 1s, got %s: %w", c.BatchInterval, ErrInvalidConfig)
 	case c.PingInterval <= 0:
 		return fmt.Errorf("objectsync-ping-interval must be positive, got %s: %w", c.PingInterval, ErrInvalidConfig)
 	}
@@ -137,6 +147,7 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.IntVar(&c.MaxWatches, "objectsync-max-watches", c.MaxWatches, "SSE watches this node holds open")
 	fs.IntVar(&c.SendQueue, "objectsync-send-queue", c.SendQueue, "frames queued for one subscriber before its updates collapse into full states")
 	fs.DurationVar(&c.PingInterval, "objectsync-ping-interval", c.PingInterval, "how often a websocket is pinged to detect a dead link")
+	fs.DurationVar(&c.BatchInterval, "objectsync-batch-interval", c.BatchInterval, "shortest time between two writes to a busy subscriber (shoal.objects.v2): updates that come within it go out together, one system call instead of one each; an update to a subscriber quiet for longer goes out at once (0: every update at once)")
 	fs.Int64Var(&c.FlowWindow, "objectsync-flow-window", c.FlowWindow, "bytes a subscriber may have been sent without having read them (a ping's pong tells): past it, its updates queue and collapse into full states, so a slow subscriber is never minutes behind (0: no bound)")
 }
 

@@ -127,6 +127,7 @@ func (o *ObjectSync) Provision(host modules.Host) error {
 	wc.MaxMessageBytes = int64(2*cfg.MaxSize + 64<<10)
 	wc.SendQueue = cfg.SendQueue
 	wc.FlowWindow = cfg.FlowWindow
+	wc.BatchInterval = cfg.BatchInterval
 	wc.PingInterval = cfg.PingInterval
 	wc.PingTimeout = min(wc.PingTimeout, cfg.PingInterval)
 	// Every origin, here: the API refuses a handshake from a page of

@@ -82,6 +82,9 @@ type Conn struct {
 	// batch: the client negotiated Config.BatchSubprotocol, so frames
 	// queued together go out as one message, one frame per line.
 	batch bool
+	// batchTimer paces the writes of a batching connection (awaitBatch;
+	// the writer's alone).
+	batchTimer *time.Timer
 	// writing is when the write round in progress started (Unix
 	// nanoseconds; 0: none), for the hub's write watchdog.
 	writing atomic.Int64
@@ -293,6 +296,7 @@ func (c *Conn) write() {
 func (c *Conn) writeQueued() {
 	var round [][]byte // the frames taken off the queue together
 	var joined []byte  // their message, on a batching connection
+	var lastWrite time.Time
 	for {
 		if c.ctx.Err() != nil {
 			return
@@ -308,10 +312,13 @@ func (c *Conn) writeQueued() {
 		if len(round) == 0 {
 			select {
 			case <-c.wake:
-				continue
 			case <-c.ctx.Done():
 				return
 			}
+			if !c.awaitBatch(lastWrite) {
+				return
+			}
+			continue
 		}
 		// The hub's write watchdog bounds the round (watchWrites), not a
 		// context per frame, nor the socket's write deadline: the
@@ -320,7 +327,9 @@ func (c *Conn) writeQueued() {
 		// than the write's own bookkeeping, and coder/websocket writes on
 		// the socket itself (a pong, a close reply), which a deadline left
 		// in place would fail.
-		c.writing.Store(time.Now().UnixNano())
+		now := time.Now()
+		lastWrite = now
+		c.writing.Store(now.UnixNano())
 		var err error
 		if c.batch && len(round) > 1 {
 			joined = joinLines(joined[:0], round)
@@ -346,6 +355,37 @@ func (c *Conn) writeQueued() {
 			joined = nil // a connection that once fell behind keeps no 32 KiB buffer
 		}
 		c.probe()
+	}
+}
+
+// awaitBatch is called when a frame woke the writer of an empty queue: on
+// a batching connection written to less than BatchInterval ago, it waits
+// for the rest of the interval, so that the frames queued meanwhile go out
+// in one message (Config.BatchInterval); false if the connection started
+// to close meanwhile. Frames that were waiting already when a write ended
+// go out at once: they are a batch.
+func (c *Conn) awaitBatch(lastWrite time.Time) bool {
+	d := c.hub.cfg.BatchInterval
+	if !c.batch || d <= 0 {
+		return true
+	}
+	wait := d - time.Since(lastWrite)
+	if wait <= 0 {
+		return true
+	}
+	// One timer per connection, made on its first wait: most connections
+	// never receive two frames within an interval.
+	if c.batchTimer == nil {
+		c.batchTimer = time.NewTimer(wait)
+	} else {
+		c.batchTimer.Reset(wait)
+	}
+	select {
+	case <-c.batchTimer.C:
+		return true
+	case <-c.ctx.Done():
+		c.batchTimer.Stop()
+		return false
 	}
 }
 

@@ -601,3 +601,36 @@ func TestConn_IdleConnectionAnswersPingsAndCloses(t *testing.T) {
 		t.Fatalf("close handshake after an idle spell: %v", err)
 	}
 }
+
+// TestConn_BatchIntervalPacesABusyConnection: on a batching connection, a
+// frame that finds the connection quiet goes out at once, alone; frames
+// sent within BatchInterval of a write wait for the rest of it and go out
+// together, as one message. The frames are sent 50 ms apart, well within
+// the interval (a second): a writer that did not wait would send the
+// first alone.
+func TestConn_BatchIntervalPacesABusyConnection(t *testing.T) {
+	const batchProtocol = "shoal.test.v1.batch"
+	cfg := testConfig()
+	cfg.BatchSubprotocol = batchProtocol
+	cfg.BatchInterval = time.Second
+	s := newServer(t, cfg, AcceptOptions{})
+	cl := dial(t, s, batchProtocol)
+	conn := s.next(t)
+	cl.read()
+	send := func(i int) {
+		if err := conn.Send([]byte(fmt.Sprintf("%06d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(0)
+	if got := string(cl.receive(t)); got != "000000" {
+		t.Fatalf("first frame came as %q, want it alone", got)
+	}
+	for i := 1; i <= 3; i++ {
+		send(i)
+		time.Sleep(50 * time.Millisecond) // a writer that did not wait would have sent it alone
+	}
+	if got := string(cl.receive(t)); got != "000001\n000002\n000003" {
+		t.Fatalf("frames sent within the interval came as %q, want one message", got)
+	}
+}
