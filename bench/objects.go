@@ -30,6 +30,8 @@ type objectsFlags struct {
 	duration, warmup              time.Duration
 	systems                       []string
 	protobuf                      bool
+	centrifugeWriteDelay          time.Duration
+	batchInterval                 string // --objectsync-batch-interval, "" for the default
 	settle                        time.Duration
 }
 
@@ -49,6 +51,8 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	fs.DurationVar(&f.settle, "settle", 3*time.Second, "wait after opening the idle connections before reading the servers' RSS")
 	systems := fs.String("systems", strings.Join(objectsSystemNames, ","), "comma-separated systems to run, in this order: objectsync, centrifuge, baseline")
 	proto := fs.String("centrifuge-protocol", "protobuf", "protobuf or json: the centrifuge clients' protocol")
+	fs.DurationVar(&f.centrifugeWriteDelay, "centrifuge-write-delay", 0, "centrifuge's WriteDelay (0, its default: none): how long its writer collects messages before a write, as objectsync's --objectsync-batch-interval does on a busy connection")
+	fs.StringVar(&f.batchInterval, "objectsync-batch-interval", "", "the nodes' --objectsync-batch-interval (default: theirs, 20ms; 0: every update written at once)")
 	repo := fs.String("repo", "..", "shoal repository to build the binary from")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: bench objects [flags]\n\nStart a 3-node shoal cluster (--modules objectsync), a centrifuge server and a plain\nwebsocket broadcast server on 127.0.0.1; for each in turn, measure the server memory\nper idle connection, then have one master change one field of an object -rate times\na second while -subscribers websocket clients follow it.\n\nflags:")
@@ -105,7 +109,11 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	for _, name := range f.systems {
 		switch name {
 		case "objectsync":
-			c, err := startShoalCluster(e, shoalBin, "shoal", clusterSize, clusterSize, "--modules", "objectsync", "--log-level", "warn")
+			args := []string{"--modules", "objectsync", "--log-level", "warn"}
+			if f.batchInterval != "" {
+				args = append(args, "--objectsync-batch-interval", f.batchInterval)
+			}
+			c, err := startShoalCluster(e, shoalBin, "shoal", clusterSize, clusterSize, args...)
 			if err != nil {
 				return err
 			}
@@ -114,7 +122,7 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 			}
 			syss = append(syss, &objectsyncSystem{cluster: c})
 		case "centrifuge", "baseline":
-			addr, p, err := startObjectsPeer(ctx, e, self, name)
+			addr, p, err := startObjectsPeer(ctx, e, self, name, f.centrifugeWriteDelay)
 			if err != nil {
 				return err
 			}
@@ -135,6 +143,12 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 	obj := newObjectTemplate(f.size)
 	fmt.Fprintf(out, "load:    1 master, %d changes/s of one field of a %d-byte JSON object; %d subscribers per system (%d applying clients, %d readers); %v warm-up + %v measured; %d idle connections for memory\n",
 		f.rate, len(obj.at(time.Now().UnixMicro())), f.subscribers, min(f.appliers, f.subscribers), max(f.subscribers-f.appliers, 0), f.warmup, f.duration, f.idle)
+	if f.centrifugeWriteDelay > 0 {
+		fmt.Fprintf(out, "centrifuge: WriteDelay %v on every connection (-centrifuge-write-delay)\n", f.centrifugeWriteDelay)
+	}
+	if f.batchInterval != "" {
+		fmt.Fprintf(out, "shoal:   --objectsync-batch-interval %s\n", f.batchInterval)
+	}
 	fmt.Fprintf(out, "clients: in this process (objectsync Go client; centrifuge-go %s with fossil delta; coder/websocket for the baseline); readers: coder/websocket, counting updates without applying them (centrifuge's speak protobuf)\n\n", *proto)
 
 	e.markLogs()
@@ -157,12 +171,12 @@ func runObjects(ctx context.Context, args []string, out io.Writer) (err error) {
 
 // startObjectsPeer starts this program as a peer server (objects-server)
 // on a fresh loopback port and waits for it to answer.
-func startObjectsPeer(ctx context.Context, e *env, self, kind string) (string, *proc, error) {
+func startObjectsPeer(ctx context.Context, e *env, self, kind string, writeDelay time.Duration) (string, *proc, error) {
 	addr, err := e.port()
 	if err != nil {
 		return "", nil, err
 	}
-	p, err := e.start(kind, self, "objects-server", "-kind", kind, "-addr", addr)
+	p, err := e.start(kind, self, "objects-server", "-kind", kind, "-addr", addr, "-write-delay", writeDelay.String())
 	if err != nil {
 		return "", nil, err
 	}

@@ -39,6 +39,7 @@ func runObjectsServer(ctx context.Context, args []string, _ io.Writer) error {
 	fs.SetOutput(os.Stderr)
 	kind := fs.String("kind", "", "centrifuge or baseline")
 	addr := fs.String("addr", "", "127.0.0.1:port to listen on")
+	writeDelay := fs.Duration("write-delay", 0, "centrifuge: the connections' WriteDelay (0: none, its default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func runObjectsServer(ctx context.Context, args []string, _ io.Writer) error {
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	switch *kind {
 	case "centrifuge":
-		node, err := centrifugeNode(mux)
+		node, err := centrifugeNode(mux, *writeDelay)
 		if err != nil {
 			return err
 		}
@@ -80,13 +81,19 @@ func runObjectsServer(ctx context.Context, args []string, _ io.Writer) error {
 // frame it reads is the full object, published on the hot channel with
 // delta on, which with the memory broker needs a history of at least one
 // publication to diff against.
-func centrifugeNode(mux *http.ServeMux) (*centrifuge.Node, error) {
+func centrifugeNode(mux *http.ServeMux, writeDelay time.Duration) (*centrifuge.Node, error) {
 	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelError,
 		LogHandler: func(e centrifuge.LogEntry) {
 			fmt.Fprintf(os.Stderr, "level=error centrifuge: %s %v\n", e.Message, e.Fields)
 		}})
 	if err != nil {
 		return nil, err
+	}
+	if writeDelay > 0 {
+		// The credentials stay the request's (SetCredentials below).
+		node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
+			return centrifuge.ConnectReply{WriteDelay: writeDelay}, nil
+		})
 	}
 	node.OnConnect(func(c *centrifuge.Client) {
 		c.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {

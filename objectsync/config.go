@@ -53,10 +53,10 @@ type Config struct {
 	// past it, frames queue, and a full queue collapses into full states.
 	FlowWindow int64
 	// BatchInterval is the shortest time between two writes to a busy
-	// subscriber of shoal.objects.v2 (--objectsync-batch-interval;
-	// ws.Config.BatchInterval): the updates that come within it go out
-	// together, in one write. An update to a subscriber quiet for longer
-	// goes out at once.
+	// subscriber (--objectsync-batch-interval; ws.Config.BatchInterval):
+	// the updates that come within it go out together, in one write (one
+	// message under shoal.objects.v2). An update to a subscriber quiet
+	// for longer goes out at once.
 	BatchInterval time.Duration
 }
 
@@ -147,7 +147,7 @@ func (c *Config) BindFlags(fs modules.FlagSet) {
 	fs.IntVar(&c.MaxWatches, "objectsync-max-watches", c.MaxWatches, "SSE watches this node holds open")
 	fs.IntVar(&c.SendQueue, "objectsync-send-queue", c.SendQueue, "frames queued for one subscriber before its updates collapse into full states")
 	fs.DurationVar(&c.PingInterval, "objectsync-ping-interval", c.PingInterval, "how often a websocket is pinged to detect a dead link")
-	fs.DurationVar(&c.BatchInterval, "objectsync-batch-interval", c.BatchInterval, "shortest time between two writes to a busy subscriber (shoal.objects.v2): updates that come within it go out together, one system call instead of one each; an update to a subscriber quiet for longer goes out at once (0: every update at once)")
+	fs.DurationVar(&c.BatchInterval, "objectsync-batch-interval", c.BatchInterval, "shortest time between two writes to a busy subscriber: updates that come within it go out together, one system call instead of one each (and one message under shoal.objects.v2); an update to a subscriber quiet for longer goes out at once (0: every update at once)")
 	fs.Int64Var(&c.FlowWindow, "objectsync-flow-window", c.FlowWindow, "bytes a subscriber may have been sent without having read them (a ping's pong tells): past it, its updates queue and collapse into full states, so a slow subscriber is never minutes behind (0: no bound)")
 }
 

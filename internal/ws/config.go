@@ -31,14 +31,15 @@ type Config struct {
 	// several frames instead of one each. Frames must then never hold a
 	// raw newline (compact JSON never does). Same rules as Subprotocol.
 	BatchSubprotocol string
-	// BatchInterval, on a connection of the BatchSubprotocol, is the
-	// shortest time between the starts of two writes (0: none): a frame
-	// queued sooner after the previous write waits for the rest of the
-	// interval, and the frames queued meanwhile go out with it as one
-	// message. A frame that finds the connection quiet for longer goes
-	// out at once, so it costs latency only on a connection that receives
-	// more than one frame per interval, and saves a write system call (the
-	// larger part of a delivery's cost) for each frame it joins.
+	// BatchInterval is the shortest time between the starts of two
+	// writes to a connection (0: none): a frame queued sooner after the
+	// previous write waits for the rest of the interval, and the frames
+	// queued meanwhile go out with it, in one system call (one message on
+	// a connection of the BatchSubprotocol). A frame that finds the
+	// connection quiet for longer goes out at once, so the interval costs
+	// latency only on a connection that receives more than one frame per
+	// interval, and saves a write system call (the larger part of a
+	// delivery's cost) for each frame it joins.
 	BatchInterval time.Duration
 	// MaxConns is how many connections the hub holds open at once,
 	// upgrades in progress included. One more is refused with 503

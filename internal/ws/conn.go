@@ -42,7 +42,8 @@ var (
 type Conn struct {
 	hub       *Hub
 	ws        *websocket.Conn
-	raw       net.Conn // under ws: its deadlines bound writes and closes
+	wire      *wire // under ws: its deadlines bound writes and closes
+	flusher   *flusher
 	id        uint64
 	remote    string
 	logger    *slog.Logger
@@ -58,8 +59,8 @@ type Conn struct {
 	ctx    context.Context // cancelled, with the *CloseError as cause, when closing starts
 	cancel context.CancelCauseFunc
 	done   chan struct{}  // closed when the connection is closed and gone from the hub
-	wake   chan struct{}  // one token: the queue has frames for the writer
-	loops  sync.WaitGroup // the reader, the revocation watch, flow probes; the writer waits for them
+	loops  sync.WaitGroup // the reader, the revocation watch, flow probes; finish waits for them
+	writer sync.WaitGroup // the writer goroutine, while one runs (see flusher)
 
 	// The keepalive is a timer, not a goroutine: most connections are
 	// idle, and a goroutine's stack was a sixth of an idle connection's
@@ -70,10 +71,11 @@ type Conn struct {
 	pingsStopped bool
 	pinging      sync.WaitGroup
 
-	// The flow window (Config.FlowWindow): sent is the bytes the writer
-	// has written (the writer's alone), acked those the client has shown
-	// it read, probing whether a ping is out to learn more, and ack wakes
-	// a writer that waits for it.
+	// The flow window (Config.FlowWindow): sent is the bytes written (by
+	// whoever writes: the flusher or the writer, which hand the writes
+	// over under mu), acked those the client has shown it read, probing
+	// whether a ping is out to learn more, and ack wakes a writer that
+	// waits for it.
 	sent    int64
 	acked   atomic.Int64
 	probing atomic.Bool
@@ -82,34 +84,46 @@ type Conn struct {
 	// batch: the client negotiated Config.BatchSubprotocol, so frames
 	// queued together go out as one message, one frame per line.
 	batch bool
-	// batchTimer paces the writes of a batching connection (awaitBatch;
-	// the writer's alone).
-	batchTimer *time.Timer
-	// writing is when the write round in progress started (Unix
-	// nanoseconds; 0: none), for the hub's write watchdog.
+	// writing is when the writer's blocking write in progress started
+	// (Unix nanoseconds; 0: none), for the hub's write watchdog.
 	writing atomic.Int64
 
 	mu      sync.Mutex
 	queue   [][]byte // ring buffer of SendQueue frames
 	head, n int
 	closing bool
-	cause   *CloseError
-	label   string // the closes metric's reason
-	hard    bool   // close without a handshake: the peer cannot take part
+	// Who writes the queue (see flusher): nobody (it is empty), the
+	// flusher (scheduled), or the writer goroutine; lastWrite is when the
+	// last write began, which paces the next (Config.BatchInterval).
+	state         writeState
+	lastWrite     time.Time
+	writerRunning bool
+	cause         *CloseError
+	label         string // the closes metric's reason
+	hard          bool   // close without a handshake: the peer cannot take part
 }
 
-func newConn(h *Hub, wsc *websocket.Conn, raw net.Conn, r *http.Request, opts AcceptOptions) *Conn {
+// writeState is who writes a connection's queue.
+type writeState uint8
+
+const (
+	writeIdle      writeState = iota // the queue is empty, or the connection closing
+	writeScheduled                   // on its flusher's list, or being flushed
+	writeByWriter                    // the writer goroutine's (a write that blocks)
+)
+
+func newConn(h *Hub, wsc *websocket.Conn, wire *wire, r *http.Request, opts AcceptOptions) *Conn {
 	id := h.ids.Add(1)
 	batch := h.cfg.BatchSubprotocol != "" && wsc.Subprotocol() == h.cfg.BatchSubprotocol
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	return &Conn{
-		hub: h, ws: wsc, raw: raw, id: id, remote: r.RemoteAddr, batch: batch,
+		hub: h, ws: wsc, wire: wire, flusher: h.flushers[id%uint64(len(h.flushers))],
+		id: id, remote: r.RemoteAddr, batch: batch,
 		logger:    h.logger.With("conn", id),
 		onMessage: opts.OnMessage, onClose: opts.OnClose,
 		ctx: ctx, cancel: cancel,
 		revoked: revoke.From(r.Context()),
 		done:    make(chan struct{}),
-		wake:    make(chan struct{}, 1),
 		ack:     make(chan struct{}, 1),
 		queue:   make([][]byte, h.cfg.SendQueue),
 	}
@@ -160,8 +174,8 @@ func (c *Conn) Send(frame []byte) error {
 	}
 	c.queue[(c.head+c.n)%len(c.queue)] = frame
 	c.n++
+	c.wakeLocked()
 	c.mu.Unlock()
-	c.notify()
 	return nil
 }
 
@@ -180,9 +194,9 @@ func (c *Conn) Replace(frame []byte) error {
 	discarded := c.clearLocked()
 	c.queue[0] = frame
 	c.n = 1
+	c.wakeLocked()
 	c.mu.Unlock()
 	c.hub.m.dropped.WithLabelValues(droppedReplaced).Add(float64(discarded))
-	c.notify()
 	return nil
 }
 
@@ -216,12 +230,30 @@ func (c *Conn) Close(status StatusCode, reason string) {
 	c.shutdown(&CloseError{Status: sendable(status), Reason: closeReason(reason)}, closedByCaller, false)
 }
 
-// notify wakes the writer, if it is not awake already.
-func (c *Conn) notify() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// wakeLocked has a queued frame written: it schedules the connection on
+// its flusher, at once if it was quiet for BatchInterval, else at its last
+// write plus the interval, unless the flusher or the writer has it
+// already (they write until the queue is empty). The caller holds c.mu.
+func (c *Conn) wakeLocked() {
+	if c.state != writeIdle {
+		return
 	}
+	c.state = writeScheduled
+	c.flusher.schedule(c, c.nextWriteLocked())
+}
+
+// nextWriteLocked is when the connection may be written to next: zero
+// (at once) if its last write began BatchInterval ago or more. The caller
+// holds c.mu.
+func (c *Conn) nextWriteLocked() time.Time {
+	d := c.hub.cfg.BatchInterval
+	if d <= 0 || c.lastWrite.IsZero() {
+		return time.Time{}
+	}
+	if at := c.lastWrite.Add(d); time.Now().Before(at) {
+		return at
+	}
+	return time.Time{}
 }
 
 // clearLocked empties the queue and returns how many frames it held. The
@@ -248,11 +280,12 @@ func (c *Conn) shutdown(cause *CloseError, label string, hard bool) {
 	c.closing, c.cause, c.label, c.hard = true, cause, label, hard
 	c.mu.Unlock()
 	if hard {
-		_ = c.raw.SetDeadline(time.Now())
+		_ = c.wire.SetDeadline(time.Now())
 	} else {
-		_ = c.raw.SetWriteDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+		_ = c.wire.SetWriteDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
 	}
 	c.cancel(cause)
+	go c.finish()
 }
 
 // awaitShutdown is for a goroutine that saw the connection fail in a way
@@ -271,7 +304,7 @@ func (c *Conn) awaitShutdown(label string) {
 // kill drops the TCP connection, whatever is in progress: Stop's last
 // resort once its context is done.
 func (c *Conn) kill() {
-	_ = c.raw.Close()
+	_ = c.wire.Close()
 }
 
 // start runs the connection's goroutines.
@@ -283,129 +316,153 @@ func (c *Conn) start() {
 		go c.watchRevoked()
 	}
 	c.armPing()
+}
+
+// flush writes, without blocking, what waits in the queue: the flusher's
+// part (see flusher), for a connection it scheduled. A write the socket
+// does not take whole, a flow window that is full, or a connection
+// without non-blocking writes (TLS) goes to the writer goroutine.
+func (c *Conn) flush(fr *framer, now time.Time) {
+	if !c.wire.tryLock() {
+		c.mu.Lock()
+		c.toWriterLocked()
+		c.mu.Unlock()
+		return
+	}
+	limit, ok := c.roundLimit()
+	if ok {
+		fr.round = c.popRound(fr.round[:0], limit)
+		if len(fr.round) > 0 {
+			c.wire.writevLocked(fr.frame(c.batch))
+		}
+	}
+	stalled := len(c.wire.rest) > 0
+	c.wire.mu.Unlock()
+	wrote := len(fr.round) > 0
+	if wrote {
+		c.wrote(fr.round)
+		fr.release()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if wrote {
+		c.lastWrite = now
+	}
+	switch {
+	case c.closing: // finish drops the rest
+	case !ok || stalled:
+		c.toWriterLocked()
+	case c.n > 0: // queued while it wrote: the next write, paced
+		c.flusher.schedule(c, c.nextWriteLocked())
+	default:
+		c.state = writeIdle
+	}
+}
+
+// toWriterLocked hands the connection's writes to its writer goroutine,
+// starting it unless it runs or the connection is closing. The caller
+// holds c.mu.
+func (c *Conn) toWriterLocked() {
+	c.state = writeByWriter
+	if c.writerRunning || c.closing {
+		return
+	}
+	c.writerRunning = true
+	c.writer.Add(1)
+	c.hub.m.writers.Inc()
 	go c.write()
 }
 
-// write is the writer goroutine: it drains the queue until the connection
-// starts to close, then closes it and retires it from the hub.
+// write is the writer goroutine, for a connection whose writes block (see
+// flusher): it writes what the socket did not take and what is queued,
+// waiting for the socket and for the flow window, until the queue is
+// empty; then it gives the connection back to the flusher and ends. It
+// ends too when the connection starts to close (finish waits for it).
 func (c *Conn) write() {
-	c.writeQueued()
-	c.finish()
-}
-
-func (c *Conn) writeQueued() {
-	var round [][]byte // the frames taken off the queue together
-	var joined []byte  // their message, on a batching connection
-	var lastWrite time.Time
-	for {
-		if c.ctx.Err() != nil {
-			return
-		}
-		if !c.awaitWindow() {
-			return
-		}
-		limit := maxRoundBytes
-		if w := c.hub.cfg.FlowWindow; w > 0 {
-			limit = int(min(int64(limit), w-(c.sent-c.acked.Load()))) // > 0 after awaitWindow
-		}
-		round = c.popRound(round[:0], limit)
-		if len(round) == 0 {
-			select {
-			case <-c.wake:
-			case <-c.ctx.Done():
-				return
-			}
-			if !c.awaitBatch(lastWrite) {
-				return
-			}
-			continue
-		}
-		// The hub's write watchdog bounds the round (watchWrites), not a
-		// context per frame, nor the socket's write deadline: the
-		// connection's context must not cut a frame in half, a timer and a
-		// context for each of thousands of deliveries a second cost more
-		// than the write's own bookkeeping, and coder/websocket writes on
-		// the socket itself (a pong, a close reply), which a deadline left
-		// in place would fail.
-		now := time.Now()
-		lastWrite = now
-		c.writing.Store(now.UnixNano())
-		var err error
-		if c.batch && len(round) > 1 {
-			joined = joinLines(joined[:0], round)
-			err = c.ws.Write(context.Background(), websocket.MessageText, joined)
-		} else {
-			for _, frame := range round {
-				if err = c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
-					break
-				}
-			}
-		}
+	defer c.writer.Done()
+	var fr framer
+	for c.ctx.Err() == nil && c.awaitWindow() {
+		// The hub's write watchdog bounds each blocking write
+		// (watchWrites), not a context per frame, nor the socket's write
+		// deadline: the connection's context must not cut a frame in
+		// half, and coder/websocket writes on the socket itself (a pong,
+		// a close reply), which a deadline left in place would fail.
+		c.writing.Store(time.Now().UnixNano())
+		err := c.wire.writeRest()
 		c.writing.Store(0)
 		if err != nil {
 			c.awaitShutdown(closedWriteFailed) // the watchdog's cause comes first, if it cut the write
 			return
 		}
-		c.hub.m.sent.Add(float64(len(round)))
-		for i, frame := range round {
-			c.sent += int64(len(frame))
-			round[i] = nil // the round's slice is reused: let the frames go
+		limit, _ := c.roundLimit() // room, after awaitWindow
+		fr.round = c.popRound(fr.round[:0], limit)
+		if len(fr.round) == 0 {
+			c.mu.Lock()
+			if c.n == 0 || c.closing {
+				c.state, c.writerRunning = writeIdle, false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			continue
 		}
-		if cap(joined) > joinedKeep {
-			joined = nil // a connection that once fell behind keeps no 32 KiB buffer
+		now := time.Now()
+		c.writing.Store(now.UnixNano())
+		err = c.wire.writeBlocking(fr.frame(c.batch))
+		c.writing.Store(0)
+		if err != nil {
+			c.awaitShutdown(closedWriteFailed)
+			return
 		}
-		c.probe()
+		c.wrote(fr.round)
+		fr.release()
+		c.mu.Lock()
+		c.lastWrite = now
+		c.mu.Unlock()
 	}
 }
 
-// awaitBatch is called when a frame woke the writer of an empty queue: on
-// a batching connection written to less than BatchInterval ago, it waits
-// for the rest of the interval, so that the frames queued meanwhile go out
-// in one message (Config.BatchInterval); false if the connection started
-// to close meanwhile. Frames that were waiting already when a write ended
-// go out at once: they are a batch.
-func (c *Conn) awaitBatch(lastWrite time.Time) bool {
-	d := c.hub.cfg.BatchInterval
-	if !c.batch || d <= 0 {
-		return true
+// wrote counts a round that was written (or handed to the socket's rest)
+// and probes the flow window.
+func (c *Conn) wrote(round [][]byte) {
+	c.hub.m.writes.Inc()
+	c.hub.m.sent.Add(float64(len(round)))
+	for _, frame := range round {
+		c.sent += int64(len(frame))
 	}
-	wait := d - time.Since(lastWrite)
-	if wait <= 0 {
-		return true
-	}
-	// One timer per connection, made on its first wait: most connections
-	// never receive two frames within an interval.
-	if c.batchTimer == nil {
-		c.batchTimer = time.NewTimer(wait)
-	} else {
-		c.batchTimer.Reset(wait)
-	}
-	select {
-	case <-c.batchTimer.C:
-		return true
-	case <-c.ctx.Done():
-		c.batchTimer.Stop()
-		return false
-	}
+	c.probe()
 }
 
-// maxRoundBytes bounds the frames the writer takes off the queue at once
-// (at least one, whatever its size): a batching connection's message.
-// What is left of the flow window bounds it too.
+// roundLimit is how many bytes the next round may take: maxRoundBytes,
+// less if the flow window has less room; false if it has none.
+func (c *Conn) roundLimit() (int, bool) {
+	limit := maxRoundBytes
+	if w := c.hub.cfg.FlowWindow; w > 0 {
+		room := w - (c.sent - c.acked.Load())
+		if room <= 0 {
+			return 0, false
+		}
+		limit = int(min(int64(limit), room))
+	}
+	return limit, true
+}
+
+// maxRoundBytes bounds the frames taken off the queue at once (at least
+// one, whatever its size): one write. What is left of the flow window
+// bounds it too.
 const maxRoundBytes = 32 << 10
 
-// joinedKeep is the largest batch buffer a writer keeps between rounds:
-// an idle connection costs about 32 KiB in all, and most joined messages
-// are a few small frames.
-const joinedKeep = 4 << 10
-
 // popRound appends to round the frames waiting in the queue, oldest first,
-// up to limit bytes (at least one frame if any waits).
+// up to limit bytes and maxRoundFrames (at least one frame if any waits;
+// none once the connection is closing).
 func (c *Conn) popRound(round [][]byte, limit int) [][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closing {
+		return round
+	}
 	size := 0
-	for c.n > 0 {
+	for c.n > 0 && len(round) < maxRoundFrames {
 		f := c.queue[c.head]
 		if len(round) > 0 && size+len(f) > limit {
 			break
@@ -417,19 +474,6 @@ func (c *Conn) popRound(round [][]byte, limit int) [][]byte {
 		c.n--
 	}
 	return round
-}
-
-// joinLines appends the frames to dst separated by newlines: the message
-// of a batching connection (frames never hold a raw newline; see
-// AcceptOptions).
-func joinLines(dst []byte, frames [][]byte) []byte {
-	for i, f := range frames {
-		if i > 0 {
-			dst = append(dst, '\n')
-		}
-		dst = append(dst, f...)
-	}
-	return dst
 }
 
 // awaitWindow waits, if the flow window is full, until the client has
@@ -462,9 +506,15 @@ func (c *Conn) probe() {
 	if w <= 0 || c.sent-c.acked.Load() < w/2 || c.probing.Load() {
 		return
 	}
+	c.mu.Lock()
+	if c.closing { // finish waits for the loops: none may start now
+		c.mu.Unlock()
+		return
+	}
+	c.loops.Add(1)
+	c.mu.Unlock()
 	c.probing.Store(true)
 	at := c.sent
-	c.loops.Add(1)
 	go func() {
 		defer c.loops.Done()
 		if !c.ping() {
@@ -480,8 +530,14 @@ func (c *Conn) probe() {
 }
 
 // finish closes the connection (handshake or not, as shutdown decided),
-// waits for the reader and the keepalive, and retires the connection.
+// waits for the writer, the reader and the keepalive, and retires the
+// connection. shutdown starts it.
 func (c *Conn) finish() {
+	// The writer ends at the context's end, its write in flight bounded by
+	// the deadline shutdown set; a flusher's write in flight ends before
+	// the wire is shut. The close frame comes after both.
+	c.writer.Wait()
+	c.wire.shutDown()
 	c.mu.Lock()
 	cause, label, hard := c.cause, c.label, c.hard
 	dropped := c.clearLocked()
@@ -493,7 +549,7 @@ func (c *Conn) finish() {
 	} else {
 		// Bounds the whole handshake, including what coder/websocket does
 		// not bound (skipping the rest of a huge unread message).
-		_ = c.raw.SetDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+		_ = c.wire.SetDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
 		_ = c.ws.Close(cause.Status, cause.Reason) // an error means the peer did not take part; it is closed either way
 	}
 	c.stopPings()

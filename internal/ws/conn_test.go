@@ -634,3 +634,84 @@ func TestConn_BatchIntervalPacesABusyConnection(t *testing.T) {
 		t.Fatalf("frames sent within the interval came as %q, want one message", got)
 	}
 }
+
+// TestConn_TLSConnectionsAreWrittenByTheirWriter: a TLS connection has no
+// descriptor of its own for the flushers' non-blocking writes; its writer
+// goroutine writes every round, in order, paced and joined like any
+// other, and the close handshake follows the last frame.
+func TestConn_TLSConnectionsAreWrittenByTheirWriter(t *testing.T) {
+	const batchProtocol = "shoal.test.v1.batch"
+	cfg := testConfig()
+	cfg.BatchSubprotocol = batchProtocol
+	cfg.BatchInterval = 20 * time.Millisecond
+	s := newTLSServer(t, cfg, AcceptOptions{})
+	cl := dial(t, s, batchProtocol)
+	conn := s.next(t)
+	if conn.wire.raw != nil {
+		t.Fatal("a TLS connection got non-blocking writes")
+	}
+	cl.read()
+	const frames = 200
+	for i := range frames {
+		if err := conn.Send(frame(i)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i%10 == 0 {
+			time.Sleep(time.Millisecond) // some rounds alone, some joined
+		}
+	}
+	for got := 0; got < frames; {
+		for _, l := range strings.Split(string(cl.receive(t)), "\n") {
+			if seq([]byte(l)) != got {
+				t.Fatalf("got frame %q, want %d", l[:6], got)
+			}
+			got++
+		}
+	}
+	conn.Close(StatusNormalClosure, "done")
+	if code, reason := cl.closed(t); code != StatusNormalClosure || reason != "done" {
+		t.Fatalf("closed with %d %q", code, reason)
+	}
+}
+
+// TestConn_ControlFramesWaitForAPartlyWrittenFrame: when the socket took
+// part of a frame only (the client stopped reading), the rest waits on the
+// wire, and a ping coder/websocket writes meanwhile goes out after it, not
+// inside it: the client, reading again, gets every frame whole and in
+// order, and answers the ping.
+func TestConn_ControlFramesWaitForAPartlyWrittenFrame(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue = 8
+	cfg.WriteTimeout = time.Minute
+	cfg.PingTimeout = time.Minute
+	s := newServer(t, cfg, AcceptOptions{})
+	cl := dial(t, s, testProtocol) // reads nothing until told
+	conn := s.next(t)
+	sent := 0
+	eventually(t, 10*time.Second, func() error {
+		for conn.Send(frame(sent)) == nil {
+			sent++
+		}
+		conn.mu.Lock()
+		defer conn.mu.Unlock()
+		if !conn.writerRunning {
+			return errors.New("the socket took every write whole so far")
+		}
+		return nil
+	})
+	pinged := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		pinged <- conn.ws.Ping(ctx)
+	}()
+	cl.read()
+	for got := 0; got < sent; got++ {
+		if n := seq(cl.receive(t)); n != got {
+			t.Fatalf("got frame %d, want %d", n, got)
+		}
+	}
+	if err := <-pinged; err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}

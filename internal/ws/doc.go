@@ -10,11 +10,18 @@
 //   - the limits: open connections per hub, inbound message size, a write
 //     deadline per message, and a ping/pong keepalive that drops a peer
 //     that stopped answering;
-//   - a bounded send queue per connection, drained by that connection's
-//     own writer, so that a slow client never blocks the sender; a frame
-//     that does not fit is refused (ErrQueueFull) and the module decides
-//     what to do (collapse pending diffs into one full state with Replace,
-//     or close);
+//   - a bounded send queue per connection, so that a slow client never
+//     blocks the sender; a frame that does not fit is refused
+//     (ErrQueueFull) and the module decides what to do (collapse pending
+//     diffs into one full state with Replace, or close);
+//   - the writes: the hub's flushers (a goroutine each, for a share of the
+//     connections) write the queues with non-blocking system calls, each
+//     connection's frames at once in one call, at most once per
+//     Config.BatchInterval on a busy connection; a connection whose socket
+//     does not take a write whole gets a writer goroutine of its own until
+//     its queue is empty (flush.go, wire.go). The data frames are framed
+//     here; coder/websocket does the handshake, the reads and the control
+//     frames;
 //   - the read loop that hands each text message to the module's handler;
 //   - the set of open connections, which the module's Stop closes with
 //     "going away" and waits for (http.Server's Shutdown neither waits for

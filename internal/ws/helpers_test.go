@@ -50,6 +50,18 @@ type server struct {
 // hub, then the server.
 func newServer(t *testing.T, cfg Config, opts AcceptOptions) *server {
 	t.Helper()
+	return startServer(t, cfg, opts, false)
+}
+
+// newTLSServer is newServer over TLS (wss://; the client of s.srv trusts
+// its certificate): a connection without non-blocking writes.
+func newTLSServer(t *testing.T, cfg Config, opts AcceptOptions) *server {
+	t.Helper()
+	return startServer(t, cfg, opts, true)
+}
+
+func startServer(t *testing.T, cfg Config, opts AcceptOptions, useTLS bool) *server {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testlog.Writer(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := &server{reg: prometheus.NewRegistry(), accepted: make(chan *Conn, 64)}
 	cfg.Logger, cfg.Registerer = logger, s.reg
@@ -66,7 +78,11 @@ func newServer(t *testing.T, cfg Config, opts AcceptOptions) *server {
 		}
 		s.accepted <- c
 	})
-	s.srv = httptest.NewServer(mux)
+	if useTLS {
+		s.srv = httptest.NewTLSServer(mux)
+	} else {
+		s.srv = httptest.NewServer(mux)
+	}
 	s.url = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/ws"
 	t.Cleanup(s.srv.Close)
 	t.Cleanup(func() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -41,16 +42,21 @@ var (
 // requests (Accept), keeps every connection until it closes, and closes
 // them all on Stop. Its methods may be called from any goroutine.
 //
-// Each open connection is served by three goroutines that the hub owns: a
-// reader (which runs the message handler), a writer (which drains the send
-// queue, then closes the connection and runs OnClose) and a keepalive
-// (which pings). They end when the connection closes; Stop waits for them.
+// Each open connection has a reader goroutine (which runs the message
+// handler) and a keepalive timer (which pings). Its frames are written by
+// the hub's flushers (a goroutine for a share of the connections, woken
+// once for many frames; see flusher), or, while its writes block, by a
+// writer goroutine of its own; a goroutine closes it and runs OnClose.
+// They end when the connection closes; Stop waits for them.
 type Hub struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *metrics
 	ids    atomic.Uint64
 	full   *httpjson.Error // ErrFull with the configured Retry-After
+	// flushers write the connections' frames; a connection has one,
+	// chosen by its id.
+	flushers []*flusher
 
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
@@ -84,7 +90,14 @@ func NewHub(cfg Config) (*Hub, error) {
 	cfg.OriginPatterns = append([]string(nil), cfg.OriginPatterns...)
 	full := *ErrFull
 	full.RetryAfter = cfg.RetryAfter
-	return &Hub{cfg: cfg, logger: logger, m: m, full: &full, conns: map[*Conn]struct{}{}}, nil
+	h := &Hub{cfg: cfg, logger: logger, m: m, full: &full, conns: map[*Conn]struct{}{}}
+	// A flusher per CPU, up to four: one writes some hundred thousand
+	// frames a second, and more than one spreads a fan-out's writes over
+	// the CPUs.
+	for range min(runtime.GOMAXPROCS(0), 4) {
+		h.flushers = append(h.flushers, newFlusher())
+	}
+	return h, nil
 }
 
 // AcceptOptions are what one connection does with what it reads.
@@ -94,7 +107,7 @@ type AcceptOptions struct {
 	// has nothing to say: a message closes the connection with 1008.
 	OnMessage Handler
 	// OnClose, if set, is called once when the connection has closed and
-	// left the hub, from its writer goroutine, before Done is closed and
+	// left the hub, from the goroutine that closed it, before Done is closed and
 	// before Stop returns. c.Cause says why. It must not block for long,
 	// and must not call Stop: Stop waits for it.
 	OnClose func(c *Conn)
@@ -166,15 +179,15 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 	if err != nil {
 		slot()
 		h.release()
-		if uw.conn == nil && uw.refusal != 0 {
+		if uw.wire == nil && uw.refusal != 0 {
 			return nil, h.refuse(w, r, refusedHandshake, handshakeError(uw.refusal, uw.msg.String()))
 		}
 		return nil, fmt.Errorf("accept websocket: %w", err)
 	}
-	if uw.conn == nil || !slices.Contains(h.subprotocols(), wsc.Subprotocol()) {
+	if uw.wire == nil || !slices.Contains(h.subprotocols(), wsc.Subprotocol()) {
 		// coder/websocket matches subprotocols ignoring case and could pick
 		// another spelling the client also offered; we speak ours only.
-		h.abandon(wsc, uw.conn, websocket.StatusProtocolError, "subprotocol mismatch")
+		h.abandon(wsc, uw.wire, websocket.StatusProtocolError, "subprotocol mismatch")
 		h.m.closes.WithLabelValues(closedProtocolError).Inc()
 		slot()
 		h.release()
@@ -186,13 +199,13 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions)
 	h.upgrading--
 	if h.stopped {
 		h.mu.Unlock()
-		h.abandon(wsc, uw.conn, websocket.StatusGoingAway, goingAwayReason)
+		h.abandon(wsc, uw.wire, websocket.StatusGoingAway, goingAwayReason)
 		h.m.closes.WithLabelValues(closedGoingAway).Inc()
 		slot()
 		h.wg.Done()
 		return nil, fmt.Errorf("accept websocket: %w", httpjson.ErrShuttingDown)
 	}
-	c := newConn(h, wsc, uw.conn, r, opts)
+	c := newConn(h, wsc, uw.wire, r, opts)
 	c.releaseSlot = slot
 	h.conns[c] = struct{}{}
 	if h.watchDone == nil {
@@ -238,6 +251,11 @@ func (h *Hub) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { // ends when the last connection does; bounded by the kill below
 		h.wg.Wait()
+		// A flusher ends once nothing is scheduled: the closed
+		// connections it still holds are dropped within BatchInterval.
+		for _, f := range h.flushers {
+			f.done.Wait()
+		}
 		close(done)
 	}()
 	select {
@@ -353,9 +371,9 @@ func (h *Hub) remove(c *Conn, label string) {
 
 // abandon closes a connection that was upgraded but never joined the hub,
 // with a close handshake bounded by CloseTimeout.
-func (h *Hub) abandon(wsc *websocket.Conn, raw net.Conn, status websocket.StatusCode, reason string) {
-	if raw != nil {
-		_ = raw.SetDeadline(time.Now().Add(h.cfg.CloseTimeout))
+func (h *Hub) abandon(wsc *websocket.Conn, w *wire, status websocket.StatusCode, reason string) {
+	if w != nil {
+		_ = w.SetDeadline(time.Now().Add(h.cfg.CloseTimeout))
 	}
 	_ = wsc.Close(status, reason) // the peer may be gone; nothing left to do about it
 }
@@ -383,14 +401,14 @@ func handshakeError(status int, msg string) *httpjson.Error {
 }
 
 // upgradeWriter is the ResponseWriter coder/websocket upgrades through. It
-// keeps the hijacked connection, for the deadlines that bound writes and
-// closes, and holds back a plain-text refusal so that Accept can send it
-// in the API's JSON shape instead.
+// hands coder/websocket the hijacked connection as a wire, which the hub
+// writes its data frames to as well, and holds back a plain-text refusal
+// so that Accept can send it in the API's JSON shape instead.
 type upgradeWriter struct {
 	http.ResponseWriter
 	refusal int             // status of a refusal, 0 if none
 	msg     strings.Builder // its text
-	conn    net.Conn        // set by Hijack
+	wire    *wire           // set by Hijack
 }
 
 func (u *upgradeWriter) WriteHeader(status int) {
@@ -411,16 +429,22 @@ func (u *upgradeWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Hijack takes the connection over and clears the deadlines http.Server
-// may have left on it (ReadHeaderTimeout's).
+// Hijack takes the connection over, clears the deadlines http.Server may
+// have left on it (ReadHeaderTimeout's), and returns it as a wire, with a
+// write buffer for control frames only (coder/websocket writes through
+// it; see wire).
 func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := brw.Flush(); err != nil { // empty (net/http's hijack flushed the response), to be sure
+		_ = conn.Close()
+		return nil, nil, err
+	}
 	_ = conn.SetDeadline(time.Time{})
-	u.conn = conn
-	return conn, brw, nil
+	u.wire = newWire(conn)
+	return u.wire, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(u.wire, controlBuffer)), nil
 }
 
 // canHijack reports whether w, or a ResponseWriter it wraps (found through

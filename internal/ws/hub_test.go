@@ -76,14 +76,15 @@ func TestNewHub_Metrics(t *testing.T) {
 		t.Fatalf("new hub: %v", err)
 	}
 	names := []string{"shoal_test_ws_connections", "shoal_test_ws_messages_sent_total", "shoal_test_ws_messages_received_total",
-		"shoal_test_ws_frames_dropped_total", "shoal_test_ws_closes_total", "shoal_test_ws_refused_total"}
+		"shoal_test_ws_frames_dropped_total", "shoal_test_ws_closes_total", "shoal_test_ws_refused_total",
+		"shoal_test_ws_writes_total", "shoal_test_ws_writer_starts_total"}
 	n, err := testutil.GatherAndCount(reg, names...)
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	// 1 gauge, 2 counters, 3 dropped, 13 close and 7 refusal reasons,
+	// 1 gauge, 4 counters, 3 dropped, 13 close and 7 refusal reasons,
 	// all present from the start.
-	if want := 1 + 2 + 3 + 13 + 7; n != want {
+	if want := 1 + 4 + 3 + 13 + 7; n != want {
 		t.Fatalf("got %d series, want %d", n, want)
 	}
 	if _, err := NewHub(cfg); err == nil {

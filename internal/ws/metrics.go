@@ -57,6 +57,11 @@ type metrics struct {
 	// flowWaits counts the writer's waits for a client to read its flow
 	// window (Config.FlowWindow).
 	flowWaits prometheus.Counter
+	// writes counts write rounds (the frames that waited together, in
+	// one system call); writers counts the writer goroutines started for
+	// writes that block (see flusher).
+	writes  prometheus.Counter
+	writers prometheus.Counter
 }
 
 // newMetrics creates the hub's metrics named prefix_..., and registers
@@ -89,6 +94,12 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 		flowWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: name("flow_waits_total"), Help: "Times a connection's writer waited for its client to read what it had been sent (the flow window).",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: name("writes_total"), Help: "Write rounds: the frames that waited for a connection together, written in one system call (messages_sent_total / writes_total is the frames per write).",
+		}),
+		writers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: name("writer_starts_total"), Help: "Writer goroutines started for a connection whose writes block: its socket did not take a write whole, its flow window was full, or it is TLS.",
+		}),
 	}
 	// Initialise the label values, so they read 0 rather than being absent
 	// until the first event.
@@ -102,7 +113,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) (*metrics, error) {
 	for _, r := range []string{refusedNotWebsocket, refusedSubprotocol, refusedFull, refusedShuttingDown, refusedHandshake, refusedNotHijackable, refusedStreamLimit} {
 		m.refused.WithLabelValues(r)
 	}
-	m.collectors = []prometheus.Collector{m.open, m.sent, m.received, m.dropped, m.closes, m.refused, m.flowWaits}
+	m.collectors = []prometheus.Collector{m.open, m.sent, m.received, m.dropped, m.closes, m.refused, m.flowWaits, m.writes, m.writers}
 	if reg == nil {
 		return m, nil
 	}
