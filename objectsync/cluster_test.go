@@ -82,6 +82,9 @@ func testConfig() *Config {
 	cfg.History = 16
 	cfg.PingInterval = 5 * time.Second
 	cfg.Linger = 10 * time.Minute // no test but TestCluster_Producers waits for a drop
+	// Paced writes still, but a test that waits for each update in turn
+	// does not wait 20 ms for each.
+	cfg.BatchInterval = 5 * time.Millisecond
 	return &cfg
 }
 
