@@ -31,7 +31,7 @@ var (
 
 // Conn is one open websocket connection of a Hub. Its methods may be
 // called from any goroutine, and none of them blocks on the client: Send,
-// Replace and Close only touch the queue and wake the writer.
+// Replace and Close only touch the queue and schedule its writing.
 //
 // Frames reach the client in the order they were queued, each as one text
 // message; on a connection that negotiated Config.BatchSubprotocol,

@@ -51,7 +51,10 @@ func newWire(conn net.Conn) *wire {
 }
 
 // Write writes p whole, after the rest of a data write if one waits:
-// coder/websocket's control frames.
+// coder/websocket's control frames. A control frame waits for a data write
+// that blocks (a client that stopped reading); coder/websocket gives it 5
+// s, then drops the connection, as the write watchdog would after
+// WriteTimeout.
 func (w *wire) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
