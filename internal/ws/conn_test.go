@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -713,5 +714,96 @@ func TestConn_ControlFramesWaitForAPartlyWrittenFrame(t *testing.T) {
 	}
 	if err := <-pinged; err != nil {
 		t.Fatalf("ping: %v", err)
+	}
+}
+
+// TestHub_ConcurrentSendersAndSlowReaders: many connections, written by
+// the flushers and, when their clients read slowly, by writer goroutines
+// of their own, with frames sent from several goroutines at once, queues
+// that overflow and are replaced, and a flow window: every client
+// receives frames in the order they were sent (numbers only grow; Replace
+// may skip some) up to the last, and closes cleanly.
+func TestHub_ConcurrentSendersAndSlowReaders(t *testing.T) {
+	const batchProtocol = "shoal.test.v1.batch"
+	cfg := testConfig()
+	cfg.BatchSubprotocol = batchProtocol
+	cfg.BatchInterval = 2 * time.Millisecond
+	cfg.SendQueue = 8
+	cfg.FlowWindow = 16 << 10
+	cfg.PingTimeout = 30 * time.Second
+	s := newServer(t, cfg, AcceptOptions{})
+
+	const conns, frames = 12, 400
+	type peer struct {
+		cl   *client
+		conn *Conn
+		slow bool
+	}
+	peers := make([]peer, conns)
+	for i := range peers {
+		protocol := testProtocol
+		if i%2 == 0 {
+			protocol = batchProtocol
+		}
+		peers[i] = peer{cl: dial(t, s, protocol), conn: s.next(t), slow: i%3 == 0}
+		peers[i].cl.read()
+	}
+	// One sender per connection; frames of 1 to 4 KiB, so that slow
+	// clients fill their window and queue.
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range frames {
+				f := []byte(fmt.Sprintf("%06d", i) + strings.Repeat("y", 1024*(1+i%4)))
+				if errors.Is(p.conn.Send(f), ErrQueueFull) {
+					if err := p.conn.Replace(f); err != nil {
+						t.Errorf("replace: %v", err)
+						return
+					}
+				}
+				if i%4 == 3 {
+					time.Sleep(time.Millisecond) // bursts of four, the queue holds eight
+				}
+			}
+			if err := p.conn.Send([]byte("999999 end")); errors.Is(err, ErrQueueFull) {
+				_ = p.conn.Replace([]byte("999999 end"))
+			}
+		}()
+	}
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := -1
+			for last != 999999 { // the end frame comes last, whatever was replaced
+				var msg []byte
+				select {
+				case msg = <-p.cl.msgs:
+				case <-time.After(30 * time.Second):
+					t.Errorf("no message within 30s after frame %d", last)
+					return
+				}
+				if p.slow {
+					time.Sleep(time.Millisecond)
+				}
+				for _, l := range strings.Split(string(msg), "\n") {
+					n := seq([]byte(l))
+					if n <= last {
+						t.Errorf("frame %d after %d", n, last)
+						return
+					}
+					last = n
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, p := range peers {
+		p.conn.Close(StatusNormalClosure, "done")
+		if code, _ := p.cl.closed(t); code != StatusNormalClosure {
+			t.Fatalf("closed with %d", code)
+		}
 	}
 }
