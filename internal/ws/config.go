@@ -36,10 +36,11 @@ type Config struct {
 	// previous write waits for the rest of the interval, and the frames
 	// queued meanwhile go out with it, in one system call (one message on
 	// a connection of the BatchSubprotocol). A frame that finds the
-	// connection quiet for longer goes out at once, so the interval costs
-	// latency only on a connection that receives more than one frame per
-	// interval, and saves a write system call (the larger part of a
-	// delivery's cost) for each frame it joins.
+	// connection quiet for longer goes out at once, as does a queue that
+	// fills to half meanwhile (no overflow for pacing's sake), so the
+	// interval costs latency only on a connection that receives more than
+	// one frame per interval, and saves a write system call (the larger
+	// part of a delivery's cost) for each frame it joins.
 	BatchInterval time.Duration
 	// MaxConns is how many connections the hub holds open at once,
 	// upgrades in progress included. One more is refused with 503

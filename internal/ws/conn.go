@@ -98,9 +98,13 @@ type Conn struct {
 	state         writeState
 	lastWrite     time.Time
 	writerRunning bool
-	cause         *CloseError
-	label         string // the closes metric's reason
-	hard          bool   // close without a handshake: the peer cannot take part
+	// sched counts the connection's schedules on its flusher, and due is
+	// when the current one is due (zero: at once; see flusher.schedule).
+	sched uint64
+	due   time.Time
+	cause *CloseError
+	label string // the closes metric's reason
+	hard  bool   // close without a handshake: the peer cannot take part
 }
 
 // writeState is who writes a connection's queue.
@@ -175,6 +179,11 @@ func (c *Conn) Send(frame []byte) error {
 	c.queue[(c.head+c.n)%len(c.queue)] = frame
 	c.n++
 	c.wakeLocked()
+	if c.state == writeScheduled && !c.due.IsZero() && 2*c.n >= len(c.queue) {
+		// Paced, but half the queue waits: write now rather than let it
+		// overflow into a collapse for a client that reads well.
+		c.flusher.schedule(c, time.Time{})
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -319,10 +328,16 @@ func (c *Conn) start() {
 }
 
 // flush writes, without blocking, what waits in the queue: the flusher's
-// part (see flusher), for a connection it scheduled. A write the socket
-// does not take whole, a flow window that is full, or a connection
+// part (see flusher), for the connection's schedule gen. A write the
+// socket does not take whole, a flow window that is full, or a connection
 // without non-blocking writes (TLS) goes to the writer goroutine.
-func (c *Conn) flush(fr *framer, now time.Time) {
+func (c *Conn) flush(fr *framer, now time.Time, gen uint64) {
+	c.mu.Lock()
+	current := c.state == writeScheduled && c.sched == gen
+	c.mu.Unlock()
+	if !current {
+		return // scheduled again since (its queue filled up): that entry writes
+	}
 	if !c.wire.tryLock() {
 		c.mu.Lock()
 		c.toWriterLocked()

@@ -436,15 +436,28 @@ func TestConn_WriteTimeout(t *testing.T) {
 	s := newServer(t, cfg, AcceptOptions{})
 	dial(t, s, testProtocol) // never reads
 	c := s.next(t)
-	// Queue until the socket buffers and the queue are full: the writer
-	// has stalled, and the write deadline drops the client.
-	for i := 0; ; i++ {
+	// Queue until the socket buffers are full and the writer stalled on
+	// them (a full queue alone may only mean the flusher has not run yet),
+	// and the write watchdog drops the client.
+	for i := 0; ; {
 		if i == 2000 {
-			t.Fatalf("the queue of a client that never reads never filled")
+			t.Fatalf("the writer of a client that never reads never stalled")
 		}
-		if err := c.Send(frame(i)); errors.Is(err, ErrQueueFull) || errors.Is(err, ErrClosed) {
+		err := c.Send(frame(i))
+		if errors.Is(err, ErrClosed) {
 			break
 		}
+		if err == nil {
+			i++
+			continue
+		}
+		c.mu.Lock()
+		stalled := c.writerRunning
+		c.mu.Unlock()
+		if stalled {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	select {
 	case <-c.Done():
@@ -804,6 +817,40 @@ func TestHub_ConcurrentSendersAndSlowReaders(t *testing.T) {
 		p.conn.Close(StatusNormalClosure, "done")
 		if code, _ := p.cl.closed(t); code != StatusNormalClosure {
 			t.Fatalf("closed with %d", code)
+		}
+	}
+}
+
+// TestConn_PacedQueueHalfFullIsWrittenEarly: a paced connection whose
+// queue fills to half is written at once rather than at the end of its
+// interval, so a client that reads well never overflows because of the
+// pacing. The interval (a minute) is far longer than the test: without
+// the early write, the eight-frame queue would overflow at the ninth frame.
+func TestConn_PacedQueueHalfFullIsWrittenEarly(t *testing.T) {
+	cfg := testConfig()
+	cfg.SendQueue = 8
+	cfg.BatchInterval = time.Minute
+	s := newServer(t, cfg, AcceptOptions{})
+	cl := dial(t, s, testProtocol)
+	conn := s.next(t)
+	cl.read()
+	const frames = 40
+	for i := range frames {
+		if err := conn.Send([]byte(fmt.Sprintf("%06d", i))); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		time.Sleep(10 * time.Millisecond) // four frames, a half queue, take 40 ms: time for the flusher
+	}
+	// The last frames wait for the interval, or for the queue to fill
+	// to half again: send until they come.
+	for i := frames; i < frames+cfg.SendQueue/2; i++ {
+		if err := conn.Send([]byte(fmt.Sprintf("%06d", i))); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for got := 0; got < frames; got++ {
+		if n := seq(cl.receive(t)); n != got {
+			t.Fatalf("got frame %d, want %d", n, got)
 		}
 	}
 }

@@ -23,27 +23,31 @@ import (
 // which blocks for it until its queue is empty (Conn.write).
 //
 // The goroutine runs while something is scheduled, and ends when nothing
-// is; Hub.Stop waits for it.
+// is; Hub.Stop drains it.
 type flusher struct {
 	mu      sync.Mutex
-	now     []*Conn     // due at once
-	paced   []pacedConn // due at their time, in the order they were scheduled
+	now     []scheduled // due at once
+	paced   []scheduled // due at their time, in the order they were scheduled
 	running bool
 	kick    chan struct{} // one token: something is due at once
 	done    sync.WaitGroup
 
 	// The goroutine's own.
 	fr  framer
-	due []*Conn
+	due []scheduled
 }
 
-// A pacedConn is due at its last write plus BatchInterval. Connections are
-// paced in the order of their writes, so the times rarely go backwards;
-// when one does, that connection waits for the ones before it, never
-// longer than the interval.
-type pacedConn struct {
-	c  *Conn
-	at time.Time
+// A scheduled connection is due at once, or at its last write plus
+// BatchInterval. Connections are paced in the order of their writes, so
+// the times rarely go backwards; when one does, that connection waits for
+// the ones before it, never longer than the interval. gen is the
+// connection's schedule it stands for (Conn.sched): a paced connection
+// whose queue fills up is scheduled again, at once, and its paced entry
+// then stands for nothing.
+type scheduled struct {
+	c   *Conn
+	gen uint64
+	at  time.Time
 }
 
 func newFlusher() *flusher {
@@ -54,12 +58,15 @@ func newFlusher() *flusher {
 // goroutine if it does not run. The caller holds c.mu; c.mu is always
 // taken before f.mu.
 func (f *flusher) schedule(c *Conn, at time.Time) {
+	c.sched++
+	c.due = at
+	e := scheduled{c: c, gen: c.sched, at: at}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if at.IsZero() {
-		f.now = append(f.now, c)
+		f.now = append(f.now, e)
 	} else {
-		f.paced = append(f.paced, pacedConn{c: c, at: at})
+		f.paced = append(f.paced, e)
 	}
 	if !f.running {
 		f.running = true
@@ -73,6 +80,23 @@ func (f *flusher) schedule(c *Conn, at time.Time) {
 		default:
 		}
 	}
+}
+
+// drain drops what is scheduled and waits for the goroutine to end: Stop's,
+// once every connection has closed (a paced connection may be scheduled
+// an interval ahead).
+func (f *flusher) drain() {
+	f.mu.Lock()
+	clear(f.now)
+	f.now = f.now[:0]
+	clear(f.paced)
+	f.paced = f.paced[:0]
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+	f.mu.Unlock()
+	f.done.Wait()
 }
 
 // run writes what is due, sleeps until the next paced time or a kick, and
@@ -90,7 +114,7 @@ func (f *flusher) run() {
 		f.now = f.now[:0]
 		i := 0
 		for i < len(f.paced) && !f.paced[i].at.After(now) {
-			f.due = append(f.due, f.paced[i].c)
+			f.due = append(f.due, f.paced[i])
 			i++
 		}
 		if i > 0 {
@@ -115,8 +139,8 @@ func (f *flusher) run() {
 			continue
 		}
 		f.mu.Unlock()
-		for _, c := range f.due {
-			c.flush(&f.fr, now)
+		for _, e := range f.due {
+			e.c.flush(&f.fr, now, e.gen)
 		}
 		clear(f.due)
 		f.due = f.due[:0]

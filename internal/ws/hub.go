@@ -251,10 +251,9 @@ func (h *Hub) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { // ends when the last connection does; bounded by the kill below
 		h.wg.Wait()
-		// A flusher ends once nothing is scheduled: the closed
-		// connections it still holds are dropped within BatchInterval.
+		// What the flushers still hold is closed connections.
 		for _, f := range h.flushers {
-			f.done.Wait()
+			f.drain()
 		}
 		close(done)
 	}()
