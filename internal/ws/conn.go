@@ -252,11 +252,11 @@ func (c *Conn) wakeLocked() {
 }
 
 // nextWriteLocked is when the connection may be written to next: zero
-// (at once) if its last write began BatchInterval ago or more. The caller
-// holds c.mu.
+// (at once) if its last write began BatchInterval ago or more, or if half
+// its queue waits (see Send). The caller holds c.mu.
 func (c *Conn) nextWriteLocked() time.Time {
 	d := c.hub.cfg.BatchInterval
-	if d <= 0 || c.lastWrite.IsZero() {
+	if d <= 0 || c.lastWrite.IsZero() || 2*c.n >= len(c.queue) {
 		return time.Time{}
 	}
 	if at := c.lastWrite.Add(d); time.Now().Before(at) {
