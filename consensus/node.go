@@ -170,10 +170,11 @@ func New(cfg Config, fsm *FSM, deps Deps) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger.Named("snapshot"))
+	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hclogger.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
+	snaps := &distinctSnapshotStore{SnapshotStore: files}
 
 	if deps.Port == nil {
 		return nil, errors.New("consensus: a cluster port is required")
