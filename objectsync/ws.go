@@ -41,8 +41,9 @@ const (
 	writeQueueBytes = 16 << 20
 )
 
-// typeResolve is the worker's own message (never a client's): resolve a
-// subscription with have_version after a read barrier.
+// typeResolve is the worker's own message (never a client's): after a
+// read barrier, resolve the subscriptions with have_version or
+// have_versions to the ids in its Patterns field.
 const typeResolve = "\x00resolve"
 
 // workItem is a write waiting for the worker, with the refs of the sets

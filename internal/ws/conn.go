@@ -179,11 +179,6 @@ func (c *Conn) Send(frame []byte) error {
 	c.queue[(c.head+c.n)%len(c.queue)] = frame
 	c.n++
 	c.wakeLocked()
-	if c.state == writeScheduled && !c.due.IsZero() && 2*c.n >= len(c.queue) {
-		// Paced, but half the queue waits: write now rather than let it
-		// overflow into a collapse for a client that reads well.
-		c.flusher.schedule(c, time.Time{})
-	}
 	c.mu.Unlock()
 	return nil
 }
@@ -242,21 +237,31 @@ func (c *Conn) Close(status StatusCode, reason string) {
 // wakeLocked has a queued frame written: it schedules the connection on
 // its flusher, at once if it was quiet for BatchInterval, else at its last
 // write plus the interval, unless the flusher or the writer has it
-// already (they write until the queue is empty). The caller holds c.mu.
+// already (they write until the queue is empty). A paced connection whose
+// queue has filled to half is scheduled again, at once: pacing must not
+// overflow a client that reads well into a collapse. The caller holds
+// c.mu.
 func (c *Conn) wakeLocked() {
-	if c.state != writeIdle {
-		return
+	switch {
+	case c.state == writeIdle:
+		c.state = writeScheduled
+		c.flusher.schedule(c, c.nextWriteLocked())
+	case c.state == writeScheduled && !c.due.IsZero() && c.halfFullLocked():
+		c.flusher.schedule(c, time.Time{})
 	}
-	c.state = writeScheduled
-	c.flusher.schedule(c, c.nextWriteLocked())
+}
+
+// halfFullLocked: half the queue, or more, waits. The caller holds c.mu.
+func (c *Conn) halfFullLocked() bool {
+	return 2*c.n >= len(c.queue)
 }
 
 // nextWriteLocked is when the connection may be written to next: zero
 // (at once) if its last write began BatchInterval ago or more, or if half
-// its queue waits (see Send). The caller holds c.mu.
+// its queue waits. The caller holds c.mu.
 func (c *Conn) nextWriteLocked() time.Time {
 	d := c.hub.cfg.BatchInterval
-	if d <= 0 || c.lastWrite.IsZero() || 2*c.n >= len(c.queue) {
+	if d <= 0 || c.lastWrite.IsZero() || c.halfFullLocked() {
 		return time.Time{}
 	}
 	if at := c.lastWrite.Add(d); time.Now().Before(at) {

@@ -530,9 +530,7 @@ func TestConn_FlowWindowBoundsWhatASlowClientHasUnread(t *testing.T) {
 // arrive as one message, one per line, in order; a client that offers
 // only the plain one gets a message per frame.
 func TestConn_BatchSubprotocolJoinsWhatWaited(t *testing.T) {
-	const batchProtocol = "shoal.test.v1.batch"
-	cfg := testConfig()
-	cfg.BatchSubprotocol = batchProtocol
+	cfg := batchConfig()
 	cfg.SendQueue = 8
 	cfg.FlowWindow = 8 << 10
 	cfg.PingTimeout = time.Minute // the client reads late on purpose
@@ -564,21 +562,7 @@ func TestConn_BatchSubprotocolJoinsWhatWaited(t *testing.T) {
 			return nil
 		})
 		cl.read()
-		got, messages, joined := 0, 0, 0
-		for got < sent {
-			msg := cl.receive(t)
-			messages++
-			lines := strings.Split(string(msg), "\n")
-			if len(lines) > 1 {
-				joined++
-			}
-			for _, l := range lines {
-				if seq([]byte(l)) != got {
-					t.Fatalf("offering %v: got frame %q, want %d", c.offer, l[:6], got)
-				}
-				got++
-			}
-		}
+		messages, joined := cl.receiveInOrder(t, sent)
 		if c.batched && joined == 0 {
 			t.Fatalf("offering %v: %d frames in %d messages, none joined", c.offer, sent, messages)
 		}
@@ -623,9 +607,7 @@ func TestConn_IdleConnectionAnswersPingsAndCloses(t *testing.T) {
 // the interval (a second): a writer that did not wait would send the
 // first alone.
 func TestConn_BatchIntervalPacesABusyConnection(t *testing.T) {
-	const batchProtocol = "shoal.test.v1.batch"
-	cfg := testConfig()
-	cfg.BatchSubprotocol = batchProtocol
+	cfg := batchConfig()
 	cfg.BatchInterval = time.Second
 	s := newServer(t, cfg, AcceptOptions{})
 	cl := dial(t, s, batchProtocol)
@@ -654,9 +636,7 @@ func TestConn_BatchIntervalPacesABusyConnection(t *testing.T) {
 // goroutine writes every round, in order, paced and joined like any
 // other, and the close handshake follows the last frame.
 func TestConn_TLSConnectionsAreWrittenByTheirWriter(t *testing.T) {
-	const batchProtocol = "shoal.test.v1.batch"
-	cfg := testConfig()
-	cfg.BatchSubprotocol = batchProtocol
+	cfg := batchConfig()
 	cfg.BatchInterval = 20 * time.Millisecond
 	s := newTLSServer(t, cfg, AcceptOptions{})
 	cl := dial(t, s, batchProtocol)
@@ -674,14 +654,7 @@ func TestConn_TLSConnectionsAreWrittenByTheirWriter(t *testing.T) {
 			time.Sleep(time.Millisecond) // some rounds alone, some joined
 		}
 	}
-	for got := 0; got < frames; {
-		for _, l := range strings.Split(string(cl.receive(t)), "\n") {
-			if seq([]byte(l)) != got {
-				t.Fatalf("got frame %q, want %d", l[:6], got)
-			}
-			got++
-		}
-	}
+	cl.receiveInOrder(t, frames)
 	conn.Close(StatusNormalClosure, "done")
 	if code, reason := cl.closed(t); code != StatusNormalClosure || reason != "done" {
 		t.Fatalf("closed with %d %q", code, reason)
@@ -720,11 +693,7 @@ func TestConn_ControlFramesWaitForAPartlyWrittenFrame(t *testing.T) {
 		pinged <- conn.ws.Ping(ctx)
 	}()
 	cl.read()
-	for got := 0; got < sent; got++ {
-		if n := seq(cl.receive(t)); n != got {
-			t.Fatalf("got frame %d, want %d", n, got)
-		}
-	}
+	cl.receiveInOrder(t, sent)
 	if err := <-pinged; err != nil {
 		t.Fatalf("ping: %v", err)
 	}
@@ -737,9 +706,7 @@ func TestConn_ControlFramesWaitForAPartlyWrittenFrame(t *testing.T) {
 // receives frames in the order they were sent (numbers only grow; Replace
 // may skip some) up to the last, and closes cleanly.
 func TestHub_ConcurrentSendersAndSlowReaders(t *testing.T) {
-	const batchProtocol = "shoal.test.v1.batch"
-	cfg := testConfig()
-	cfg.BatchSubprotocol = batchProtocol
+	cfg := batchConfig()
 	cfg.BatchInterval = 2 * time.Millisecond
 	cfg.SendQueue = 8
 	cfg.FlowWindow = 16 << 10
@@ -848,9 +815,5 @@ func TestConn_PacedQueueHalfFullIsWrittenEarly(t *testing.T) {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
-	for got := 0; got < frames; got++ {
-		if n := seq(cl.receive(t)); n != got {
-			t.Fatalf("got frame %d, want %d", n, got)
-		}
-	}
+	cl.receiveInOrder(t, frames)
 }

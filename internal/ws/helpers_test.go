@@ -24,6 +24,9 @@ import (
 
 const testProtocol = "shoal.test.v1"
 
+// batchProtocol is the tests' BatchSubprotocol (batchConfig).
+const batchProtocol = "shoal.test.v1.batch"
+
 // testConfig is DefaultConfig with the test subprotocol, a close timeout
 // short enough for a failing test to fail soon, and the keepalive out of
 // the way (tests of it set their own).
@@ -33,6 +36,13 @@ func testConfig() Config {
 	cfg.CloseTimeout = 2 * time.Second
 	cfg.PingInterval = time.Hour
 	cfg.MetricPrefix = "shoal_test_ws"
+	return cfg
+}
+
+// batchConfig is testConfig with batchProtocol as the BatchSubprotocol.
+func batchConfig() Config {
+	cfg := testConfig()
+	cfg.BatchSubprotocol = batchProtocol
 	return cfg
 }
 
@@ -172,6 +182,28 @@ func (c *client) receive(t *testing.T) []byte {
 		t.Fatalf("no message within 10s")
 	}
 	return nil
+}
+
+// receiveInOrder receives messages until it has had frames 0 to n-1 (see
+// frame and seq), in order, and fails the test otherwise; a message may
+// hold several, one per line (a batching connection). It returns how many
+// messages there were, and how many held more than one frame.
+func (c *client) receiveInOrder(t *testing.T, n int) (messages, joined int) {
+	t.Helper()
+	for got := 0; got < n; {
+		lines := strings.Split(string(c.receive(t)), "\n")
+		messages++
+		if len(lines) > 1 {
+			joined++
+		}
+		for _, l := range lines {
+			if s := seq([]byte(l)); s != got {
+				t.Fatalf("got frame %d (%.6q), want %d", s, l, got)
+			}
+			got++
+		}
+	}
+	return messages, joined
 }
 
 // closed waits for the client's read loop to end and returns the close
